@@ -1,0 +1,2 @@
+//! FerryMQ's gateway.
+pub mod server;

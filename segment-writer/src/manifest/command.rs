@@ -1,0 +1,253 @@
+//! Commands, deltas and outcomes: the vocabulary of the manifest log.
+//!
+//! A [`Delta`] is one log version: a time, the writer, a nonce, and entries of commands. Each
+//! entry may carry a [`RequestId`] (a forwarded request); an entry whose id was already applied
+//! is not applied again and answers the recorded outcome. Encoded as JSON (`serde_json`), which
+//! is deterministic here because every map in the state is a `BTreeMap`.
+
+use serde::{Deserialize, Serialize};
+
+/// The format version of deltas and checkpoints this code writes.
+pub const FORMAT: u32 = 1;
+
+/// RocketMQ 5 topic message types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicKind {
+    Normal,
+    Fifo,
+    Delay,
+    Transaction,
+}
+
+/// A topic's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDef {
+    pub kind: TopicKind,
+    pub queues: u32,
+    pub retention_hours: u32,
+}
+
+/// How a consumer group consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupMode {
+    /// Each message to one consumer of the group, with retries and dead letters.
+    Clustering,
+    /// Every consumer instance gets every message; offsets per instance.
+    Broadcast,
+}
+
+/// Where a new cursor starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+/// One subscription of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub topic: String,
+    /// A RocketMQ tag expression (`*`, `A || B`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// A SQL92 filter over properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// A consumer group's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDef {
+    pub subscriptions: Vec<Subscription>,
+    pub mode: GroupMode,
+    pub start_from: StartFrom,
+    pub max_retries: u32,
+    pub invisible_ms: i64,
+    pub retry_backoff_ms: Vec<i64>,
+}
+
+impl GroupDef {
+    /// The wait before delivery attempt `attempt + 1`, after `attempt` deliveries.
+    pub fn backoff_ms(&self, attempt: u32) -> i64 {
+        let i = (attempt.max(1) - 1) as usize;
+        self.retry_backoff_ms
+            .get(i)
+            .or(self.retry_backoff_ms.last())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Deliveries allowed before a message is dead-lettered.
+    pub fn max_deliveries(&self) -> u32 {
+        self.max_retries.saturating_add(1)
+    }
+}
+
+/// A message position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueOffset {
+    pub topic: String,
+    pub queue: u32,
+    pub offset: u64,
+}
+
+/// Where a reset moves a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetTarget {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+/// What to do with a leased message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettleAction {
+    /// Consumed: never deliver again.
+    Ack,
+    /// Failed: deliver again after `delay_ms` (counts as an attempt).
+    Nack { delay_ms: i64 },
+    /// Keep the lease `invisible_ms` from now; the receipt changes.
+    Extend { invisible_ms: i64 },
+}
+
+/// One change of state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Create a topic, or confirm an identical one.
+    CreateTopic { topic: String, def: TopicDef },
+    /// Delete a topic and every group cursor on it.
+    DeleteTopic { topic: String },
+    /// Append `count` messages stored at ordinals `first_ordinal..` of `segment` to a queue;
+    /// offsets are assigned here, at apply.
+    Append {
+        topic: String,
+        queue: u32,
+        segment: String,
+        first_ordinal: u32,
+        count: u32,
+        publish_time_ms: i64,
+    },
+    /// Create a consumer group (and its dead-letter topic), or confirm an identical one.
+    CreateGroup { group: String, def: GroupDef },
+    /// Delete a group and its cursors.
+    DeleteGroup { group: String },
+    /// Lease up to `max` of `candidates` to a consumer for `invisible_ms`; mark `skipped`
+    /// (filtered out) as consumed. Candidates no longer free are passed over.
+    Lease {
+        group: String,
+        consumer: String,
+        invisible_ms: i64,
+        max: u32,
+        candidates: Vec<QueueOffset>,
+        skipped: Vec<QueueOffset>,
+    },
+    /// Ack, nack or extend the lease granted at `lease_version`.
+    Settle {
+        group: String,
+        consumer: String,
+        at: QueueOffset,
+        lease_version: u64,
+        action: SettleAction,
+    },
+    /// Move the group's offsets on `topic`.
+    ResetOffsets {
+        group: String,
+        topic: String,
+        to: ResetTarget,
+    },
+    /// Dead-letter every message whose last allowed lease has expired (issued by the sequencer's ticker).
+    ExpireLeases,
+    /// Claim leadership of the log with a higher epoch.
+    Sequencer {
+        gateway: String,
+        address: String,
+        epoch: u64,
+    },
+}
+
+/// One granted lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub at: QueueOffset,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+}
+
+/// Why a command changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", content = "message")]
+pub enum Rejection {
+    #[error("topic {0} does not exist")]
+    TopicNotFound(String),
+    #[error("group {0} does not exist")]
+    GroupNotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the receipt's lease expired or was superseded")]
+    ReceiptExpired,
+    #[error("stale sequencer claim: epoch {claimed} is not above {current}")]
+    StaleEpoch { claimed: u64, current: u64 },
+}
+
+/// What applying a command answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done, nothing to report.
+    Done,
+    /// A topic or group definition: `created` is false when an identical one existed.
+    Defined { created: bool },
+    /// Messages appended at `base_offset..base_offset + count`.
+    Appended { base_offset: u64 },
+    /// Leases granted at this delta's version.
+    Leased { version: u64, grants: Vec<Grant> },
+    /// A settle applied; for an extend, the new lease version.
+    Settled { lease_version: u64 },
+    /// Nothing changed, for this reason.
+    Rejected { rejection: Rejection },
+}
+
+impl Outcome {
+    /// A rejected outcome.
+    pub fn rejected(rejection: Rejection) -> Self {
+        Outcome::Rejected { rejection }
+    }
+}
+
+/// The idempotency id of a forwarded request: the gateway incarnation and its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub origin: String,
+    pub seq: u64,
+}
+
+/// Commands applied together, with their request id if forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestId>,
+    pub commands: Vec<Command>,
+}
+
+/// One version of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub format: u32,
+    pub version: u64,
+    /// Delta time: max(previous delta's time, the writer's clock).
+    pub time_ms: i64,
+    /// The gateway incarnation that wrote it.
+    pub writer: String,
+    /// Distinguishes my write from another's identical-looking one after a lost response.
+    pub nonce: u64,
+    pub entries: Vec<Entry>,
+}

@@ -1,0 +1,453 @@
+//! The manifest log in the bucket: `manifest/log/<v>` objects created only if absent, and
+//! `manifest/checkpoints/<v>` snapshots.
+//!
+//! - **Open**: newest checkpoint (one LIST, one GET) + LIST of the log after it + parallel GETs.
+//! - **Commit**: [`ManifestLog::try_commit`] creates version v+1. On `AlreadyExists` it reads the
+//!   winner: if the winner carries my nonce it was my own write (a lost response or a retried
+//!   put) and succeeded; otherwise it applies the winner and reports a conflict so the caller
+//!   re-evaluates its commands on the new state.
+//! - **Garbage collection** never reopens a version to a stale writer: versions are deleted only
+//!   behind a checkpoint older than `gc_grace`, and a writer whose last full refresh is older
+//!   than half that grace LISTs the checkpoints again before it writes.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use super::command::{Delta, Entry, FORMAT, Outcome};
+use super::state::State;
+use crate::clock::Clock;
+use crate::paths::Paths;
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// Settings of the log. The defaults suit S3 and a local directory alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    /// Write a checkpoint every this many versions. Larger: fewer checkpoint PUTs; start-up
+    /// replays up to this many deltas. Default 500.
+    pub checkpoint_every: u64,
+    /// Delete log versions and checkpoints only this long behind a retained checkpoint. A
+    /// writer stalled longer than half of it re-reads before writing. Default 10 min.
+    pub gc_grace: Duration,
+    /// Parallel GETs when replaying. Default 32.
+    pub replay_parallelism: usize,
+    /// Attempts of one put before the commit fails as unavailable. Default 3.
+    pub put_attempts: u32,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            checkpoint_every: 500,
+            gc_grace: Duration::from_secs(600),
+            replay_parallelism: 32,
+            put_attempts: 3,
+        }
+    }
+}
+
+/// A checkpoint object.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    format: u32,
+    state: State,
+}
+
+/// One delta as applied, with its outcomes.
+#[derive(Debug, Clone)]
+pub struct AppliedDelta {
+    pub delta: Arc<Delta>,
+    pub outcomes: Vec<Vec<Outcome>>,
+}
+
+/// The result of one commit attempt.
+#[derive(Debug)]
+pub enum CommitAttempt {
+    /// My delta is version `applied.delta.version`.
+    Committed(AppliedDelta),
+    /// Another writer's delta took the version; it has been applied. Re-evaluate and retry.
+    Conflict(AppliedDelta),
+}
+
+/// The log and the state replayed from it.
+#[derive(Debug)]
+pub struct ManifestLog {
+    store: Store,
+    settings: LogSettings,
+    clock: Arc<dyn Clock>,
+    state: Arc<RwLock<State>>,
+    writer: String,
+    rng: rand::rngs::SmallRng,
+    last_full_refresh: tokio::time::Instant,
+    last_checkpoint: u64,
+}
+
+fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> {
+    let d: Delta = serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(path, format!("not a manifest delta: {e}")))?;
+    if d.format != FORMAT {
+        return Err(Error::corrupt(
+            path,
+            format!("unsupported delta format {}", d.format),
+        ));
+    }
+    Ok(d)
+}
+
+impl ManifestLog {
+    /// Opens the log: newest checkpoint plus the versions after it. `writer` names this
+    /// incarnation in the deltas it writes; `seed` seeds its nonces.
+    pub async fn open(
+        store: Store,
+        settings: LogSettings,
+        clock: Arc<dyn Clock>,
+        writer: String,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut log = ManifestLog {
+            store,
+            settings,
+            last_full_refresh: clock.instant(),
+            clock,
+            state: Arc::new(RwLock::new(State::default())),
+            writer,
+            rng: rand::rngs::SmallRng::seed_from_u64(seed),
+            last_checkpoint: 0,
+        };
+        log.full_refresh().await?;
+        Ok(log)
+    }
+
+    /// The shared state (read it; only the log writes it).
+    pub fn state(&self) -> Arc<RwLock<State>> {
+        self.state.clone()
+    }
+
+    /// The applied version.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().expect("state lock poisoned")
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn newest_checkpoint(&self) -> Result<Option<u64>> {
+        let dir = self.store.paths.checkpoint_dir();
+        let metas: Vec<_> = self
+            .store
+            .inner
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", &dir, e))?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| Paths::parse_version(&m.location))
+            .max())
+    }
+
+    /// LISTs the checkpoints; loads a newer one than the state if there is; then replays the
+    /// log after it.
+    pub async fn full_refresh(&mut self) -> Result<Vec<AppliedDelta>> {
+        let started = self.clock.instant();
+        if let Some(cp) = self.newest_checkpoint().await? {
+            if cp > self.version() {
+                let path = self.store.paths.checkpoint(cp);
+                let bytes = self
+                    .get(&path)
+                    .await?
+                    .ok_or_else(|| Error::corrupt(&path, "listed checkpoint vanished"))?;
+                let c: Checkpoint = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::corrupt(&path, format!("not a checkpoint: {e}")))?;
+                if c.format != FORMAT || c.state.version != cp {
+                    return Err(Error::corrupt(
+                        &path,
+                        "checkpoint format or version mismatch",
+                    ));
+                }
+                info!(version = cp, "loaded manifest checkpoint");
+                *self.state.write().expect("state lock poisoned") = c.state;
+                self.last_checkpoint = cp;
+            }
+        }
+        let applied = self.replay_listed().await?;
+        let mut more = self.catch_up().await?;
+        self.last_full_refresh = started;
+        let mut all = applied;
+        all.append(&mut more);
+        Ok(all)
+    }
+
+    /// LIST of the log after the state's version, then parallel GETs, applied in order.
+    async fn replay_listed(&mut self) -> Result<Vec<AppliedDelta>> {
+        let from = self.version();
+        let dir = self.store.paths.log_dir();
+        let offset = self.store.paths.log_version(from);
+        let metas: Vec<_> = self
+            .store
+            .inner
+            .list_with_offset(Some(&dir), &offset)
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", &dir, e))?;
+        let mut versions: Vec<u64> = metas
+            .iter()
+            .filter_map(|m| Paths::parse_version(&m.location))
+            .filter(|v| *v > from)
+            .collect();
+        versions.sort_unstable();
+        // Only the contiguous run after `from`; anything beyond a gap is read by catch_up.
+        let run: Vec<u64> = versions
+            .iter()
+            .copied()
+            .enumerate()
+            .take_while(|(i, v)| *v == from + 1 + *i as u64)
+            .map(|(_, v)| v)
+            .collect();
+        let store = self.store.clone();
+        let mut fetched = futures::stream::iter(run.into_iter().map(|v| {
+            let store = store.clone();
+            async move {
+                let path = store.paths.log_version(v);
+                let r = store
+                    .inner
+                    .get(&path)
+                    .await
+                    .map_err(|e| Error::store("get", &path, e))?;
+                let bytes = r.bytes().await.map_err(|e| Error::store("get", &path, e))?;
+                decode_delta(&path, &bytes)
+            }
+        }))
+        .buffered(self.settings.replay_parallelism.max(1));
+        let mut applied = Vec::new();
+        while let Some(d) = fetched.next().await {
+            applied.push(self.apply(d?)?);
+        }
+        if !applied.is_empty() {
+            debug!(from, to = self.version(), "replayed manifest log");
+        }
+        Ok(applied)
+    }
+
+    fn apply(&mut self, delta: Delta) -> Result<AppliedDelta> {
+        let path = self.store.paths.log_version(delta.version);
+        let outcomes = self
+            .state
+            .write()
+            .expect("state lock poisoned")
+            .apply(&delta)
+            .map_err(|e| Error::corrupt(path, e))?;
+        Ok(AppliedDelta {
+            delta: Arc::new(delta),
+            outcomes,
+        })
+    }
+
+    async fn get(&self, path: &object_store::path::Path) -> Result<Option<Bytes>> {
+        match self.store.inner.get(path).await {
+            Ok(r) => Ok(Some(
+                r.bytes().await.map_err(|e| Error::store("get", path, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store("get", path, e)),
+        }
+    }
+
+    /// GETs the versions after the state's, one at a time, until one is not found.
+    pub async fn catch_up(&mut self) -> Result<Vec<AppliedDelta>> {
+        let mut applied = Vec::new();
+        loop {
+            let path = self.store.paths.log_version(self.version() + 1);
+            match self.get(&path).await? {
+                None => return Ok(applied),
+                Some(bytes) => applied.push(self.apply(decode_delta(&path, &bytes)?)?),
+            }
+        }
+    }
+
+    /// Whether the last full refresh is older than half the GC grace.
+    pub fn is_stale(&self) -> bool {
+        self.last_full_refresh.elapsed() > self.settings.gc_grace / 2
+    }
+
+    /// Tries once to write `entries` as the next version.
+    pub async fn try_commit(&mut self, entries: Vec<Entry>) -> Result<CommitAttempt> {
+        if self.is_stale() {
+            let applied = self.full_refresh().await?;
+            if let Some(last) = applied.into_iter().last() {
+                return Ok(CommitAttempt::Conflict(last));
+            }
+        }
+        let (version, time_ms) = {
+            let s = self.read();
+            (s.version + 1, s.time_ms.max(self.clock.now_ms()))
+        };
+        let nonce: u64 = self.rng.random();
+        let delta = Delta {
+            format: FORMAT,
+            version,
+            time_ms,
+            writer: self.writer.clone(),
+            nonce,
+            entries,
+        };
+        let bytes = Bytes::from(
+            serde_json::to_vec(&delta)
+                .map_err(|e| Error::Invalid(format!("cannot encode delta: {e}")))?,
+        );
+        let path = self.store.paths.log_version(version);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let put = self
+                .store
+                .inner
+                .put_opts(
+                    &path,
+                    PutPayload::from(bytes.clone()),
+                    PutMode::Create.into(),
+                )
+                .await;
+            match put {
+                Ok(_) => return Ok(CommitAttempt::Committed(self.apply(delta)?)),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => {
+                    // Someone holds the version: me (a lost response) or another writer.
+                    let winner = match self.get(&path).await {
+                        Ok(Some(b)) => b,
+                        Ok(None) => {
+                            return Err(Error::corrupt(
+                                &path,
+                                "create conflicted but the version is absent",
+                            ));
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let winner = decode_delta(&path, &winner)?;
+                    if winner.nonce == delta.nonce && winner.writer == delta.writer {
+                        return Ok(CommitAttempt::Committed(self.apply(delta)?));
+                    }
+                    return Ok(CommitAttempt::Conflict(self.apply(winner)?));
+                }
+                Err(e) if attempt < self.settings.put_attempts => {
+                    warn!(error = %e, attempt, version, "manifest put failed; retrying the same bytes");
+                    self.clock
+                        .sleep(Duration::from_millis(5 * u64::from(attempt)))
+                        .await;
+                }
+                Err(e) => return Err(Error::store("put", &path, e)),
+            }
+        }
+    }
+
+    /// Whether a checkpoint is due at the current version.
+    pub fn checkpoint_due(&self) -> bool {
+        let v = self.version();
+        v > 0 && v >= self.last_checkpoint + self.settings.checkpoint_every
+    }
+
+    /// Writes a checkpoint of the current state, then deletes what it makes unnecessary.
+    pub async fn checkpoint_and_gc(&mut self) -> Result<()> {
+        let state = self.read().clone();
+        let version = state.version;
+        let path = self.store.paths.checkpoint(version);
+        let bytes = serde_json::to_vec(&Checkpoint {
+            format: FORMAT,
+            state,
+        })
+        .map_err(|e| Error::Invalid(format!("cannot encode checkpoint: {e}")))?;
+        match self
+            .store
+            .inner
+            .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(Error::store("put", &path, e)),
+        }
+        self.last_checkpoint = version;
+        debug!(version, "wrote manifest checkpoint");
+        self.gc().await
+    }
+
+    /// Deletes log versions and checkpoints behind the newest checkpoint older than the grace
+    /// (judged by delta time, read from the log version the checkpoint is at).
+    pub async fn gc(&mut self) -> Result<()> {
+        let dir = self.store.paths.checkpoint_dir();
+        let metas: Vec<_> = self
+            .store
+            .inner
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", &dir, e))?;
+        let mut cps: Vec<u64> = metas
+            .iter()
+            .filter_map(|m| Paths::parse_version(&m.location))
+            .collect();
+        cps.sort_unstable();
+        let cutoff = self.read().time_ms - self.settings.gc_grace.as_millis() as i64;
+        // The retained checkpoint: the newest one whose version is older than the grace.
+        let mut retained = None;
+        for &v in cps.iter().rev() {
+            let path = self.store.paths.log_version(v);
+            let time = match self.get(&path).await? {
+                Some(b) => decode_delta(&path, &b)?.time_ms,
+                None => i64::MIN,
+            };
+            if time <= cutoff {
+                retained = Some(v);
+                break;
+            }
+        }
+        let Some(retained) = retained else {
+            return Ok(());
+        };
+        let mut doomed: Vec<object_store::path::Path> = cps
+            .iter()
+            .filter(|v| **v < retained)
+            .map(|v| self.store.paths.checkpoint(*v))
+            .collect();
+        let log_dir = self.store.paths.log_dir();
+        let logs: Vec<_> = self
+            .store
+            .inner
+            .list(Some(&log_dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", &log_dir, e))?;
+        doomed.extend(
+            logs.iter()
+                .filter(|m| Paths::parse_version(&m.location).is_some_and(|v| v <= retained))
+                .map(|m| m.location.clone()),
+        );
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let n = doomed.len();
+        let stream = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
+        self.store
+            .inner
+            .delete_stream(stream)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| Error::store("delete", &log_dir, e))?;
+        info!(retained, deleted = n, "manifest garbage collected");
+        Ok(())
+    }
+}

@@ -1,0 +1,1093 @@
+//! The manifest state and its deterministic `apply`.
+//!
+//! Everything here is a function of the deltas applied: times come from [`Delta::time_ms`],
+//! offsets are assigned in apply order, leases are granted only if still free when applied.
+//! Every map is a `BTreeMap`, so equal states encode to equal bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::command::{
+    Command, Delta, Entry, Grant, GroupDef, GroupMode, Outcome, QueueOffset, Rejection, RequestId,
+    ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
+};
+
+/// How long a forwarded request's outcome is remembered (a retry within it applies once).
+pub const REQUEST_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// The prefix of dead-letter topics.
+pub const DLQ_PREFIX: &str = "DLQ.";
+
+/// The current sequencer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencerInfo {
+    pub gateway: String,
+    pub address: String,
+    pub epoch: u64,
+    /// The version that made it sequencer.
+    pub since_version: u64,
+}
+
+/// A run of offsets stored contiguously in one segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRange {
+    pub base: u64,
+    pub count: u32,
+    pub segment: String,
+    pub first_ordinal: u32,
+    pub publish_time_ms: i64,
+    /// For dead letters: the topic the message was published to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_topic: Option<String>,
+}
+
+/// One queue's offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct QueueLog {
+    /// The next offset to assign.
+    pub next_offset: u64,
+    /// The first still readable.
+    pub min_offset: u64,
+    pub ranges: Vec<OffsetRange>,
+}
+
+impl QueueLog {
+    /// The range holding `offset` and the offset's ordinal in its segment.
+    pub fn locate(&self, offset: u64) -> Option<(&OffsetRange, u32)> {
+        if offset < self.min_offset || offset >= self.next_offset {
+            return None;
+        }
+        let i = self
+            .ranges
+            .partition_point(|r| r.base <= offset)
+            .checked_sub(1)?;
+        let r = &self.ranges[i];
+        (offset < r.base + u64::from(r.count))
+            .then(|| (r, r.first_ordinal + (offset - r.base) as u32))
+    }
+
+    /// The first offset published at or after `time_ms` (range granularity), or `next_offset`.
+    pub fn offset_at_time(&self, time_ms: i64) -> u64 {
+        let i = self.ranges.partition_point(|r| r.publish_time_ms < time_ms);
+        self.ranges
+            .get(i)
+            .map_or(self.next_offset, |r| r.base.max(self.min_offset))
+    }
+
+    fn append(&mut self, range: OffsetRange) -> u64 {
+        let base = self.next_offset;
+        self.next_offset += u64::from(range.count);
+        self.ranges.push(OffsetRange { base, ..range });
+        base
+    }
+}
+
+/// A topic and its queues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    pub def: TopicDef,
+    pub queues: Vec<QueueLog>,
+}
+
+/// A granted lease on one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Which delivery this is, from 1.
+    pub attempt: u32,
+    /// The version that granted (or last extended) it: receipts name it.
+    pub version: u64,
+    pub deadline_ms: i64,
+}
+
+/// A message waiting to be delivered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Deliveries so far.
+    pub attempts: u32,
+    pub visible_at_ms: i64,
+}
+
+/// A group's (or broadcast instance's) progress on one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Cursor {
+    /// Every offset below is consumed.
+    pub committed: u64,
+    /// Consumed offsets at or above `committed`.
+    pub done: BTreeSet<u64>,
+    pub leases: BTreeMap<u64, Lease>,
+    pub retries: BTreeMap<u64, Retry>,
+}
+
+impl Cursor {
+    fn at(offset: u64) -> Self {
+        Cursor {
+            committed: offset,
+            ..Cursor::default()
+        }
+    }
+
+    fn is_done(&self, offset: u64) -> bool {
+        offset < self.committed || self.done.contains(&offset)
+    }
+
+    fn mark_done(&mut self, offset: u64) {
+        self.leases.remove(&offset);
+        self.retries.remove(&offset);
+        if offset >= self.committed {
+            self.done.insert(offset);
+        }
+        while self.done.remove(&self.committed) {
+            self.committed += 1;
+        }
+    }
+
+    /// The delivery attempt `offset` would get if leased at `now`, or `None` if it is not free.
+    /// `exhausted` is true when its deliveries are used up (it is due for the dead-letter queue).
+    fn availability(&self, offset: u64, now: i64, def: &GroupDef) -> Option<(u32, bool)> {
+        if self.is_done(offset) {
+            return None;
+        }
+        let used = if let Some(lease) = self.leases.get(&offset) {
+            if lease.deadline_ms > now || now < lease.deadline_ms + def.backoff_ms(lease.attempt) {
+                return None;
+            }
+            lease.attempt
+        } else if let Some(retry) = self.retries.get(&offset) {
+            if now < retry.visible_at_ms {
+                return None;
+            }
+            retry.attempts
+        } else {
+            0
+        };
+        let exhausted = def.mode == GroupMode::Clustering && used >= def.max_deliveries();
+        Some((used + 1, exhausted))
+    }
+}
+
+/// A consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub def: GroupDef,
+    /// consumer instance ("" in clustering mode) → topic → cursor per queue.
+    pub cursors: BTreeMap<String, BTreeMap<String, Vec<Cursor>>>,
+}
+
+/// A forwarded request's recorded outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub time_ms: i64,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// The whole replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct State {
+    /// The last applied version (0: nothing applied).
+    pub version: u64,
+    /// The last applied delta's time.
+    pub time_ms: i64,
+    pub sequencer: Option<SequencerInfo>,
+    pub topics: BTreeMap<String, Topic>,
+    pub groups: BTreeMap<String, Group>,
+    /// origin → seq → outcome, for the idempotency window.
+    pub requests: BTreeMap<String, BTreeMap<u64, RecordedRequest>>,
+}
+
+/// Why a delta cannot be applied to this state (the log is damaged or skipped a version).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("delta version {got} cannot follow state version {have}")]
+pub struct VersionGap {
+    pub have: u64,
+    pub got: u64,
+}
+
+/// The dead-letter topic of a group.
+pub fn dlq_topic(group: &str) -> String {
+    format!("{DLQ_PREFIX}{group}")
+}
+
+impl State {
+    /// Applies one delta; returns each entry's outcomes (one per command).
+    pub fn apply(&mut self, delta: &Delta) -> Result<Vec<Vec<Outcome>>, VersionGap> {
+        if delta.version != self.version + 1 {
+            return Err(VersionGap {
+                have: self.version,
+                got: delta.version,
+            });
+        }
+        self.version = delta.version;
+        self.time_ms = self.time_ms.max(delta.time_ms);
+        let now = self.time_ms;
+        self.prune_requests(now);
+        let mut out = Vec::with_capacity(delta.entries.len());
+        for entry in &delta.entries {
+            out.push(self.apply_entry(entry, now));
+        }
+        Ok(out)
+    }
+
+    fn apply_entry(&mut self, entry: &Entry, now: i64) -> Vec<Outcome> {
+        if let Some(RequestId { origin, seq }) = &entry.request {
+            if let Some(done) = self.requests.get(origin).and_then(|m| m.get(seq)) {
+                return done.outcomes.clone();
+            }
+        }
+        let outcomes: Vec<Outcome> = entry
+            .commands
+            .iter()
+            .map(|c| self.apply_command(c, now))
+            .collect();
+        if let Some(RequestId { origin, seq }) = &entry.request {
+            self.requests.entry(origin.clone()).or_default().insert(
+                *seq,
+                RecordedRequest {
+                    time_ms: now,
+                    outcomes: outcomes.clone(),
+                },
+            );
+        }
+        outcomes
+    }
+
+    fn prune_requests(&mut self, now: i64) {
+        for m in self.requests.values_mut() {
+            m.retain(|_, r| now - r.time_ms <= REQUEST_WINDOW_MS);
+        }
+        self.requests.retain(|_, m| !m.is_empty());
+    }
+
+    fn apply_command(&mut self, command: &Command, now: i64) -> Outcome {
+        match self.try_apply(command, now) {
+            Ok(o) => o,
+            Err(r) => Outcome::rejected(r),
+        }
+    }
+
+    fn try_apply(&mut self, command: &Command, now: i64) -> Result<Outcome, Rejection> {
+        match command {
+            Command::CreateTopic { topic, def } => self.create_topic(topic, def),
+            Command::DeleteTopic { topic } => {
+                self.topics
+                    .remove(topic)
+                    .ok_or_else(|| Rejection::TopicNotFound(topic.clone()))?;
+                for g in self.groups.values_mut() {
+                    for per_topic in g.cursors.values_mut() {
+                        per_topic.remove(topic);
+                    }
+                }
+                Ok(Outcome::Done)
+            }
+            Command::Append {
+                topic,
+                queue,
+                segment,
+                first_ordinal,
+                count,
+                publish_time_ms,
+            } => {
+                let t = self
+                    .topics
+                    .get_mut(topic)
+                    .ok_or_else(|| Rejection::TopicNotFound(topic.clone()))?;
+                let q = t.queues.get_mut(*queue as usize).ok_or_else(|| {
+                    Rejection::Invalid(format!("topic {topic} has no queue {queue}"))
+                })?;
+                if *count == 0 {
+                    return Err(Rejection::Invalid("empty append".into()));
+                }
+                let base = q.append(OffsetRange {
+                    base: 0,
+                    count: *count,
+                    segment: segment.clone(),
+                    first_ordinal: *first_ordinal,
+                    publish_time_ms: *publish_time_ms,
+                    origin_topic: None,
+                });
+                Ok(Outcome::Appended { base_offset: base })
+            }
+            Command::CreateGroup { group, def } => self.create_group(group, def),
+            Command::DeleteGroup { group } => {
+                self.groups
+                    .remove(group)
+                    .ok_or_else(|| Rejection::GroupNotFound(group.clone()))?;
+                Ok(Outcome::Done)
+            }
+            Command::Lease {
+                group,
+                consumer,
+                invisible_ms,
+                max,
+                candidates,
+                skipped,
+            } => self.lease(
+                group,
+                consumer,
+                *invisible_ms,
+                *max,
+                candidates,
+                skipped,
+                now,
+            ),
+            Command::Settle {
+                group,
+                consumer,
+                at,
+                lease_version,
+                action,
+            } => self.settle(group, consumer, at, *lease_version, *action, now),
+            Command::ResetOffsets { group, topic, to } => {
+                let t = self
+                    .topics
+                    .get(topic)
+                    .ok_or_else(|| Rejection::TopicNotFound(topic.clone()))?;
+                let targets: Vec<u64> = t
+                    .queues
+                    .iter()
+                    .map(|q| match to {
+                        ResetTarget::Earliest => q.min_offset,
+                        ResetTarget::Latest => q.next_offset,
+                        ResetTarget::Timestamp(ts) => q.offset_at_time(*ts),
+                    })
+                    .collect();
+                let g = self
+                    .groups
+                    .get_mut(group)
+                    .ok_or_else(|| Rejection::GroupNotFound(group.clone()))?;
+                if !g.def.subscriptions.iter().any(|s| &s.topic == topic) {
+                    return Err(Rejection::Invalid(format!(
+                        "group {group} does not subscribe to {topic}"
+                    )));
+                }
+                let consumers: Vec<String> = match g.def.mode {
+                    GroupMode::Clustering => vec![String::new()],
+                    GroupMode::Broadcast => g.cursors.keys().cloned().collect(),
+                };
+                for c in consumers {
+                    let cursors = targets.iter().map(|&o| Cursor::at(o)).collect();
+                    g.cursors
+                        .entry(c)
+                        .or_default()
+                        .insert(topic.clone(), cursors);
+                }
+                Ok(Outcome::Done)
+            }
+            Command::ExpireLeases => {
+                self.expire_leases(now);
+                Ok(Outcome::Done)
+            }
+            Command::Sequencer {
+                gateway,
+                address,
+                epoch,
+            } => {
+                let current = self.sequencer.as_ref().map_or(0, |s| s.epoch);
+                if *epoch <= current {
+                    return Err(Rejection::StaleEpoch {
+                        claimed: *epoch,
+                        current,
+                    });
+                }
+                self.sequencer = Some(SequencerInfo {
+                    gateway: gateway.clone(),
+                    address: address.clone(),
+                    epoch: *epoch,
+                    since_version: self.version,
+                });
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    fn create_topic(&mut self, topic: &str, def: &TopicDef) -> Result<Outcome, Rejection> {
+        if def.queues == 0 || def.queues > 1024 {
+            return Err(Rejection::Invalid("queues must be 1..=1024".into()));
+        }
+        if let Some(t) = self.topics.get(topic) {
+            return if &t.def == def {
+                Ok(Outcome::Defined { created: false })
+            } else {
+                Err(Rejection::Conflict(format!(
+                    "topic {topic} exists with another definition"
+                )))
+            };
+        }
+        let queues = (0..def.queues).map(|_| QueueLog::default()).collect();
+        self.topics.insert(
+            topic.to_string(),
+            Topic {
+                def: def.clone(),
+                queues,
+            },
+        );
+        Ok(Outcome::Defined { created: true })
+    }
+
+    fn create_group(&mut self, group: &str, def: &GroupDef) -> Result<Outcome, Rejection> {
+        if let Some(g) = self.groups.get(group) {
+            return if &g.def == def {
+                Ok(Outcome::Defined { created: false })
+            } else {
+                Err(Rejection::Conflict(format!(
+                    "group {group} exists with another definition"
+                )))
+            };
+        }
+        for s in &def.subscriptions {
+            if !self.topics.contains_key(&s.topic) {
+                return Err(Rejection::TopicNotFound(s.topic.clone()));
+            }
+        }
+        let mut g = Group {
+            def: def.clone(),
+            cursors: BTreeMap::new(),
+        };
+        if def.mode == GroupMode::Clustering {
+            let mut per_topic = BTreeMap::new();
+            for s in &def.subscriptions {
+                per_topic.insert(
+                    s.topic.clone(),
+                    self.start_cursors(&s.topic, def.start_from),
+                );
+            }
+            g.cursors.insert(String::new(), per_topic);
+            let dlq = dlq_topic(group);
+            self.topics.entry(dlq).or_insert_with(|| Topic {
+                def: TopicDef {
+                    kind: TopicKind::Normal,
+                    queues: 1,
+                    retention_hours: 24 * 14,
+                },
+                queues: vec![QueueLog::default()],
+            });
+        }
+        self.groups.insert(group.to_string(), g);
+        Ok(Outcome::Defined { created: true })
+    }
+
+    /// Where a new cursor on `topic` starts, per queue.
+    pub fn start_cursors(&self, topic: &str, from: StartFrom) -> Vec<Cursor> {
+        self.topics.get(topic).map_or_else(Vec::new, |t| {
+            t.queues
+                .iter()
+                .map(|q| {
+                    Cursor::at(match from {
+                        StartFrom::Earliest => q.min_offset,
+                        StartFrom::Latest => q.next_offset,
+                        StartFrom::Timestamp(ts) => q.offset_at_time(ts),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The cursor of `consumer` on `topic`/`queue`, as it is or as it would start.
+    pub fn cursor(&self, group: &str, consumer: &str, topic: &str, queue: u32) -> Option<Cursor> {
+        let g = self.groups.get(group)?;
+        let key = self.cursor_key(g, consumer);
+        if let Some(c) = g
+            .cursors
+            .get(key)
+            .and_then(|m| m.get(topic))
+            .and_then(|v| v.get(queue as usize))
+        {
+            return Some(c.clone());
+        }
+        self.start_cursors(topic, g.def.start_from)
+            .get(queue as usize)
+            .cloned()
+    }
+
+    fn cursor_key<'a>(&self, g: &Group, consumer: &'a str) -> &'a str {
+        match g.def.mode {
+            GroupMode::Clustering => "",
+            GroupMode::Broadcast => consumer,
+        }
+    }
+
+    fn cursor_mut(
+        &mut self,
+        group: &str,
+        consumer: &str,
+        topic: &str,
+        queue: u32,
+    ) -> Result<&mut Cursor, Rejection> {
+        let (from, key) = {
+            let g = self
+                .groups
+                .get(group)
+                .ok_or_else(|| Rejection::GroupNotFound(group.to_string()))?;
+            if !g.def.subscriptions.iter().any(|s| s.topic == topic) {
+                return Err(Rejection::Invalid(format!(
+                    "group {group} does not subscribe to {topic}"
+                )));
+            }
+            (g.def.start_from, self.cursor_key(g, consumer).to_string())
+        };
+        let queues = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| Rejection::TopicNotFound(topic.to_string()))?
+            .queues
+            .len();
+        if queue as usize >= queues {
+            return Err(Rejection::Invalid(format!(
+                "topic {topic} has no queue {queue}"
+            )));
+        }
+        let start = self.start_cursors(topic, from);
+        let g = self.groups.get_mut(group).expect("checked above");
+        let cursors = g
+            .cursors
+            .entry(key)
+            .or_default()
+            .entry(topic.to_string())
+            .or_default();
+        // Queues added to the topic since the cursor was made start where the group would.
+        while cursors.len() < queues {
+            cursors.push(start[cursors.len()].clone());
+        }
+        Ok(&mut cursors[queue as usize])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lease(
+        &mut self,
+        group: &str,
+        consumer: &str,
+        invisible_ms: i64,
+        max: u32,
+        candidates: &[QueueOffset],
+        skipped: &[QueueOffset],
+        now: i64,
+    ) -> Result<Outcome, Rejection> {
+        let def = self
+            .groups
+            .get(group)
+            .ok_or_else(|| Rejection::GroupNotFound(group.to_string()))?
+            .def
+            .clone();
+        if invisible_ms <= 0 {
+            return Err(Rejection::Invalid("invisible_ms must be positive".into()));
+        }
+        let version = self.version;
+        for at in skipped {
+            let Some(next) = self
+                .topics
+                .get(&at.topic)
+                .and_then(|t| t.queues.get(at.queue as usize))
+                .map(|q| q.next_offset)
+            else {
+                continue;
+            };
+            let Ok(c) = self.cursor_mut(group, consumer, &at.topic, at.queue) else {
+                continue;
+            };
+            if at.offset < next
+                && c.availability(at.offset, now, &def)
+                    .is_some_and(|(attempt, _)| attempt == 1)
+            {
+                c.mark_done(at.offset);
+            }
+        }
+        let mut grants = Vec::new();
+        let mut dead = Vec::new();
+        for at in candidates {
+            if grants.len() >= max as usize {
+                break;
+            }
+            let Some(next) = self
+                .topics
+                .get(&at.topic)
+                .and_then(|t| t.queues.get(at.queue as usize))
+                .map(|q| q.next_offset)
+            else {
+                continue;
+            };
+            if at.offset >= next {
+                continue;
+            }
+            let Ok(c) = self.cursor_mut(group, consumer, &at.topic, at.queue) else {
+                continue;
+            };
+            match c.availability(at.offset, now, &def) {
+                None => {}
+                Some((_, true)) => dead.push(at.clone()),
+                Some((attempt, false)) => {
+                    c.retries.remove(&at.offset);
+                    c.leases.insert(
+                        at.offset,
+                        Lease {
+                            attempt,
+                            version,
+                            deadline_ms: now + invisible_ms,
+                        },
+                    );
+                    grants.push(Grant {
+                        at: at.clone(),
+                        attempt,
+                    });
+                }
+            }
+        }
+        for at in dead {
+            self.dead_letter(group, &at);
+        }
+        Ok(Outcome::Leased { version, grants })
+    }
+
+    fn settle(
+        &mut self,
+        group: &str,
+        consumer: &str,
+        at: &QueueOffset,
+        lease_version: u64,
+        action: SettleAction,
+        now: i64,
+    ) -> Result<Outcome, Rejection> {
+        let def = self
+            .groups
+            .get(group)
+            .ok_or_else(|| Rejection::GroupNotFound(group.to_string()))?
+            .def
+            .clone();
+        let version = self.version;
+        let c = self.cursor_mut(group, consumer, &at.topic, at.queue)?;
+        if c.is_done(at.offset) {
+            return match action {
+                SettleAction::Ack => Ok(Outcome::Settled { lease_version }),
+                _ => Err(Rejection::ReceiptExpired),
+            };
+        }
+        let lease = match c.leases.get(&at.offset) {
+            Some(l) if l.version == lease_version && l.deadline_ms > now => *l,
+            _ => return Err(Rejection::ReceiptExpired),
+        };
+        match action {
+            SettleAction::Ack => {
+                c.mark_done(at.offset);
+                Ok(Outcome::Settled { lease_version })
+            }
+            SettleAction::Nack { delay_ms } => {
+                c.leases.remove(&at.offset);
+                if def.mode == GroupMode::Clustering && lease.attempt >= def.max_deliveries() {
+                    self.dead_letter(group, at);
+                } else {
+                    c.retries.insert(
+                        at.offset,
+                        Retry {
+                            attempts: lease.attempt,
+                            visible_at_ms: now + delay_ms.max(0),
+                        },
+                    );
+                }
+                Ok(Outcome::Settled { lease_version })
+            }
+            SettleAction::Extend { invisible_ms } => {
+                if invisible_ms <= 0 {
+                    return Err(Rejection::Invalid("invisible_ms must be positive".into()));
+                }
+                c.leases.insert(
+                    at.offset,
+                    Lease {
+                        attempt: lease.attempt,
+                        version,
+                        deadline_ms: now + invisible_ms,
+                    },
+                );
+                Ok(Outcome::Settled {
+                    lease_version: version,
+                })
+            }
+        }
+    }
+
+    /// Moves a message to its group's dead-letter topic (a pointer to the same bytes) and marks
+    /// it consumed for the group.
+    fn dead_letter(&mut self, group: &str, at: &QueueOffset) {
+        let Some((range, ordinal)) = self
+            .topics
+            .get(&at.topic)
+            .and_then(|t| t.queues.get(at.queue as usize))
+            .and_then(|q| q.locate(at.offset))
+            .map(|(r, o)| (r.clone(), o))
+        else {
+            return;
+        };
+        let dlq = dlq_topic(group);
+        if let Some(q) = self.topics.get_mut(&dlq).and_then(|t| t.queues.get_mut(0)) {
+            q.append(OffsetRange {
+                base: 0,
+                count: 1,
+                segment: range.segment,
+                first_ordinal: ordinal,
+                publish_time_ms: range.publish_time_ms,
+                origin_topic: Some(range.origin_topic.unwrap_or_else(|| at.topic.clone())),
+            });
+        }
+        if let Ok(c) = self.cursor_mut(group, "", &at.topic, at.queue) {
+            c.mark_done(at.offset);
+        }
+    }
+
+    /// Messages whose last allowed lease has expired, per clustering group.
+    pub fn exhausted_leases(&self, now: i64) -> Vec<(String, QueueOffset)> {
+        let mut out = Vec::new();
+        for (name, g) in &self.groups {
+            if g.def.mode != GroupMode::Clustering {
+                continue;
+            }
+            for (topic, cursors) in g.cursors.get("").into_iter().flatten() {
+                for (queue, c) in cursors.iter().enumerate() {
+                    for (&offset, lease) in &c.leases {
+                        if lease.deadline_ms <= now && lease.attempt >= g.def.max_deliveries() {
+                            out.push((
+                                name.clone(),
+                                QueueOffset {
+                                    topic: topic.clone(),
+                                    queue: queue as u32,
+                                    offset,
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn expire_leases(&mut self, now: i64) {
+        for (group, at) in self.exhausted_leases(now) {
+            self.dead_letter(&group, &at);
+        }
+    }
+
+    /// Offsets a receive could lease now for `consumer` of `group`, oldest first per queue and
+    /// interleaved across queues, at most `limit`. Apply re-checks each one.
+    pub fn candidates(
+        &self,
+        group: &str,
+        consumer: &str,
+        now: i64,
+        limit: usize,
+    ) -> Vec<QueueOffset> {
+        let Some(g) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        let mut per_queue: Vec<Vec<QueueOffset>> = Vec::new();
+        for s in &g.def.subscriptions {
+            let Some(t) = self.topics.get(&s.topic) else {
+                continue;
+            };
+            for (qi, q) in t.queues.iter().enumerate() {
+                let Some(c) = self.cursor(group, consumer, &s.topic, qi as u32) else {
+                    continue;
+                };
+                let mut found = Vec::new();
+                let pending = c
+                    .leases
+                    .keys()
+                    .chain(c.retries.keys())
+                    .copied()
+                    .collect::<BTreeSet<u64>>();
+                for offset in pending {
+                    if found.len() >= limit {
+                        break;
+                    }
+                    if c.availability(offset, now, &g.def).is_some() {
+                        found.push(offset);
+                    }
+                }
+                let mut offset = c.committed.max(q.min_offset);
+                while found.len() < limit && offset < q.next_offset {
+                    if !c.done.contains(&offset)
+                        && !c.leases.contains_key(&offset)
+                        && !c.retries.contains_key(&offset)
+                    {
+                        found.push(offset);
+                    }
+                    offset += 1;
+                }
+                found.sort_unstable();
+                per_queue.push(
+                    found
+                        .into_iter()
+                        .map(|offset| QueueOffset {
+                            topic: s.topic.clone(),
+                            queue: qi as u32,
+                            offset,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        let mut out = Vec::new();
+        let mut i = 0;
+        while out.len() < limit && per_queue.iter().any(|v| i < v.len()) {
+            for v in &per_queue {
+                if let Some(x) = v.get(i) {
+                    out.push(x.clone());
+                }
+            }
+            i += 1;
+        }
+        out.truncate(limit);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::command::{FORMAT, Subscription};
+
+    fn delta(version: u64, time_ms: i64, commands: Vec<Command>) -> Delta {
+        Delta {
+            format: FORMAT,
+            version,
+            time_ms,
+            writer: "w".into(),
+            nonce: version,
+            entries: vec![Entry {
+                request: None,
+                commands,
+            }],
+        }
+    }
+
+    fn topic(name: &str, queues: u32) -> Command {
+        Command::CreateTopic {
+            topic: name.into(),
+            def: TopicDef {
+                kind: TopicKind::Normal,
+                queues,
+                retention_hours: 1,
+            },
+        }
+    }
+
+    fn append(t: &str, queue: u32, count: u32) -> Command {
+        Command::Append {
+            topic: t.into(),
+            queue,
+            segment: "s".into(),
+            first_ordinal: 0,
+            count,
+            publish_time_ms: 0,
+        }
+    }
+
+    fn group_def(max_retries: u32) -> GroupDef {
+        GroupDef {
+            subscriptions: vec![Subscription {
+                topic: "t".into(),
+                filter: None,
+                sql: None,
+            }],
+            mode: GroupMode::Clustering,
+            start_from: StartFrom::Earliest,
+            max_retries,
+            invisible_ms: 1000,
+            retry_backoff_ms: vec![100],
+        }
+    }
+
+    struct Sim {
+        state: State,
+        now: i64,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            Sim {
+                state: State::default(),
+                now: 1_000,
+            }
+        }
+        fn run(&mut self, commands: Vec<Command>) -> Vec<Outcome> {
+            let d = delta(self.state.version + 1, self.now, commands);
+            self.state.apply(&d).unwrap().remove(0)
+        }
+        fn one(&mut self, c: Command) -> Outcome {
+            self.run(vec![c]).remove(0)
+        }
+        fn lease_all(&mut self, consumer: &str) -> Vec<Grant> {
+            let candidates = self.state.candidates("g", consumer, self.now, 100);
+            match self.one(Command::Lease {
+                group: "g".into(),
+                consumer: consumer.into(),
+                invisible_ms: 1000,
+                max: 100,
+                candidates,
+                skipped: vec![],
+            }) {
+                Outcome::Leased { grants, .. } => grants,
+                o => panic!("{o:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn offsets_are_dense_per_queue_in_apply_order() {
+        let mut s = Sim::new();
+        s.one(topic("t", 2));
+        assert_eq!(
+            s.one(append("t", 0, 3)),
+            Outcome::Appended { base_offset: 0 }
+        );
+        assert_eq!(
+            s.one(append("t", 1, 1)),
+            Outcome::Appended { base_offset: 0 }
+        );
+        assert_eq!(
+            s.one(append("t", 0, 2)),
+            Outcome::Appended { base_offset: 3 }
+        );
+        let q = &s.state.topics["t"].queues[0];
+        assert_eq!(q.next_offset, 5);
+        assert_eq!(q.locate(4).map(|(r, o)| (r.base, o)), Some((3, 1)));
+        assert_eq!(q.locate(5), None);
+    }
+
+    #[test]
+    fn refused_commands_change_nothing() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        let before = s.state.clone();
+        assert!(matches!(
+            s.one(append("nope", 0, 1)),
+            Outcome::Rejected { .. }
+        ));
+        assert!(matches!(s.one(append("t", 9, 1)), Outcome::Rejected { .. }));
+        assert!(matches!(
+            s.one(topic("t", 2)),
+            Outcome::Rejected {
+                rejection: Rejection::Conflict(_)
+            }
+        ));
+        assert_eq!(s.state.topics, before.topics);
+        assert_eq!(s.one(topic("t", 1)), Outcome::Defined { created: false });
+    }
+
+    #[test]
+    fn a_version_gap_is_refused() {
+        let mut st = State::default();
+        assert_eq!(
+            st.apply(&delta(2, 0, vec![])),
+            Err(VersionGap { have: 0, got: 2 })
+        );
+    }
+
+    #[test]
+    fn lease_ack_and_redelivery_after_expiry_then_dead_letter() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        s.one(append("t", 0, 2));
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: group_def(1),
+        });
+        let g = s.lease_all("");
+        assert_eq!(g.len(), 2);
+        let v = s.state.version;
+        // Ack offset 0.
+        let ack = |offset, v| Command::Settle {
+            group: "g".into(),
+            consumer: String::new(),
+            at: QueueOffset {
+                topic: "t".into(),
+                queue: 0,
+                offset,
+            },
+            lease_version: v,
+            action: SettleAction::Ack,
+        };
+        assert_eq!(s.one(ack(0, v)), Outcome::Settled { lease_version: v });
+        assert_eq!(
+            s.one(ack(0, v)),
+            Outcome::Settled { lease_version: v },
+            "ack is idempotent"
+        );
+        // Nothing free until offset 1's lease expires plus backoff.
+        assert!(s.lease_all("").is_empty());
+        s.now += 1000;
+        assert!(s.lease_all("").is_empty(), "backoff not yet over");
+        s.now += 100;
+        let g = s.lease_all("");
+        assert_eq!(
+            g,
+            vec![Grant {
+                at: QueueOffset {
+                    topic: "t".into(),
+                    queue: 0,
+                    offset: 1
+                },
+                attempt: 2
+            }]
+        );
+        // The stale receipt is refused.
+        assert_eq!(
+            s.one(ack(1, v)),
+            Outcome::rejected(Rejection::ReceiptExpired)
+        );
+        // Second expiry: max_retries 1 means two deliveries, then the DLQ.
+        s.now += 1000;
+        s.one(Command::ExpireLeases);
+        assert_eq!(s.state.topics["DLQ.g"].queues[0].next_offset, 1);
+        assert_eq!(
+            s.state.topics["DLQ.g"].queues[0].ranges[0]
+                .origin_topic
+                .as_deref(),
+            Some("t")
+        );
+        assert_eq!(s.state.groups["g"].cursors[""]["t"][0].committed, 2);
+        s.now += 10_000;
+        assert!(s.lease_all("").is_empty());
+    }
+
+    #[test]
+    fn sequencer_claims_need_a_higher_epoch() {
+        let mut s = Sim::new();
+        let claim = |e| Command::Sequencer {
+            gateway: format!("g{e}"),
+            address: "a".into(),
+            epoch: e,
+        };
+        assert_eq!(s.one(claim(1)), Outcome::Done);
+        assert!(matches!(
+            s.one(claim(1)),
+            Outcome::Rejected {
+                rejection: Rejection::StaleEpoch { .. }
+            }
+        ));
+        assert_eq!(s.state.sequencer.as_ref().unwrap().gateway, "g1");
+    }
+
+    #[test]
+    fn a_repeated_request_applies_once_and_answers_the_same() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        let entry = Entry {
+            request: Some(RequestId {
+                origin: "o".into(),
+                seq: 1,
+            }),
+            commands: vec![append("t", 0, 1)],
+        };
+        let mk = |v| Delta {
+            format: FORMAT,
+            version: v,
+            time_ms: 5,
+            writer: "w".into(),
+            nonce: 0,
+            entries: vec![entry.clone(), entry.clone()],
+        };
+        let out = s.state.apply(&mk(2)).unwrap();
+        assert_eq!(out[0], out[1]);
+        let again = s.state.apply(&mk(3)).unwrap();
+        assert_eq!(again[0], out[0]);
+        assert_eq!(s.state.topics["t"].queues[0].next_offset, 1);
+    }
+}

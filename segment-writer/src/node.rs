@@ -1,0 +1,729 @@
+//! A node of the manifest: group commit, sequencer leadership, forwarding and tailing.
+//!
+//! One task (the commit loop) owns the [`ManifestLog`]. Callers [`Node::submit`] commands and
+//! await their outcomes. When this node is the sequencer, everything that arrived while a
+//! commit was in flight rides the next delta (group commit). Otherwise it hands its commands,
+//! coalesced into one request with an idempotency id, to the sequencer through a
+//! [`Forwarder`]; at most one forward is in flight, so the sequencer remembers only the last
+//! few request ids per origin. Followers tail the log every `tail_interval`; a follower that
+//! sees the log silent for `lease_ttl` claims leadership with epoch + 1, and the conditional
+//! create lets exactly one claim win. A deposed sequencer learns it at its next failed create.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::manifest::{
+    AppliedDelta, Command, CommitAttempt, Entry, LogSettings, ManifestLog, Outcome, RequestId,
+    State,
+};
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// Settings of a node. Defaults follow DESIGN.md.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// This incarnation's id (unique per process start).
+    pub gateway_id: String,
+    /// How other gateways reach this one (recorded with its sequencer claim).
+    pub address: String,
+    /// A follower that sees the log silent this long takes over. Default 3 s.
+    pub lease_ttl: Duration,
+    /// An idle sequencer writes an empty delta this often. Default 1 s (≤ lease_ttl / 3).
+    pub heartbeat: Duration,
+    /// Followers GET the next version this often. Shorter: fresher followers, more GETs
+    /// (10/s per follower at 100 ms). Default 100 ms.
+    pub tail_interval: Duration,
+    /// A submission not committed within this is failed as unknown. Default 10 s.
+    pub submit_timeout: Duration,
+    /// Commands in one delta at most. Default 20,000.
+    pub max_commands_per_delta: usize,
+    /// Log settings.
+    pub log: LogSettings,
+}
+
+impl NodeSettings {
+    /// Defaults for a node with this id and address.
+    pub fn new(gateway_id: impl Into<String>, address: impl Into<String>) -> Self {
+        NodeSettings {
+            gateway_id: gateway_id.into(),
+            address: address.into(),
+            lease_ttl: Duration::from_secs(3),
+            heartbeat: Duration::from_secs(1),
+            tail_interval: Duration::from_millis(100),
+            submit_timeout: Duration::from_secs(10),
+            max_commands_per_delta: 20_000,
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// A request forwarded to the sequencer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardRequest {
+    pub id: RequestId,
+    pub commands: Vec<Command>,
+}
+
+/// The sequencer's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ForwardReply {
+    /// Applied at `version` (or found already applied).
+    Committed {
+        version: u64,
+        outcomes: Vec<Outcome>,
+    },
+    /// The receiver is not the sequencer (any more).
+    NotSequencer,
+    /// The receiver could not commit; the outcome is unknown and the request may be retried.
+    Failed { message: String },
+}
+
+/// Hands commands to the sequencer at `address`. The gateway implements it over HTTP.
+#[async_trait]
+pub trait Forwarder: Send + Sync + fmt::Debug + 'static {
+    /// Sends `request`; an `Err` is a transport failure (unknown outcome, retry with the same id).
+    async fn forward(
+        &self,
+        address: &str,
+        request: ForwardRequest,
+    ) -> std::result::Result<ForwardReply, String>;
+}
+
+/// Committed outcomes of one submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub version: u64,
+    pub outcomes: Vec<Outcome>,
+}
+
+type Reply = oneshot::Sender<Result<Committed>>;
+
+/// Submissions waiting for a commit. `parts` splits a coalesced entry's outcomes back.
+struct Pending {
+    request: Option<RequestId>,
+    commands: Vec<Command>,
+    parts: Vec<(usize, Reply)>,
+    deadline: tokio::time::Instant,
+}
+
+impl Pending {
+    fn answer(self, result: Result<Committed>) {
+        match result {
+            Ok(c) => {
+                let mut outcomes = c.outcomes.into_iter();
+                for (n, reply) in self.parts {
+                    let mine: Vec<Outcome> = outcomes.by_ref().take(n).collect();
+                    let _ = reply.send(Ok(Committed {
+                        version: c.version,
+                        outcomes: mine,
+                    }));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, reply) in self.parts {
+                    let _ = reply.send(Err(match &e {
+                        Error::ShuttingDown => Error::ShuttingDown,
+                        _ => Error::CommitFailed(msg.clone()),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn coalesce(items: Vec<Pending>, id: RequestId) -> Pending {
+        let deadline = items
+            .iter()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or_else(tokio::time::Instant::now);
+        let mut commands = Vec::new();
+        let mut parts = Vec::new();
+        for p in items {
+            commands.extend(p.commands);
+            parts.extend(p.parts);
+        }
+        Pending {
+            request: Some(id),
+            commands,
+            parts,
+            deadline,
+        }
+    }
+}
+
+enum Msg {
+    Submit(Pending),
+    ForwardFailed(Pending),
+    ForwardDone,
+    Nudge,
+}
+
+struct Shared {
+    settings: NodeSettings,
+    state: Arc<RwLock<State>>,
+    tx: mpsc::UnboundedSender<Msg>,
+    version: watch::Receiver<u64>,
+    applied: broadcast::Sender<Arc<AppliedDelta>>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+/// A handle to a running node (cheap to clone).
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("gateway_id", &self.shared.settings.gateway_id)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Opens the log on `store` and starts the commit loop.
+    pub async fn start(
+        store: Store,
+        settings: NodeSettings,
+        clock: Arc<dyn Clock>,
+        forwarder: Arc<dyn Forwarder>,
+        seed: u64,
+    ) -> Result<Node> {
+        let log = ManifestLog::open(
+            store.clone(),
+            settings.log.clone(),
+            clock.clone(),
+            settings.gateway_id.clone(),
+            seed,
+        )
+        .await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (version_tx, version) = watch::channel(log.version());
+        let (applied, _) = broadcast::channel(4096);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            settings,
+            state: log.state(),
+            tx,
+            version,
+            applied,
+            store,
+            clock,
+            shutdown,
+            done,
+        });
+        let lp = CommitLoop {
+            shared: shared.clone(),
+            log,
+            rx,
+            version_tx,
+            forwarder,
+            pending: VecDeque::new(),
+            retry: None,
+            forwarding: false,
+            seq: AtomicU64::new(0),
+            last_progress: shared.clock.instant(),
+            last_commit: shared.clock.instant(),
+            shutdown: shutdown_rx,
+        };
+        tokio::spawn(async move {
+            lp.run().await;
+            let _ = done_tx.send(true);
+        });
+        Ok(Node { shared })
+    }
+
+    /// Submits commands; resolves once they are committed (or failed) with one outcome each.
+    pub async fn submit(&self, commands: Vec<Command>) -> Result<Committed> {
+        self.enqueue(None, commands).await
+    }
+
+    /// Applies a request forwarded by another gateway (call only on the sequencer's side).
+    pub async fn submit_forwarded(&self, request: ForwardRequest) -> ForwardReply {
+        if !self.is_sequencer() {
+            return ForwardReply::NotSequencer;
+        }
+        match self.enqueue(Some(request.id), request.commands).await {
+            Ok(c) => ForwardReply::Committed {
+                version: c.version,
+                outcomes: c.outcomes,
+            },
+            Err(Error::Fenced(_)) => ForwardReply::NotSequencer,
+            Err(e) => ForwardReply::Failed {
+                message: e.to_string(),
+            },
+        }
+    }
+
+    async fn enqueue(
+        &self,
+        request: Option<RequestId>,
+        commands: Vec<Command>,
+    ) -> Result<Committed> {
+        let (reply, rx) = oneshot::channel();
+        let n = commands.len();
+        let deadline = self.shared.clock.instant() + self.shared.settings.submit_timeout;
+        let p = Pending {
+            request,
+            commands,
+            parts: vec![(n, reply)],
+            deadline,
+        };
+        self.shared
+            .tx
+            .send(Msg::Submit(p))
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// The replicated state (read only).
+    pub fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.shared.state.read().expect("state lock poisoned")
+    }
+
+    /// The applied version.
+    pub fn version(&self) -> u64 {
+        *self.shared.version.borrow()
+    }
+
+    /// Watches the applied version.
+    pub fn watch_version(&self) -> watch::Receiver<u64> {
+        self.shared.version.clone()
+    }
+
+    /// Every delta this node applies, as it applies it.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedDelta>> {
+        self.shared.applied.subscribe()
+    }
+
+    /// Whether this node is the sequencer according to its state.
+    pub fn is_sequencer(&self) -> bool {
+        self.state()
+            .sequencer
+            .as_ref()
+            .is_some_and(|s| s.gateway == self.shared.settings.gateway_id)
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &NodeSettings {
+        &self.shared.settings
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    /// Asks the follower loop to tail the log now.
+    pub fn nudge(&self) {
+        let _ = self.shared.tx.send(Msg::Nudge);
+    }
+
+    /// Stops the commit loop after committing what is pending; resolves when it has stopped.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(true);
+        let mut done = self.shared.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Whether the commit loop has stopped.
+    pub fn is_stopped(&self) -> bool {
+        *self.shared.done.borrow()
+    }
+}
+
+struct CommitLoop {
+    shared: Arc<Shared>,
+    log: ManifestLog,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    version_tx: watch::Sender<u64>,
+    forwarder: Arc<dyn Forwarder>,
+    pending: VecDeque<Pending>,
+    /// A forwarded batch that failed and must be resolved (with its id) before anything else.
+    retry: Option<Pending>,
+    forwarding: bool,
+    seq: AtomicU64,
+    last_progress: tokio::time::Instant,
+    last_commit: tokio::time::Instant,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl CommitLoop {
+    fn me(&self) -> &str {
+        &self.shared.settings.gateway_id
+    }
+
+    fn is_leader(&self) -> bool {
+        self.shared
+            .state
+            .read()
+            .expect("state lock poisoned")
+            .sequencer
+            .as_ref()
+            .is_some_and(|s| s.gateway == self.me())
+    }
+
+    fn publish(&mut self, applied: Vec<AppliedDelta>) {
+        if applied.is_empty() {
+            return;
+        }
+        self.last_progress = self.shared.clock.instant();
+        for a in applied {
+            let _ = self.shared.applied.send(Arc::new(a));
+        }
+        let _ = self.version_tx.send(self.log.version());
+    }
+
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Submit(p) => self.pending.push_back(p),
+            Msg::ForwardFailed(p) => {
+                self.forwarding = false;
+                self.retry = Some(p);
+            }
+            Msg::ForwardDone => self.forwarding = false,
+            Msg::Nudge => {}
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = self.shared.clock.instant();
+        if self.retry.as_ref().is_some_and(|p| p.deadline <= now) {
+            if let Some(p) = self.retry.take() {
+                p.answer(Err(Error::CommitFailed(
+                    "no sequencer answered in time".into(),
+                )));
+            }
+        }
+        let (keep, dead): (VecDeque<_>, VecDeque<_>) =
+            self.pending.drain(..).partition(|p| p.deadline > now);
+        self.pending = keep;
+        for p in dead {
+            p.answer(Err(Error::CommitFailed("not committed in time".into())));
+        }
+    }
+
+    async fn run(mut self) {
+        let mut tail_due = self.shared.clock.instant();
+        loop {
+            while let Ok(m) = self.rx.try_recv() {
+                self.take(m);
+            }
+            let stopping = *self.shutdown.borrow();
+            self.expire();
+            if self.is_leader() {
+                if self.retry.is_some()
+                    || !self.pending.is_empty()
+                    || self.last_commit.elapsed() >= self.shared.settings.heartbeat
+                {
+                    self.lead_once().await;
+                    continue;
+                }
+            } else {
+                let now = self.shared.clock.instant();
+                if now >= tail_due {
+                    tail_due = now + self.shared.settings.tail_interval;
+                    match self.log.catch_up().await {
+                        Ok(a) => self.publish(a),
+                        Err(e) => warn!(error = %e, "tailing the manifest failed"),
+                    }
+                }
+                if !stopping && self.should_take_over() {
+                    self.take_over().await;
+                    continue;
+                }
+                if !self.forwarding && (self.retry.is_some() || !self.pending.is_empty()) {
+                    self.forward();
+                }
+            }
+            if stopping && self.pending.is_empty() && self.retry.is_none() && !self.forwarding {
+                break;
+            }
+            if stopping && !self.is_leader() && self.sequencer_address().is_none() {
+                break;
+            }
+            let wait = if self.is_leader() {
+                self.shared
+                    .settings
+                    .heartbeat
+                    .saturating_sub(self.last_commit.elapsed())
+            } else {
+                tail_due.saturating_duration_since(self.shared.clock.instant())
+            };
+            let sleep = self.shared.clock.sleep(wait.max(Duration::from_millis(1)));
+            tokio::select! {
+                m = self.rx.recv() => match m {
+                    Some(Msg::Nudge) => tail_due = self.shared.clock.instant(),
+                    Some(m) => self.take(m),
+                    None => break,
+                },
+                _ = self.shutdown.changed() => {}
+                _ = sleep => {}
+            }
+        }
+        for p in self.pending.drain(..).chain(self.retry.take()) {
+            p.answer(Err(Error::ShuttingDown));
+        }
+        debug!(gateway = %self.shared.settings.gateway_id, "commit loop stopped");
+    }
+
+    fn sequencer_address(&self) -> Option<String> {
+        self.shared
+            .state
+            .read()
+            .expect("state lock poisoned")
+            .sequencer
+            .as_ref()
+            .map(|s| s.address.clone())
+    }
+
+    fn should_take_over(&self) -> bool {
+        let state = self.shared.state.read().expect("state lock poisoned");
+        match &state.sequencer {
+            None => true,
+            // My address is mine now: the process that claimed it before me is gone.
+            Some(s)
+                if s.address == self.shared.settings.address
+                    && !s.address.is_empty()
+                    && !s.address.starts_with("0.0.0.0") =>
+            {
+                true
+            }
+            Some(_) => self.last_progress.elapsed() >= self.shared.settings.lease_ttl,
+        }
+    }
+
+    async fn take_over(&mut self) {
+        let epoch = self
+            .shared
+            .state
+            .read()
+            .expect("state lock poisoned")
+            .sequencer
+            .as_ref()
+            .map_or(0, |s| s.epoch)
+            + 1;
+        let claim = Command::Sequencer {
+            gateway: self.me().to_string(),
+            address: self.shared.settings.address.clone(),
+            epoch,
+        };
+        match self
+            .log
+            .try_commit(vec![Entry {
+                request: None,
+                commands: vec![claim],
+            }])
+            .await
+        {
+            Ok(CommitAttempt::Committed(a)) => {
+                info!(gateway = %self.me(), epoch, version = a.delta.version, "became sequencer");
+                self.last_commit = self.shared.clock.instant();
+                self.publish(vec![a]);
+            }
+            Ok(CommitAttempt::Conflict(a)) => self.publish(vec![a]),
+            Err(e) => {
+                warn!(error = %e, "sequencer claim failed");
+                self.shared
+                    .clock
+                    .sleep(self.shared.settings.tail_interval)
+                    .await;
+            }
+        }
+    }
+
+    async fn lead_once(&mut self) {
+        let max = self.shared.settings.max_commands_per_delta;
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut n = 0;
+        if let Some(p) = self.retry.take() {
+            n += p.commands.len();
+            batch.push(p);
+        }
+        while let Some(p) = self.pending.front() {
+            if n > 0 && n + p.commands.len() > max {
+                break;
+            }
+            n += p.commands.len();
+            batch.extend(self.pending.pop_front());
+        }
+        let entries: Vec<Entry> = batch
+            .iter()
+            .map(|p| Entry {
+                request: p.request.clone(),
+                commands: p.commands.clone(),
+            })
+            .collect();
+        let result = self.log.try_commit(entries).await;
+        match result {
+            Ok(CommitAttempt::Committed(a)) => {
+                self.last_commit = self.shared.clock.instant();
+                let version = a.delta.version;
+                for (p, outcomes) in batch.into_iter().zip(a.outcomes.iter().cloned()) {
+                    p.answer(Ok(Committed { version, outcomes }));
+                }
+                self.publish(vec![a]);
+                if self.log.checkpoint_due() {
+                    if let Err(e) = self.log.checkpoint_and_gc().await {
+                        warn!(error = %e, "checkpoint failed");
+                    }
+                }
+            }
+            Ok(CommitAttempt::Conflict(a)) => {
+                // Re-evaluate on the new state: retry as leader, or forward if deposed.
+                self.publish(vec![a]);
+                for p in batch.into_iter().rev() {
+                    if p.request.is_some() && self.retry.is_none() && !self.is_leader() {
+                        self.retry = Some(p);
+                    } else {
+                        self.pending.push_front(p);
+                    }
+                }
+                if !self.is_leader() {
+                    info!(gateway = %self.me(), "deposed as sequencer; forwarding from now on");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "manifest commit failed");
+                let msg = e.to_string();
+                for p in batch {
+                    p.answer(Err(Error::CommitFailed(msg.clone())));
+                }
+                // Learn whether it landed anyway before the next attempt.
+                match self.log.catch_up().await {
+                    Ok(a) => self.publish(a),
+                    Err(e) => warn!(error = %e, "re-reading the manifest failed"),
+                }
+            }
+        }
+    }
+
+    fn forward(&mut self) {
+        let Some(address) = self.sequencer_address() else {
+            return;
+        };
+        let batch = match self.retry.take() {
+            Some(p) => p,
+            None => {
+                let items: Vec<Pending> = self.pending.drain(..).collect();
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                Pending::coalesce(
+                    items,
+                    RequestId {
+                        origin: self.me().to_string(),
+                        seq,
+                    },
+                )
+            }
+        };
+        self.forwarding = true;
+        let forwarder = self.forwarder.clone();
+        let tx = self.shared.tx.clone();
+        let mut version = self.shared.version.clone();
+        let clock = self.shared.clock.clone();
+        let backoff = self.shared.settings.tail_interval;
+        tokio::spawn(async move {
+            let request = ForwardRequest {
+                id: batch
+                    .request
+                    .clone()
+                    .expect("forwarded batches carry an id"),
+                commands: batch.commands.clone(),
+            };
+            match forwarder.forward(&address, request).await {
+                Ok(ForwardReply::Committed {
+                    version: v,
+                    outcomes,
+                }) => {
+                    // Read your writes: answer once this node has applied the version.
+                    let _ = tx.send(Msg::Nudge);
+                    let wait = version.wait_for(|have| *have >= v);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+                    batch.answer(Ok(Committed {
+                        version: v,
+                        outcomes,
+                    }));
+                    let _ = tx.send(Msg::ForwardDone);
+                }
+                other => {
+                    debug!(?other, %address, "forward failed; will retry");
+                    clock.sleep(backoff).await;
+                    let _ = tx.send(Msg::Nudge);
+                    let _ = tx.send(Msg::ForwardFailed(batch));
+                }
+            }
+        });
+    }
+}
+
+/// An in-process [`Forwarder`] for tests and simulation: addresses map to nodes.
+#[derive(Debug, Default)]
+pub struct LocalForwarder {
+    nodes: std::sync::Mutex<std::collections::BTreeMap<String, Node>>,
+    calls: AtomicU64,
+}
+
+impl LocalForwarder {
+    /// Registers `node` at its address.
+    pub fn register(&self, node: &Node) {
+        self.nodes
+            .lock()
+            .expect("forwarder lock poisoned")
+            .insert(node.settings().address.clone(), node.clone());
+    }
+
+    /// Removes the node at `address` (as if it died).
+    pub fn unregister(&self, address: &str) {
+        self.nodes
+            .lock()
+            .expect("forwarder lock poisoned")
+            .remove(address);
+    }
+
+    /// Forwards made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Forwarder for LocalForwarder {
+    async fn forward(
+        &self,
+        address: &str,
+        request: ForwardRequest,
+    ) -> std::result::Result<ForwardReply, String> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let node = self
+            .nodes
+            .lock()
+            .expect("forwarder lock poisoned")
+            .get(address)
+            .cloned();
+        match node {
+            Some(n) if !n.is_stopped() => Ok(n.submit_forwarded(request).await),
+            _ => Err(format!("connection refused: {address}")),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Every object key FerryMQ writes, under one configurable prefix. Nothing else builds keys.
+//!
+//! Versions are zero-padded to 20 digits so that LIST order is version order.
+
+use object_store::path::Path;
+
+const SEGMENTS: &str = "segments";
+const LOG: &str = "manifest/log";
+const CHECKPOINTS: &str = "manifest/checkpoints";
+const ARCHIVE: &str = "archive";
+
+/// Builds and parses the keys of one FerryMQ bucket prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    prefix: String,
+}
+
+impl Paths {
+    /// Keys under `prefix` (empty for the bucket root; no leading or trailing `/`).
+    pub fn new(prefix: &str) -> Self {
+        Paths {
+            prefix: prefix.trim_matches('/').to_string(),
+        }
+    }
+
+    fn join(&self, rest: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(rest)
+        } else {
+            Path::from(format!("{}/{}", self.prefix, rest))
+        }
+    }
+
+    /// `segments/<date>/<ulid>.seg`: the relative name recorded in the manifest.
+    pub fn segment_name(date: &str, id: &ulid::Ulid) -> String {
+        format!("{SEGMENTS}/{date}/{id}.seg")
+    }
+
+    /// The full key of a segment from its relative name.
+    pub fn segment(&self, name: &str) -> Path {
+        self.join(name)
+    }
+
+    /// `manifest/log/<version>`.
+    pub fn log_version(&self, version: u64) -> Path {
+        self.join(&format!("{LOG}/{version:020}"))
+    }
+
+    /// The folder of the log, for LIST.
+    pub fn log_dir(&self) -> Path {
+        self.join(LOG)
+    }
+
+    /// `manifest/checkpoints/<version>`.
+    pub fn checkpoint(&self, version: u64) -> Path {
+        self.join(&format!("{CHECKPOINTS}/{version:020}"))
+    }
+
+    /// The folder of the checkpoints, for LIST.
+    pub fn checkpoint_dir(&self) -> Path {
+        self.join(CHECKPOINTS)
+    }
+
+    /// The folder of all segments, for LIST (garbage collection).
+    pub fn segment_dir(&self) -> Path {
+        self.join(SEGMENTS)
+    }
+
+    /// `archive/topic=<t>/date=<d>/hour=<h>/<id>.parquet`, relative to the prefix.
+    pub fn archive_name(topic: &str, date: &str, hour: u32, id: &str) -> String {
+        format!("{ARCHIVE}/topic={topic}/date={date}/hour={hour:02}/{id}.parquet")
+    }
+
+    /// The full key of a file given its name relative to the prefix.
+    pub fn relative(&self, name: &str) -> Path {
+        self.join(name)
+    }
+
+    /// The version a log or checkpoint key names, if it is one.
+    pub fn parse_version(path: &Path) -> Option<u64> {
+        let name = path.filename()?;
+        if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        name.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_by_key_and_parse_back() {
+        let p = Paths::new("/pre/fix/");
+        let a = p.log_version(9);
+        let b = p.log_version(10);
+        assert!(a.as_ref() < b.as_ref());
+        assert_eq!(a.as_ref(), "pre/fix/manifest/log/00000000000000000009");
+        assert_eq!(Paths::parse_version(&b), Some(10));
+        assert_eq!(Paths::parse_version(&Path::from("manifest/log/x")), None);
+    }
+
+    #[test]
+    fn empty_prefix_has_no_leading_slash() {
+        let p = Paths::new("");
+        assert_eq!(
+            p.checkpoint(1).as_ref(),
+            "manifest/checkpoints/00000000000000000001"
+        );
+        assert_eq!(
+            Paths::archive_name("t", "2026-11-25", 7, "x"),
+            "archive/topic=t/date=2026-11-25/hour=07/x.parquet"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Opening the object store a gateway runs on, from a URL:
+//!
+//! - `file:///path`: a local directory; every put is fsynced (file and parent directory) before
+//!   it returns, so an acknowledgement survives a power cut, not only a process crash.
+//! - `s3://bucket/prefix`: AWS S3 or any S3-compatible server (MinIO, moto). Credentials,
+//!   region, endpoint and `AWS_ALLOW_HTTP` come from the usual `AWS_*` variables. Conditional
+//!   create (`If-None-Match: *`) is what makes the manifest log safe.
+//! - `memory://`: in-process, for unit tests and simulation (lost on exit).
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+
+use crate::paths::Paths;
+use crate::{Error, Result};
+
+/// An opened store: the object store, the key layout under its prefix and the URL it came from.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The object store.
+    pub inner: Arc<dyn ObjectStore>,
+    /// Keys under the configured prefix.
+    pub paths: Paths,
+    /// The URL as given, for display (`GET /v1/cluster`).
+    pub url: String,
+}
+
+/// What kind of store a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `file://`.
+    Local,
+    /// `s3://`.
+    S3,
+    /// `memory://`.
+    Memory,
+}
+
+/// The kind of store `url` names, or an error for an unsupported scheme.
+pub fn kind_of(url: &str) -> Result<StoreKind> {
+    if url.starts_with("file://") {
+        Ok(StoreKind::Local)
+    } else if url.starts_with("s3://") {
+        Ok(StoreKind::S3)
+    } else if url.starts_with("memory://") {
+        Ok(StoreKind::Memory)
+    } else {
+        Err(Error::Invalid(format!(
+            "unsupported store URL {url:?}: expected file:///path, s3://bucket/prefix or memory://"
+        )))
+    }
+}
+
+impl Store {
+    /// Opens the store `url` names. A local directory is created if missing.
+    pub fn open(url: &str) -> Result<Store> {
+        match kind_of(url)? {
+            StoreKind::Local => {
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| Error::Invalid(format!("bad store URL {url:?}: {e}")))?;
+                let dir = parsed.to_file_path().map_err(|()| {
+                    Error::Invalid(format!("bad file URL {url:?}: needs an absolute path"))
+                })?;
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    Error::Invalid(format!(
+                        "cannot create store directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| Error::Invalid(format!("cannot open {}: {e}", dir.display())))?
+                    .with_fsync(true);
+                Ok(Store {
+                    inner: Arc::new(fs),
+                    paths: Paths::new(""),
+                    url: url.to_string(),
+                })
+            }
+            StoreKind::S3 => {
+                let rest = &url["s3://".len()..];
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(Error::Invalid(format!("store URL {url:?} names no bucket")));
+                }
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("cannot configure S3 for {url:?}: {e}")))?;
+                Ok(Store {
+                    inner: Arc::new(s3),
+                    paths: Paths::new(prefix),
+                    url: url.to_string(),
+                })
+            }
+            StoreKind::Memory => Ok(Store::memory()),
+        }
+    }
+
+    /// A fresh in-memory store.
+    pub fn memory() -> Store {
+        Store::from_object_store(Arc::new(InMemory::new()), "memory://")
+    }
+
+    /// Wraps an existing object store (e.g. a [`crate::faulty::FaultyStore`]) with the root prefix.
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Store {
+        Store {
+            inner,
+            paths: Paths::new(""),
+            url: url.to_string(),
+        }
+    }
+
+    /// The same store with another object store in front (a wrapper such as `FaultyStore`).
+    pub fn wrapped(&self, inner: Arc<dyn ObjectStore>) -> Store {
+        Store {
+            inner,
+            paths: self.paths.clone(),
+            url: self.url.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_schemes_and_bucketless_s3() {
+        assert!(matches!(Store::open("ftp://x"), Err(Error::Invalid(_))));
+        assert!(matches!(Store::open("s3://"), Err(Error::Invalid(_))));
+        assert!(matches!(
+            Store::open("file://relative"),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn s3_url_splits_bucket_and_prefix() {
+        let s = Store::open("s3://bucket/some/prefix").expect("s3 builder needs no network");
+        assert_eq!(s.paths, Paths::new("some/prefix"));
+    }
+}

@@ -3,8 +3,8 @@
 //! One task (the commit loop) owns the [`ManifestLog`]. Callers [`Node::submit`] commands and
 //! await their outcomes. When this node is the sequencer, everything that arrived while a
 //! commit was in flight rides the next delta (group commit). Otherwise it hands its commands,
-//! coalesced into one request with an idempotency id, to the sequencer through a
-//! [`Forwarder`]; at most one forward is in flight, so the sequencer remembers only the last
+//! coalesced into requests with idempotency ids, to the sequencer through a
+//! [`Forwarder`]; a few forwards are in flight at once, and the sequencer remembers the last
 //! few request ids per origin. Followers tail the log every `tail_interval`; a follower that
 //! sees the log silent for `lease_ttl` claims leadership with epoch + 1, and the conditional
 //! create lets exactly one claim win. A deposed sequencer learns it at its next failed create.
@@ -107,6 +107,10 @@ pub struct Committed {
 }
 
 type Reply = oneshot::Sender<Result<Committed>>;
+
+/// Forwards one follower keeps in flight at most. The sequencer remembers the last
+/// [`crate::manifest::state::REQUESTS_PER_ORIGIN`] request ids per origin, far more than this.
+const MAX_FORWARDS_IN_FLIGHT: usize = 4;
 
 /// Submissions waiting for a commit. `parts` splits a coalesced entry's outcomes back.
 struct Pending {
@@ -235,11 +239,12 @@ impl Node {
             version_tx,
             forwarder,
             pending: VecDeque::new(),
-            retry: None,
-            forwarding: false,
+            retry: VecDeque::new(),
+            forwarding: 0,
             seq: AtomicU64::new(0),
             last_progress: shared.clock.instant(),
             last_commit: shared.clock.instant(),
+            tail_due: shared.clock.instant(),
             shutdown: shutdown_rx,
         };
         tokio::spawn(async move {
@@ -302,6 +307,19 @@ impl Node {
         *self.shared.version.borrow()
     }
 
+    /// Waits until this node has applied `version` (read-your-writes after a forwarded
+    /// submit, whose outcome arrives before the follower has tailed the version), at most `max`.
+    pub async fn wait_applied(&self, version: u64, max: Duration) -> bool {
+        if self.version() >= version {
+            return true;
+        }
+        self.nudge();
+        let mut rx = self.shared.version.clone();
+        tokio::time::timeout(max, rx.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Watches the applied version.
     pub fn watch_version(&self) -> watch::Receiver<u64> {
         self.shared.version.clone()
@@ -360,12 +378,15 @@ struct CommitLoop {
     version_tx: watch::Sender<u64>,
     forwarder: Arc<dyn Forwarder>,
     pending: VecDeque<Pending>,
-    /// A forwarded batch that failed and must be resolved (with its id) before anything else.
-    retry: Option<Pending>,
-    forwarding: bool,
+    /// Forwarded batches that failed and must be resolved with their ids.
+    retry: VecDeque<Pending>,
+    /// Forwards in flight.
+    forwarding: usize,
     seq: AtomicU64,
     last_progress: tokio::time::Instant,
     last_commit: tokio::time::Instant,
+    /// When a follower next GETs the log.
+    tail_due: tokio::time::Instant,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -399,22 +420,23 @@ impl CommitLoop {
         match msg {
             Msg::Submit(p) => self.pending.push_back(p),
             Msg::ForwardFailed(p) => {
-                self.forwarding = false;
-                self.retry = Some(p);
+                self.forwarding -= 1;
+                self.retry.push_back(p);
             }
-            Msg::ForwardDone => self.forwarding = false,
-            Msg::Nudge => {}
+            Msg::ForwardDone => self.forwarding -= 1,
+            Msg::Nudge => self.tail_due = self.shared.clock.instant(),
         }
     }
 
     fn expire(&mut self) {
         let now = self.shared.clock.instant();
-        if self.retry.as_ref().is_some_and(|p| p.deadline <= now) {
-            if let Some(p) = self.retry.take() {
-                p.answer(Err(Error::CommitFailed(
-                    "no sequencer answered in time".into(),
-                )));
-            }
+        let (keep, dead): (VecDeque<_>, VecDeque<_>) =
+            self.retry.drain(..).partition(|p| p.deadline > now);
+        self.retry = keep;
+        for p in dead {
+            p.answer(Err(Error::CommitFailed(
+                "no sequencer answered in time".into(),
+            )));
         }
         let (keep, dead): (VecDeque<_>, VecDeque<_>) =
             self.pending.drain(..).partition(|p| p.deadline > now);
@@ -425,7 +447,6 @@ impl CommitLoop {
     }
 
     async fn run(mut self) {
-        let mut tail_due = self.shared.clock.instant();
         loop {
             while let Ok(m) = self.rx.try_recv() {
                 self.take(m);
@@ -433,7 +454,7 @@ impl CommitLoop {
             let stopping = *self.shutdown.borrow();
             self.expire();
             if self.is_leader() {
-                if self.retry.is_some()
+                if !self.retry.is_empty()
                     || !self.pending.is_empty()
                     || self.last_commit.elapsed() >= self.shared.settings.heartbeat
                 {
@@ -441,23 +462,25 @@ impl CommitLoop {
                     continue;
                 }
             } else {
-                let now = self.shared.clock.instant();
-                if now >= tail_due {
-                    tail_due = now + self.shared.settings.tail_interval;
-                    match self.log.catch_up().await {
-                        Ok(a) => self.publish(a),
-                        Err(e) => warn!(error = %e, "tailing the manifest failed"),
-                    }
-                }
                 if !stopping && self.should_take_over() {
                     self.take_over().await;
                     continue;
                 }
-                if !self.forwarding && (self.retry.is_some() || !self.pending.is_empty()) {
-                    self.forward();
+                while self.forwarding < MAX_FORWARDS_IN_FLIGHT
+                    && (!self.retry.is_empty() || !self.pending.is_empty())
+                {
+                    if !self.forward() {
+                        break;
+                    }
+                }
+                let now = self.shared.clock.instant();
+                if now >= self.tail_due {
+                    self.tail_due = now + self.shared.settings.tail_interval;
+                    self.tail().await;
                 }
             }
-            if stopping && self.pending.is_empty() && self.retry.is_none() && !self.forwarding {
+            if stopping && self.pending.is_empty() && self.retry.is_empty() && self.forwarding == 0
+            {
                 break;
             }
             if stopping && !self.is_leader() && self.sequencer_address().is_none() {
@@ -469,23 +492,41 @@ impl CommitLoop {
                     .heartbeat
                     .saturating_sub(self.last_commit.elapsed())
             } else {
-                tail_due.saturating_duration_since(self.shared.clock.instant())
+                self.tail_due
+                    .saturating_duration_since(self.shared.clock.instant())
             };
             let sleep = self.shared.clock.sleep(wait.max(Duration::from_millis(1)));
             tokio::select! {
                 m = self.rx.recv() => match m {
-                    Some(Msg::Nudge) => tail_due = self.shared.clock.instant(),
-                    Some(m) => self.take(m),
+                                        Some(m) => self.take(m),
                     None => break,
                 },
                 _ = self.shutdown.changed() => {}
                 _ = sleep => {}
             }
         }
-        for p in self.pending.drain(..).chain(self.retry.take()) {
+        for p in self.pending.drain(..).chain(self.retry.drain(..)) {
             p.answer(Err(Error::ShuttingDown));
         }
         debug!(gateway = %self.shared.settings.gateway_id, "commit loop stopped");
+    }
+
+    /// Applies what others committed, waking waiters as each version is applied.
+    async fn tail(&mut self) {
+        let shared = &self.shared;
+        let version_tx = &self.version_tx;
+        let result = self
+            .log
+            .catch_up_each(|a| {
+                let _ = shared.applied.send(Arc::new(a.clone()));
+                let _ = version_tx.send(a.delta.version);
+            })
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(_) => self.last_progress = self.shared.clock.instant(),
+            Err(e) => warn!(error = %e, "tailing the manifest failed"),
+        }
     }
 
     fn sequencer_address(&self) -> Option<String> {
@@ -557,7 +598,7 @@ impl CommitLoop {
         let max = self.shared.settings.max_commands_per_delta;
         let mut batch: Vec<Pending> = Vec::new();
         let mut n = 0;
-        if let Some(p) = self.retry.take() {
+        while let Some(p) = self.retry.pop_front() {
             n += p.commands.len();
             batch.push(p);
         }
@@ -594,8 +635,8 @@ impl CommitLoop {
                 // Re-evaluate on the new state: retry as leader, or forward if deposed.
                 self.publish(vec![a]);
                 for p in batch.into_iter().rev() {
-                    if p.request.is_some() && self.retry.is_none() && !self.is_leader() {
-                        self.retry = Some(p);
+                    if p.request.is_some() {
+                        self.retry.push_front(p);
                     } else {
                         self.pending.push_front(p);
                     }
@@ -619,11 +660,12 @@ impl CommitLoop {
         }
     }
 
-    fn forward(&mut self) {
+    /// Starts one forward; false if there is no sequencer to forward to.
+    fn forward(&mut self) -> bool {
         let Some(address) = self.sequencer_address() else {
-            return;
+            return false;
         };
-        let batch = match self.retry.take() {
+        let batch = match self.retry.pop_front() {
             Some(p) => p,
             None => {
                 let items: Vec<Pending> = self.pending.drain(..).collect();
@@ -637,10 +679,10 @@ impl CommitLoop {
                 )
             }
         };
-        self.forwarding = true;
+        self.forwarding += 1;
         let forwarder = self.forwarder.clone();
         let tx = self.shared.tx.clone();
-        let mut version = self.shared.version.clone();
+
         let clock = self.shared.clock.clone();
         let backoff = self.shared.settings.tail_interval;
         tokio::spawn(async move {
@@ -656,10 +698,8 @@ impl CommitLoop {
                     version: v,
                     outcomes,
                 }) => {
-                    // Read your writes: answer once this node has applied the version.
-                    let _ = tx.send(Msg::Nudge);
-                    let wait = version.wait_for(|have| *have >= v);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+                    // Answer at once; a caller that must read its write waits with
+                    // `Node::wait_applied`, which asks for a tail.
                     batch.answer(Ok(Committed {
                         version: v,
                         outcomes,
@@ -674,6 +714,7 @@ impl CommitLoop {
                 }
             }
         });
+        true
     }
 }
 

@@ -17,7 +17,11 @@ const TAIL_GUESS: u64 = 16 * 1024;
 /// Writes a segment under its relative name. Segments have unique names, so a plain put suffices.
 pub async fn put_segment(store: &Store, name: &str, bytes: Bytes) -> Result<()> {
     let path = store.paths.segment(name);
-    store.inner.put(&path, PutPayload::from(bytes)).await.map_err(|e| Error::store("put", &path, e))?;
+    store
+        .inner
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map_err(|e| Error::store("put", &path, e))?;
     Ok(())
 }
 
@@ -38,7 +42,11 @@ pub async fn get_segment_bytes(store: &Store, name: &str) -> Result<Bytes> {
 }
 
 /// Reads the messages at `ordinals` of a segment with ranged GETs.
-pub async fn read_ordinals(store: &Store, name: &str, ordinals: Range<u32>) -> Result<Vec<Message>> {
+pub async fn read_ordinals(
+    store: &Store,
+    name: &str,
+    ordinals: Range<u32>,
+) -> Result<Vec<Message>> {
     let path = store.paths.segment(name);
     let corrupt = |e: segment::SegmentError| Error::corrupt(&path, e);
     let meta = store.inner.head(&path).await.map_err(|e| match e {
@@ -50,21 +58,38 @@ pub async fn read_ordinals(store: &Store, name: &str, ordinals: Range<u32>) -> R
         return Err(corrupt(segment::SegmentError::Truncated("footer")));
     }
     let tail_start = size.saturating_sub(TAIL_GUESS);
-    let tail = store.inner.get_range(&path, tail_start..size).await.map_err(|e| Error::store("get", &path, e))?;
+    let tail = store
+        .inner
+        .get_range(&path, tail_start..size)
+        .await
+        .map_err(|e| Error::store("get", &path, e))?;
     let footer = Footer::parse(&tail).map_err(corrupt)?;
-    let index_end = footer.index_offset.checked_add(u64::from(footer.index_len)).ok_or_else(|| corrupt(segment::SegmentError::Malformed("index range".into())))?;
+    let index_end = footer
+        .index_offset
+        .checked_add(u64::from(footer.index_len))
+        .ok_or_else(|| corrupt(segment::SegmentError::Malformed("index range".into())))?;
     if index_end + FOOTER_LEN as u64 != size {
-        return Err(corrupt(segment::SegmentError::Malformed("index does not end at the footer".into())));
+        return Err(corrupt(segment::SegmentError::Malformed(
+            "index does not end at the footer".into(),
+        )));
     }
     let index_bytes = if footer.index_offset >= tail_start {
         tail.slice((footer.index_offset - tail_start) as usize..(index_end - tail_start) as usize)
     } else {
-        store.inner.get_range(&path, footer.index_offset..index_end).await.map_err(|e| Error::store("get", &path, e))?
+        store
+            .inner
+            .get_range(&path, footer.index_offset..index_end)
+            .await
+            .map_err(|e| Error::store("get", &path, e))?
     };
     let index = BlockIndex::parse(&footer, &index_bytes).map_err(corrupt)?;
     let blocks = index.blocks_for(ordinals.clone()).map_err(corrupt)?;
     let ranges: Vec<Range<u64>> = blocks.iter().map(|(_, _, r)| r.clone()).collect();
-    let datas = store.inner.get_ranges(&path, &ranges).await.map_err(|e| Error::store("get", &path, e))?;
+    let datas = store
+        .inner
+        .get_ranges(&path, &ranges)
+        .await
+        .map_err(|e| Error::store("get", &path, e))?;
     let mut out = Vec::with_capacity(ordinals.len());
     for ((no, first, _), data) in blocks.iter().zip(datas) {
         let msgs = segment::decode_block(&data, *no).map_err(corrupt)?;
@@ -76,7 +101,9 @@ pub async fn read_ordinals(store: &Store, name: &str, ordinals: Range<u32>) -> R
         }
     }
     if out.len() != ordinals.len() {
-        return Err(corrupt(segment::SegmentError::Malformed("blocks hold fewer messages than the index says".into())));
+        return Err(corrupt(segment::SegmentError::Malformed(
+            "blocks hold fewer messages than the index says".into(),
+        )));
     }
     Ok(out)
 }

@@ -14,7 +14,12 @@ use super::command::{
 };
 
 /// How long a forwarded request's outcome is remembered (a retry within it applies once).
-pub const REQUEST_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// A follower gives up on a forward well within this (its submit timeout).
+pub const REQUEST_WINDOW_MS: i64 = 2 * 60 * 1000;
+
+/// How many forwarded request outcomes are remembered per origin. A follower has only a few
+/// forwards in flight, and only those can be retried.
+pub const REQUESTS_PER_ORIGIN: usize = 256;
 
 /// The prefix of dead-letter topics.
 pub const DLQ_PREFIX: &str = "DLQ.";
@@ -254,6 +259,9 @@ impl State {
     fn prune_requests(&mut self, now: i64) {
         for m in self.requests.values_mut() {
             m.retain(|_, r| now - r.time_ms <= REQUEST_WINDOW_MS);
+            while m.len() > REQUESTS_PER_ORIGIN {
+                m.pop_first();
+            }
         }
         self.requests.retain(|_, m| !m.is_empty());
     }

@@ -38,7 +38,9 @@ pub fn s3_bucket() -> Option<String> {
     match std::env::var("FERRYMQ_TEST_S3_BUCKET") {
         Ok(b) if !b.is_empty() => Some(b),
         _ if std::env::var("FERRYMQ_REQUIRE_S3").is_ok() => {
-            panic!("FERRYMQ_REQUIRE_S3 is set but FERRYMQ_TEST_S3_BUCKET is not: the S3 server is missing")
+            panic!(
+                "FERRYMQ_REQUIRE_S3 is set but FERRYMQ_TEST_S3_BUCKET is not: the S3 server is missing"
+            )
         }
         _ => None,
     }
@@ -47,19 +49,33 @@ pub fn s3_bucket() -> Option<String> {
 /// A fresh, empty store of `backend`, or `None` to skip (S3 not configured outside CI).
 pub fn fresh(backend: Backend) -> Option<TestStore> {
     match backend {
-        Backend::Memory => Some(TestStore { store: Store::memory(), url: "memory://".into(), _dir: None }),
+        Backend::Memory => Some(TestStore {
+            store: Store::memory(),
+            url: "memory://".into(),
+            _dir: None,
+        }),
         Backend::Local => {
             let dir = tempfile::tempdir().expect("tempdir");
             let url = format!("file://{}", dir.path().display());
-            Some(TestStore { store: Store::open(&url).expect("open local store"), url, _dir: Some(dir) })
+            Some(TestStore {
+                store: Store::open(&url).expect("open local store"),
+                url,
+                _dir: Some(dir),
+            })
         }
         Backend::S3 => {
             let Some(bucket) = s3_bucket() else {
-                eprintln!("skipping: no S3 server (set FERRYMQ_TEST_S3_BUCKET, or run scripts/test)");
+                eprintln!(
+                    "skipping: no S3 server (set FERRYMQ_TEST_S3_BUCKET, or run scripts/test)"
+                );
                 return None;
             };
             let url = format!("s3://{bucket}/t-{}", ulid::Ulid::new());
-            Some(TestStore { store: Store::open(&url).expect("open S3 store"), url, _dir: None })
+            Some(TestStore {
+                store: Store::open(&url).expect("open S3 store"),
+                url,
+                _dir: None,
+            })
         }
     }
 }

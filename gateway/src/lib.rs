@@ -1,2 +1,21 @@
-//! FerryMQ's gateway.
+//! FerryMQ's gateway: the HTTP API over the durable core.
+//!
+//! - [`cli`]: the `ferrymq` command line (`serve`, `token`, `bench`) and its settings.
+//! - [`server`]: wiring: store, node, router, background tasks, graceful shutdown.
+//! - [`auth`]: JWT verification and permissions; [`receipt`]: signed receipt handles.
+//! - [`api`]: the `/v1` handlers; [`error`]: the one mapping of errors to HTTP.
+//! - [`batcher`]: group commit of publishes into segments; [`reader`]: reading messages
+//!   through the hot tail; [`forward`]: gateway-to-sequencer calls over HTTP.
+//! - [`metrics`]: Prometheus metrics; [`bench`]: the load generator.
+
+pub mod api;
+pub mod auth;
+pub mod batcher;
+pub mod bench;
+pub mod cli;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod reader;
+pub mod receipt;
 pub mod server;

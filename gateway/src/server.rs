@@ -1,1 +1,288 @@
-pub fn run() {}
+//! Wiring of `ferrymq serve`: the store, secrets, the manifest node, the batcher, the hot
+//! tail, background tasks and the HTTP server with graceful shutdown.
+//!
+//! Shutdown (SIGTERM or ctrl-c): `/readyz` turns 503, the listener stops accepting, every
+//! in-flight request is answered with its true outcome (open batches are flushed and
+//! committed), then the manifest node stops.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::http::header::AUTHORIZATION;
+use rand::TryRngCore;
+use segment_writer::clock::{Clock, TokioClock};
+use segment_writer::faulty::{FaultConfig, FaultyStore};
+use segment_writer::manifest::{Command, LogSettings};
+use segment_writer::node::{Node, NodeSettings};
+use segment_writer::store::{Store, StoreKind, kind_of};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+use crate::api::{AppState, Limits};
+use crate::auth::Verifier;
+use crate::batcher::{BatchSettings, Batcher};
+use crate::cli::ServeArgs;
+use crate::forward::{ForwardKey, HttpForwarder};
+use crate::reader::Reader;
+use crate::receipt::ReceiptKey;
+
+const SECRET_FILE: &str = "jwt-secret";
+const CLUSTER_SECRET_FILE: &str = "cluster-secret";
+
+fn default_store() -> anyhow::Result<String> {
+    let dir = std::env::current_dir()?.join("ferrymq-data");
+    Ok(format!("file://{}", dir.display()))
+}
+
+fn local_dir(url: &str) -> Option<PathBuf> {
+    url.strip_prefix("file://").map(PathBuf::from)
+}
+
+fn random_secret() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.try_fill_bytes(&mut b).expect("the OS has randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads, or creates with mode 0600, a secret file in the local data directory.
+fn secret_file(dir: &std::path::Path, name: &str) -> anyhow::Result<(String, bool)> {
+    let path = dir.join(name);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok((s.trim().to_string(), false));
+    }
+    std::fs::create_dir_all(dir)?;
+    let secret = random_secret();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("create {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()?;
+    Ok((secret, true))
+}
+
+/// The secret the local-directory gateway generated (for `ferrymq token`).
+pub fn generated_secret(store: Option<&str>) -> anyhow::Result<String> {
+    let url = match store {
+        Some(s) => s.to_string(),
+        None => default_store()?,
+    };
+    let dir = local_dir(&url).context("no --jwt-secret given and the store is not a local directory")?;
+    let path = dir.join(SECRET_FILE);
+    Ok(std::fs::read_to_string(&path).with_context(|| format!("no --jwt-secret given and {} is missing", path.display()))?.trim().to_string())
+}
+
+struct Secrets {
+    verifier: Verifier,
+    cluster: Vec<u8>,
+    print_token_with: Option<String>,
+}
+
+fn secrets(args: &ServeArgs, url: &str, kind: StoreKind) -> anyhow::Result<Secrets> {
+    let configured = args.jwt_secret.is_some() || args.jwt_public_key.is_some() || args.jwks.is_some();
+    let mut print_token_with = None;
+    let (verifier, hs_secret) = if let Some(s) = &args.jwt_secret {
+        anyhow::ensure!(!s.is_empty(), "--jwt-secret is empty");
+        (Verifier::hs256(s.as_bytes()), Some(s.clone()))
+    } else if let Some(p) = &args.jwt_public_key {
+        (Verifier::public_key_pem(&std::fs::read(p).with_context(|| format!("read {}", p.display()))?)?, None)
+    } else if let Some(p) = &args.jwks {
+        (Verifier::jwks(&std::fs::read(p).with_context(|| format!("read {}", p.display()))?)?, None)
+    } else {
+        match kind {
+            StoreKind::S3 => bail!("refusing to start against S3 without a JWT key: set --jwt-secret, --jwt-public-key or --jwks (or FERRYMQ_JWT_SECRET)"),
+            StoreKind::Local => {
+                let dir = local_dir(url).context("local store URL")?;
+                let (secret, created) = secret_file(&dir, SECRET_FILE)?;
+                if created {
+                    print_token_with = Some(secret.clone());
+                }
+                (Verifier::hs256(secret.as_bytes()), Some(secret))
+            }
+            StoreKind::Memory => {
+                let secret = random_secret();
+                print_token_with = Some(secret.clone());
+                (Verifier::hs256(secret.as_bytes()), Some(secret))
+            }
+        }
+    };
+    let cluster = match (&args.cluster_secret, hs_secret) {
+        (Some(c), _) => c.as_bytes().to_vec(),
+        (None, Some(s)) => crate::receipt::derive_key(s.as_bytes(), "ferrymq cluster secret"),
+        (None, None) => match kind {
+            StoreKind::Local => secret_file(&local_dir(url).context("local store URL")?, CLUSTER_SECRET_FILE)?.0.into_bytes(),
+            StoreKind::Memory => random_secret().into_bytes(),
+            StoreKind::S3 => bail!("--cluster-secret (FERRYMQ_CLUSTER_SECRET) is required with S3 and a public-key JWT configuration"),
+        },
+    };
+    let _ = configured;
+    Ok(Secrets { verifier, cluster, print_token_with })
+}
+
+/// Runs `ferrymq serve` until SIGTERM or ctrl-c.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let url = match &args.store {
+        Some(s) => s.clone(),
+        None => default_store()?,
+    };
+    let kind = kind_of(&url)?;
+    let secrets = secrets(&args, &url, kind)?;
+    let listener_addr: std::net::SocketAddr = args.listen.parse().with_context(|| format!("bad --listen {:?}", args.listen))?;
+    let address = match &args.advertise_addr {
+        Some(a) => a.clone(),
+        None if !listener_addr.ip().is_unspecified() => args.listen.clone(),
+        None => {
+            warn!("--listen is a wildcard address and no --advertise-addr is set: other gateways cannot forward to this one");
+            String::new()
+        }
+    };
+    let profile = match &args.store_profile {
+        Some(p) => Some(FaultConfig::profile(p).with_context(|| format!("unknown --store-profile {p:?} (s3-standard, s3-express, minio-lan, none)"))?),
+        None => None,
+    };
+    if args.check_config {
+        println!("configuration ok: store {url}, listen {}, advertise {address:?}", args.listen);
+        return Ok(());
+    }
+    let clock: Arc<dyn Clock> = TokioClock::shared();
+    let base = Store::open(&url)?;
+    let counter = Arc::new(FaultyStore::new(base.inner.clone(), profile.unwrap_or_default(), rand::random(), clock.clone()));
+    let store = base.wrapped(counter.clone());
+    let forward_key = ForwardKey::new(&secrets.cluster);
+    let forwarder = Arc::new(HttpForwarder::new(forward_key.clone(), Duration::from_secs(10))?);
+    let gateway_id = ulid::Ulid::new().to_string();
+    let mut ns = NodeSettings::new(gateway_id.clone(), address.clone());
+    ns.lease_ttl = args.lease_ttl;
+    ns.heartbeat = (args.lease_ttl / 3).min(Duration::from_secs(1));
+    ns.tail_interval = args.tail_interval;
+    ns.log = LogSettings { checkpoint_every: args.checkpoint_every, ..LogSettings::default() };
+    info!(store = %url, gateway = %gateway_id, %address, "opening the manifest");
+    let node = Node::start(store.clone(), ns, clock.clone(), forwarder, rand::random()).await?;
+    let reader = Arc::new(Reader::new(store.clone(), args.hot_tail_bytes));
+    let (batcher, batcher_task) = Batcher::start(
+        node.clone(),
+        reader.clone(),
+        BatchSettings {
+            linger: args.linger,
+            max_batch_bytes: args.max_batch_bytes,
+            max_inflight_batches: args.max_inflight_batches,
+            max_inflight_bytes: args.max_inflight_bytes,
+        },
+    );
+    let state = Arc::new(AppState {
+        node: node.clone(),
+        batcher: batcher.clone(),
+        reader: reader.clone(),
+        verifier: secrets.verifier,
+        receipts: ReceiptKey::new(&secrets.cluster),
+        forward_key,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_request_bytes: args.max_request_bytes,
+            max_messages_per_publish: 1000,
+            max_receive: 1000,
+            max_wait_ms: 30_000,
+            max_properties_bytes: 64 * 1024,
+        },
+        round_robin: AtomicU64::new(rand::random::<u32>().into()),
+        ready: AtomicBool::new(true),
+        store_url: url.clone(),
+    });
+    let background = spawn_background(node.clone(), reader.clone(), counter.clone());
+    let app = crate::api::router(state.clone())
+        .layer(axum::middleware::from_fn(count_responses))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]));
+    let listener = tokio::net::TcpListener::bind(listener_addr).await.with_context(|| format!("bind {listener_addr}"))?;
+    info!(listen = %listener.local_addr()?, "FerryMQ gateway ready");
+    if let Some(secret) = secrets.print_token_with {
+        let token = crate::auth::mint(secret.as_bytes(), "admin", &["admin:*".to_string()], Duration::from_secs(30 * 86_400))?;
+        println!("Generated a JWT secret for this data directory. Admin token (30 days):\n{token}");
+    }
+    let shutdown_state = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            info!("shutting down: refusing new requests, finishing in-flight ones");
+            shutdown_state.ready.store(false, Ordering::SeqCst);
+        })
+        .await?;
+    batcher.close();
+    drop(state);
+    let _ = batcher_task.await;
+    node.shutdown().await;
+    background.abort();
+    info!("stopped");
+    Ok(())
+}
+
+async fn count_responses(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let resp = next.run(req).await;
+    crate::metrics::observe_http(resp.status().as_u16());
+    resp
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Followers fill the hot tail with each new segment once; the sequencer dead-letters
+/// exhausted leases; store call counts feed `/metrics`.
+fn spawn_background(node: Node, reader: Arc<Reader>, counter: Arc<FaultyStore>) -> tokio::task::JoinHandle<()> {
+    let mut applied = node.subscribe();
+    let prefetch_reader = reader.clone();
+    tokio::spawn(async move {
+        while let Ok(a) = applied.recv().await {
+            for entry in &a.delta.entries {
+                for c in &entry.commands {
+                    if let Command::Append { segment, .. } = c {
+                        if !prefetch_reader.contains(segment) {
+                            let (r, s) = (prefetch_reader.clone(), segment.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = r.prefetch(&s).await {
+                                    warn!(error = %e, segment = %s, "hot-tail prefetch failed");
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            node.clock().sleep(Duration::from_millis(250)).await;
+            let c = counter.counts();
+            crate::metrics::observe_store_requests(c.puts, c.gets, c.lists, c.deletes);
+            if node.is_stopped() {
+                return;
+            }
+            if node.is_sequencer() {
+                let now = node.state().time_ms.max(node.clock().now_ms());
+                let due = !node.state().exhausted_leases(now).is_empty();
+                if due {
+                    if let Err(e) = node.submit(vec![Command::ExpireLeases]).await {
+                        warn!(error = %e, "dead-lettering expired leases failed");
+                    }
+                }
+            }
+        }
+    })
+}

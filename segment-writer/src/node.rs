@@ -302,6 +302,11 @@ impl Node {
         self.shared.state.read().expect("state lock poisoned")
     }
 
+        /// The shared state itself, for readers that need it without a guard.
+    pub fn shared_state(&self) -> Arc<RwLock<State>> {
+        self.shared.state.clone()
+    }
+
     /// The applied version.
     pub fn version(&self) -> u64 {
         *self.shared.version.borrow()

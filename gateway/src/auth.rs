@@ -1,0 +1,199 @@
+//! JWT verification and permission checks.
+//!
+//! Every `/v1` call carries `Authorization: Bearer <JWT>`, verified with an HS256 secret, an
+//! RS256/ES256 public key, or the keys of a JWKS file. Required claims: `sub`, `exp`.
+//! Permissions are `action:resource` strings in the claim `perms`, where `*` matches any run
+//! of characters (`/` included).
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The claims FerryMQ reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub perms: Vec<String>,
+}
+
+/// The actions of API.md's permission table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pub,
+    Sub,
+    Admin,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Pub => "pub",
+            Action::Sub => "sub",
+            Action::Admin => "admin",
+        }
+    }
+}
+
+/// Verifies tokens.
+pub struct Verifier {
+    keys: Vec<(DecodingKey, Validation)>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Verifier({} keys)", self.keys.len())
+    }
+}
+
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.set_required_spec_claims(&["exp", "sub"]);
+    v.leeway = 5;
+    v
+}
+
+impl Verifier {
+    /// HS256 with a shared secret.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Verifier { keys: vec![(DecodingKey::from_secret(secret), validation(Algorithm::HS256))] }
+    }
+
+    /// RS256 or ES256 with a PEM public key.
+    pub fn public_key_pem(pem: &[u8]) -> anyhow::Result<Self> {
+        if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+            return Ok(Verifier { keys: vec![(k, validation(Algorithm::RS256))] });
+        }
+        let k = DecodingKey::from_ec_pem(pem).map_err(|e| anyhow::anyhow!("not an RSA or EC public key PEM: {e}"))?;
+        Ok(Verifier { keys: vec![(k, validation(Algorithm::ES256))] })
+    }
+
+    /// Every RS256/ES256 key of a JWKS document.
+    pub fn jwks(json: &[u8]) -> anyhow::Result<Self> {
+        let set: JwkSet = serde_json::from_slice(json).map_err(|e| anyhow::anyhow!("bad JWKS: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| anyhow::anyhow!("bad JWK: {e}"))?;
+            let alg = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                _ => Algorithm::RS256,
+            };
+            keys.push((key, validation(alg)));
+        }
+        anyhow::ensure!(!keys.is_empty(), "JWKS has no keys");
+        Ok(Verifier { keys })
+    }
+
+    /// The claims of the bearer token in `headers`, or 401.
+    pub fn verify(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
+        let value = value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| ApiError::Unauthorized("expected a Bearer token".into()))?;
+        let mut last = None;
+        for (key, validation) in &self.keys {
+            match jsonwebtoken::decode::<Claims>(token.trim(), key, validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last = Some(e),
+            }
+        }
+        let reason = match last.as_ref().map(|e| e.kind()) {
+            Some(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => "token expired".to_string(),
+            Some(k) => format!("invalid token: {k:?}"),
+            None => "no verification key".to_string(),
+        };
+        Err(ApiError::Unauthorized(reason))
+    }
+}
+
+/// Whether `pattern` (with `*` wildcards) matches `text` as a whole.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+impl Claims {
+    /// 403 unless the claims allow `action` on `resource` (e.g. `topic/orders`). `admin` on a
+    /// resource implies `pub` and `sub` on it, so `admin:*` allows everything.
+    pub fn require(&self, action: Action, resource: &str) -> Result<(), ApiError> {
+        let wanted = format!("{}:{resource}", action.as_str());
+        let as_admin = format!("admin:{resource}");
+        if self.perms.iter().any(|p| wildcard_match(p, &wanted) || wildcard_match(p, &as_admin)) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("{} may not {} {resource}", self.sub, action.as_str())))
+        }
+    }
+}
+
+/// Mints an HS256 token.
+#[allow(clippy::disallowed_methods)] // a token's expiry is wall time by definition
+pub fn mint(secret: &[u8], sub: &str, perms: &[String], ttl: Duration) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let claims = Claims { sub: sub.to_string(), exp: now + ttl.as_secs(), perms: perms.to_vec() };
+    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_runs_including_slashes() {
+        assert!(wildcard_match("pub:topic/orders*", "pub:topic/orders-eu"));
+        assert!(wildcard_match("admin:*", "admin:topic/x/y"));
+        assert!(!wildcard_match("pub:topic/orders", "pub:topic/orders2"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("sub:group/a*b", "sub:group/ac"));
+    }
+
+    #[test]
+    fn permissions_follow_the_table() {
+        let c = Claims { sub: "s".into(), exp: 0, perms: vec!["pub:topic/orders*".into(), "sub:group/billing".into()] };
+        assert!(c.require(Action::Pub, "topic/orders").is_ok());
+        assert!(c.require(Action::Sub, "topic/orders").is_err());
+        assert!(c.require(Action::Sub, "group/billing").is_ok());
+        assert!(c.require(Action::Admin, "topic/orders").is_err());
+        let admin = Claims { sub: "a".into(), exp: 0, perms: vec!["admin:*".into()] };
+        assert!(admin.require(Action::Pub, "topic/x").is_ok());
+    }
+
+    #[test]
+    fn minted_tokens_verify_and_tampered_ones_do_not() {
+        let t = mint(b"k", "me", &["admin:*".into()], Duration::from_secs(60)).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {t}").parse().unwrap());
+        assert_eq!(Verifier::hs256(b"k").verify(&h).unwrap().sub, "me");
+        assert!(Verifier::hs256(b"other").verify(&h).is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! The publish path: one batcher per gateway for all topics (group commit).
+//!
+//! Publishes queue up; a batch closes when a segment-write slot is free (at most
+//! `max_inflight_batches` in flight; adaptive: no waiting when nothing is in flight), after an
+//! optional `linger`, or at `max_batch_bytes`. A batch becomes one segment PUT plus one
+//! manifest submission (one `Append` per topic queue it touches); only then are its requests
+//! answered with their offsets. A failed PUT or commit fails every request it carried (503):
+//! nothing is acknowledged from memory. Bytes accepted but not yet answered are bounded;
+//! beyond the bound a publish gets 429 at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use segment_writer::manifest::{Command, Outcome};
+use segment_writer::node::Node;
+use segment_writer::paths::Paths;
+use segment_writer::segment::{Message, SegmentBuilder};
+use segment_writer::segment_store;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::reader::Reader;
+
+/// Batcher settings (see `ferrymq serve --help` for their costs).
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    pub linger: Duration,
+    pub max_batch_bytes: usize,
+    pub max_inflight_batches: usize,
+    pub max_inflight_bytes: usize,
+}
+
+/// One message to append to a chosen queue.
+#[derive(Debug, Clone)]
+pub struct PublishItem {
+    pub queue: u32,
+    pub message: Message,
+}
+
+struct Job {
+    items: Vec<PublishItem>,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Vec<u64>, ApiError>>,
+}
+
+/// Handle to the batcher task.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    tx: mpsc::UnboundedSender<Job>,
+    inflight: Arc<AtomicUsize>,
+    max_inflight_bytes: usize,
+}
+
+impl Batcher {
+    /// Starts the batcher.
+    pub fn start(node: Node, reader: Arc<Reader>, settings: BatchSettings) -> (Batcher, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let handle = tokio::spawn(run(rx, node, reader, settings.clone()));
+        (Batcher { tx, inflight, max_inflight_bytes: settings.max_inflight_bytes }, handle)
+    }
+
+    /// Appends `items` (in order); resolves with their offsets once durable and committed.
+    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<u64>, ApiError> {
+        let bytes: usize = items.iter().map(|i| i.message.approx_size()).sum();
+        let before = self.inflight.fetch_add(bytes, Ordering::SeqCst);
+        if before + bytes > self.max_inflight_bytes && before > 0 {
+            self.inflight.fetch_sub(bytes, Ordering::SeqCst);
+            return Err(ApiError::TooManyRequests(format!("{before} bytes of publishes in flight; retry later")));
+        }
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Job { items, bytes, reply });
+        let result = match sent {
+            Ok(()) => rx.await.unwrap_or_else(|_| Err(ApiError::Unavailable("the gateway is shutting down".into()))),
+            Err(_) => Err(ApiError::Unavailable("the gateway is shutting down".into())),
+        };
+        self.inflight.fetch_sub(bytes, Ordering::SeqCst);
+        result
+    }
+
+    /// Stops accepting; the task finishes what it holds.
+    pub fn close(self) {
+        drop(self.tx);
+    }
+}
+
+async fn run(mut rx: mpsc::UnboundedReceiver<Job>, node: Node, reader: Arc<Reader>, settings: BatchSettings) {
+    let slots = Arc::new(Semaphore::new(settings.max_inflight_batches.max(1)));
+    let mut flushes = tokio::task::JoinSet::new();
+    while let Some(first) = rx.recv().await {
+        let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+        if !settings.linger.is_zero() {
+            node.clock().sleep(settings.linger).await;
+        }
+        let mut bytes = first.bytes;
+        let mut jobs = vec![first];
+        while bytes < settings.max_batch_bytes {
+            match rx.try_recv() {
+                Ok(j) => {
+                    bytes += j.bytes;
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let (node, reader) = (node.clone(), reader.clone());
+        flushes.spawn(async move {
+            flush(&node, &reader, jobs).await;
+            drop(permit);
+        });
+        while flushes.try_join_next().is_some() {}
+    }
+    while flushes.join_next().await.is_some() {}
+}
+
+async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
+    // Order the batch by (topic, queue), keeping publish order within a queue.
+    let mut order: Vec<(usize, usize)> = jobs.iter().enumerate().flat_map(|(j, job)| (0..job.items.len()).map(move |i| (j, i))).collect();
+    order.sort_by(|a, b| {
+        let (x, y) = (&jobs[a.0].items[a.1], &jobs[b.0].items[b.1]);
+        (&x.message.topic, x.queue).cmp(&(&y.message.topic, y.queue))
+    });
+    let mut builder = SegmentBuilder::new(64 * 1024);
+    let mut messages = Vec::with_capacity(order.len());
+    let mut commands = Vec::new();
+    // (command index, offset within the run) per item.
+    let mut placed: Vec<Vec<(usize, u64)>> = jobs.iter().map(|j| vec![(0, 0); j.items.len()]).collect();
+    for &(j, i) in &order {
+        let item = &jobs[j].items[i];
+        let ordinal = builder.push(&item.message);
+        messages.push(item.message.clone());
+        let extends = matches!(commands.last(), Some(Command::Append { topic, queue, .. }) if *topic == item.message.topic && *queue == item.queue);
+        if extends {
+                        let last = commands.len() - 1;
+            if let Some(Command::Append { count, .. }) = commands.last_mut() {
+                placed[j][i] = (last, u64::from(*count));
+                *count += 1;
+            }
+        } else {
+            commands.push(Command::Append {
+                topic: item.message.topic.clone(),
+                queue: item.queue,
+                segment: String::new(),
+                first_ordinal: ordinal,
+                count: 1,
+                publish_time_ms: item.message.publish_time_ms,
+            });
+            placed[j][i] = (commands.len() - 1, 0);
+        }
+    }
+    let bytes = builder.finish();
+    let now = node.clock().now_ms();
+    let name = Paths::segment_name(&date_of(now), &ulid::Ulid::new());
+    for c in &mut commands {
+        if let Command::Append { segment, .. } = c {
+            segment.clone_from(&name);
+        }
+    }
+    crate::metrics::observe_batch(bytes.len());
+    if let Err(e) = segment_store::put_segment(node.store(), &name, bytes).await {
+        let e = ApiError::from(e);
+        for job in jobs {
+            let _ = job.reply.send(Err(ApiError::Unavailable(e.to_string())));
+        }
+        return;
+    }
+    reader.insert(&name, Arc::new(messages));
+    let committed = node.submit(commands).await;
+    match committed {
+        Err(e) => {
+            let msg = ApiError::from(e).to_string();
+            for job in jobs {
+                let _ = job.reply.send(Err(ApiError::Unavailable(msg.clone())));
+            }
+        }
+        Ok(c) => {
+            for (j, job) in jobs.into_iter().enumerate() {
+                let mut offsets = Vec::with_capacity(job.items.len());
+                let mut failure = None;
+                for &(ci, k) in &placed[j] {
+                    match &c.outcomes[ci] {
+                        Outcome::Appended { base_offset } => offsets.push(base_offset + k),
+                        Outcome::Rejected { rejection } => failure = Some(ApiError::from(rejection.clone())),
+                        other => failure = Some(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+                    }
+                }
+                let _ = job.reply.send(match failure {
+                    Some(e) => Err(e),
+                    None => Ok(offsets),
+                });
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix millisecond time.
+pub fn date_of(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(super::date_of(0), "1970-01-01");
+        assert_eq!(super::date_of(1_767_225_600_000), "2026-01-01");
+        assert_eq!(super::date_of(1_709_164_800_000), "2024-02-29");
+    }
+}

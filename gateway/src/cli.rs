@@ -1,0 +1,175 @@
+//! The `ferrymq` command line. Every `serve` setting is a flag with a `FERRYMQ_*` environment
+//! twin and may also come from a TOML file (`--config`): a flag beats the environment, which
+//! beats the file, which beats the default. This is the one place that lists every setting.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// FerryMQ: RocketMQ semantics over HTTP, durable in object storage.
+#[derive(Debug, Parser)]
+#[command(name = "ferrymq", version, about)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `gateway=debug`.
+    #[arg(long, env = "FERRYMQ_LOG", default_value = "info", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a gateway.
+    Serve(ServeArgs),
+    /// Mint a JWT from the configured HS256 secret.
+    Token(TokenArgs),
+    /// Drive load against a running gateway and print throughput and latency percentiles.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Settings of `ferrymq serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Store URL: `file:///path`, `s3://bucket/prefix` or `memory://`. Default: `./ferrymq-data`.
+    #[arg(long, env = "FERRYMQ_STORE")]
+    pub store: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "FERRYMQ_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// How other gateways reach this one (`HOST:PORT`); defaults to `--listen` when that names a host.
+    #[arg(long, env = "FERRYMQ_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Signs receipts and gateway-to-gateway calls; derived from an HS256 JWT secret when unset.
+    #[arg(long, env = "FERRYMQ_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// HS256 secret for user JWTs (its UTF-8 bytes).
+    #[arg(long, env = "FERRYMQ_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// RS256/ES256 public key (PEM file) for user JWTs.
+    #[arg(long, env = "FERRYMQ_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// JWKS file with the public keys for user JWTs.
+    #[arg(long, env = "FERRYMQ_JWKS")]
+    pub jwks: Option<std::path::PathBuf>,
+    /// TOML file with any of these settings (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "FERRYMQ_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// A publish batch closes after this long (0: as soon as no segment write is in flight).
+    /// Longer: bigger segments, fewer PUTs, higher latency.
+    #[arg(long, env = "FERRYMQ_LINGER", default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub linger: Duration,
+    /// A publish batch closes at this many bytes.
+    #[arg(long, env = "FERRYMQ_MAX_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
+    /// Segment writes in flight per gateway; what arrives meanwhile waits for the next batch.
+    #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BATCHES", default_value_t = 2)]
+    pub max_inflight_batches: usize,
+    /// Bytes of publishes accepted but not yet acknowledged; beyond it publishes get 429.
+    #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+    /// Bytes of recent segments kept in memory (the hot tail).
+    #[arg(long, env = "FERRYMQ_HOT_TAIL_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub hot_tail_bytes: usize,
+    /// Largest message body.
+    #[arg(long, env = "FERRYMQ_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest request.
+    #[arg(long, env = "FERRYMQ_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// A follower that sees the manifest log silent this long takes over as sequencer.
+    #[arg(long, env = "FERRYMQ_LEASE_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// Followers read the manifest log this often.
+    #[arg(long, env = "FERRYMQ_TAIL_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub tail_interval: Duration,
+    /// Write a manifest checkpoint every this many versions.
+    #[arg(long, env = "FERRYMQ_CHECKPOINT_EVERY", default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Inject a latency profile into the store (`s3-standard`, `s3-express`, `minio-lan`), for benchmarks.
+    #[arg(long, env = "FERRYMQ_STORE_PROFILE")]
+    pub store_profile: Option<String>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// Settings of `ferrymq token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The token's subject.
+    #[arg(long, default_value = "admin")]
+    pub sub: String,
+    /// A permission (`action:resource`, e.g. `pub:topic/orders*`); repeatable.
+    #[arg(long = "perm", default_value = "admin:*")]
+    pub perms: Vec<String>,
+    /// Lifetime.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// HS256 secret; default: the one the local-directory gateway generated.
+    #[arg(long, env = "FERRYMQ_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Store whose generated secret to use when no secret is given.
+    #[arg(long, env = "FERRYMQ_STORE")]
+    pub store: Option<String>,
+}
+
+/// Inserts the settings of a `--config` TOML file (or `FERRYMQ_CONFIG`) as flags, where
+/// neither a flag nor its environment variable is given.
+pub fn args_with_config_file(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Vec<OsString>> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let given = |name: &str, args: &[OsString]| {
+        args.iter().any(|a| a.to_str().is_some_and(|a| a == format!("--{name}") || a.starts_with(&format!("--{name}="))))
+    };
+    let mut path = std::env::var_os("FERRYMQ_CONFIG").map(std::path::PathBuf::from);
+    for (i, a) in args.iter().enumerate() {
+        if a == "--config" {
+            path = args.get(i + 1).map(std::path::PathBuf::from);
+        } else if let Some(p) = a.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            path = Some(p.into());
+        }
+    }
+    let Some(path) = path else { return Ok(args) };
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        let env = format!("FERRYMQ_{}", key.to_uppercase().replace('-', "_"));
+        if given(&flag, &args) || std::env::var_os(&env).is_some() {
+            continue;
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => anyhow::bail!("config key {key}: unsupported value {other}"),
+        };
+        args.push(format!("--{flag}={value}").into());
+    }
+    Ok(args)
+}
+
+/// Installs the tracing subscriber.
+pub fn install_tracing(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => crate::server::run(args).await,
+        Command::Token(args) => {
+            let secret = match args.jwt_secret {
+                Some(s) => s,
+                None => crate::server::generated_secret(args.store.as_deref())?,
+            };
+            let token = crate::auth::mint(secret.as_bytes(), &args.sub, &args.perms, args.ttl)?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Bench(args) => crate::bench::run(args).await,
+    }
+}

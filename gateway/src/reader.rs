@@ -1,0 +1,174 @@
+//! Reading messages by (topic, queue, offset) through the hot tail.
+//!
+//! The hot tail is a byte-bounded cache of recent segments, decoded: filled by this gateway's
+//! own batches as it writes them and, on followers, by fetching each new segment once when the
+//! delta that appends it is applied. A read of recent data costs no object-store GET; older
+//! data is read from its segment with ranged GETs (footer, index, the blocks needed).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use segment_writer::manifest::{OffsetRange, State};
+use segment_writer::segment::Message;
+use segment_writer::segment_store;
+use segment_writer::store::Store;
+
+/// A message read at an offset.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub topic: String,
+    pub queue: u32,
+    pub offset: u64,
+    pub message: Message,
+    /// For dead letters: the topic it was published to.
+    pub origin_topic: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    map: HashMap<String, (Arc<Vec<Message>>, usize, u64)>,
+    total: usize,
+    tick: u64,
+}
+
+/// The hot tail and the segment reader.
+#[derive(Debug)]
+pub struct Reader {
+    store: Store,
+    max_bytes: usize,
+    cache: Mutex<Lru>,
+}
+
+/// One piece of a read: ordinals of one segment.
+struct Piece {
+    segment: String,
+    ordinals: Range<u32>,
+    first_offset: u64,
+    origin_topic: Option<String>,
+}
+
+impl Reader {
+    /// A reader keeping at most `max_bytes` of segments in memory.
+    pub fn new(store: Store, max_bytes: usize) -> Self {
+        Reader { store, max_bytes, cache: Mutex::new(Lru::default()) }
+    }
+
+    /// Puts a decoded segment in the hot tail.
+    pub fn insert(&self, name: &str, messages: Arc<Vec<Message>>) {
+        let bytes: usize = messages.iter().map(Message::approx_size).sum();
+        if bytes > self.max_bytes {
+            return;
+        }
+        let mut c = self.cache.lock().expect("cache lock poisoned");
+        c.tick += 1;
+        let tick = c.tick;
+        if let Some(old) = c.map.insert(name.to_string(), (messages, bytes, tick)) {
+            c.total -= old.1;
+        }
+        c.total += bytes;
+        while c.total > self.max_bytes {
+            let Some(victim) = c.map.iter().min_by_key(|(_, v)| v.2).map(|(k, _)| k.clone()) else { break };
+            if let Some(v) = c.map.remove(&victim) {
+                c.total -= v.1;
+            }
+        }
+    }
+
+    /// Whether a segment is in the hot tail.
+    pub fn contains(&self, name: &str) -> bool {
+        self.cache.lock().expect("cache lock poisoned").map.contains_key(name)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.cache.lock().expect("cache lock poisoned").total
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<Vec<Message>>> {
+        let mut c = self.cache.lock().expect("cache lock poisoned");
+        c.tick += 1;
+        let tick = c.tick;
+        c.map.get_mut(name).map(|v| {
+            v.2 = tick;
+            v.0.clone()
+        })
+    }
+
+    /// Fetches a whole segment into the hot tail (followers, when its delta is applied).
+    pub async fn prefetch(&self, name: &str) -> segment_writer::Result<()> {
+        if self.contains(name) {
+            return Ok(());
+        }
+        let messages = segment_store::read_segment(&self.store, name).await?;
+        self.insert(name, Arc::new(messages));
+        Ok(())
+    }
+
+    async fn read_piece(&self, segment: &str, ordinals: Range<u32>) -> segment_writer::Result<Vec<Message>> {
+        if let Some(all) = self.cached(segment) {
+            if let Some(slice) = all.get(ordinals.start as usize..ordinals.end as usize) {
+                return Ok(slice.to_vec());
+            }
+        }
+        segment_store::read_ordinals(&self.store, segment, ordinals).await
+    }
+
+    /// Up to `max` messages of `topic`/`queue` from `offset` on (never past `next_offset`).
+    pub async fn read(&self, state: &std::sync::RwLock<State>, topic: &str, queue: u32, offset: u64, max: usize) -> segment_writer::Result<Vec<Stored>> {
+        let pieces = {
+            let s = state.read().expect("state lock poisoned");
+            let Some(q) = s.topics.get(topic).and_then(|t| t.queues.get(queue as usize)) else { return Ok(Vec::new()) };
+            plan(&q.ranges, offset.max(q.min_offset), q.next_offset, max)
+        };
+        let mut out = Vec::new();
+        for p in pieces {
+            let msgs = self.read_piece(&p.segment, p.ordinals.clone()).await?;
+            for (i, message) in msgs.into_iter().enumerate() {
+                out.push(Stored { topic: topic.to_string(), queue, offset: p.first_offset + i as u64, message, origin_topic: p.origin_topic.clone() });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The messages at exactly these offsets of one queue (receive candidates).
+    pub async fn read_offsets(&self, state: &std::sync::RwLock<State>, topic: &str, queue: u32, offsets: &[u64]) -> segment_writer::Result<Vec<Stored>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < offsets.len() {
+            // Read runs of consecutive offsets together.
+            let mut j = i + 1;
+            while j < offsets.len() && offsets[j] == offsets[j - 1] + 1 {
+                j += 1;
+            }
+            out.extend(self.read(state, topic, queue, offsets[i], j - i).await?);
+            i = j;
+        }
+        Ok(out)
+    }
+}
+
+fn plan(ranges: &[OffsetRange], from: u64, end: u64, max: usize) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut left = max as u64;
+    let mut i = ranges.partition_point(|r| r.base + u64::from(r.count) <= from);
+    let mut at = from;
+    while left > 0 && at < end && i < ranges.len() {
+        let r = &ranges[i];
+        let start = at.max(r.base);
+        let stop = (r.base + u64::from(r.count)).min(end).min(start + left);
+        if stop > start {
+            let first = r.first_ordinal + (start - r.base) as u32;
+            out.push(Piece {
+                segment: r.segment.clone(),
+                ordinals: first..first + (stop - start) as u32,
+                first_offset: start,
+                origin_topic: r.origin_topic.clone(),
+            });
+            left -= stop - start;
+            at = stop;
+        }
+        i += 1;
+    }
+    out
+}

@@ -16,14 +16,15 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use segment_writer::manifest::{
-    Command, GroupDef, GroupMode, Outcome, QueueOffset, ResetTarget, SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
+    Command, GroupDef, GroupMode, Outcome, QueueOffset, ResetTarget, SettleAction, StartFrom,
+    Subscription, TopicDef, TopicKind,
 };
 use segment_writer::node::{ForwardRequest, Node};
 use segment_writer::segment::Message;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use crate::auth::{Action, Verifier};
 use crate::batcher::{Batcher, PublishItem};
@@ -69,10 +70,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/openapi.json", get(openapi))
         .route("/v1/topics", get(list_topics))
-        .route("/v1/topics/{topic}", put(put_topic).get(get_topic).delete(delete_topic))
+        .route(
+            "/v1/topics/{topic}",
+            put(put_topic).get(get_topic).delete(delete_topic),
+        )
         .route("/v1/topics/{topic}/messages", post(publish))
         .route("/v1/topics/{topic}/queues/{queue}/messages", get(pull))
-        .route("/v1/groups/{group}", put(put_group).get(get_group).delete(delete_group))
+        .route(
+            "/v1/groups/{group}",
+            put(put_group).get(get_group).delete(delete_group),
+        )
         .route("/v1/groups/{group}/receive", post(receive))
         .route("/v1/groups/{group}/ack", post(ack))
         .route("/v1/groups/{group}/nack", post(nack))
@@ -80,7 +87,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/groups/{group}/reset", post(reset))
         .route("/v1/cluster", get(cluster))
         .route(FORWARD_PATH, post(forward))
-        .fallback(|| async { ApiError::NotFound { code: "NotFound", message: "no such route".into() } })
+        .fallback(|| async {
+            ApiError::NotFound {
+                code: "NotFound",
+                message: "no such route".into(),
+            }
+        })
         .with_state(state)
 }
 
@@ -93,41 +105,73 @@ async fn readyz(State(st): St) -> Response {
 }
 
 async fn openapi() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("../openapi.json")).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+        .into_response()
 }
 
 // ---------- helpers ----------
 
 async fn body_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge(format!("request larger than {limit} bytes")))?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(format!("request larger than {limit} bytes")))?;
     if bytes.is_empty() {
-        return serde_json::from_slice(b"{}").map_err(|e| ApiError::bad(format!("a JSON body is required: {e}")));
+        return serde_json::from_slice(b"{}")
+            .map_err(|e| ApiError::bad(format!("a JSON body is required: {e}")));
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
 fn check_name(kind: &str, name: &str, max: usize) -> Result<(), ApiError> {
-    let ok = !name.is_empty() && name.len() <= max && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::BadRequest { code: "InvalidName", message: format!("invalid {kind} name {name:?}: use 1..={max} of A-Z a-z 0-9 . _ -") })
+        Err(ApiError::BadRequest {
+            code: "InvalidName",
+            message: format!("invalid {kind} name {name:?}: use 1..={max} of A-Z a-z 0-9 . _ -"),
+        })
     }
 }
 
 fn reserved(kind: &str, name: &str) -> Result<(), ApiError> {
     if name.starts_with("DLQ.") {
-        return Err(ApiError::BadRequest { code: "InvalidName", message: format!("{kind} names starting with DLQ. are reserved") });
+        return Err(ApiError::BadRequest {
+            code: "InvalidName",
+            message: format!("{kind} names starting with DLQ. are reserved"),
+        });
     }
     Ok(())
 }
 
+/// On a follower a definition made on another gateway arrives within a tail interval: before
+/// answering 404 for a name this gateway does not know, read the log once more.
+async fn refresh_unless(st: &AppState, known: impl Fn(&segment_writer::manifest::State) -> bool) {
+    if !known(&st.node.state()) {
+        let wait = st.node.settings().tail_interval * 2;
+        st.node.wait_applied(st.node.version() + 1, wait).await;
+    }
+}
+
 fn topic_not_found(topic: &str) -> ApiError {
-    ApiError::NotFound { code: "TopicNotFound", message: format!("topic {topic} does not exist") }
+    ApiError::NotFound {
+        code: "TopicNotFound",
+        message: format!("topic {topic} does not exist"),
+    }
 }
 
 fn group_not_found(group: &str) -> ApiError {
-    ApiError::NotFound { code: "GroupNotFound", message: format!("group {group} does not exist") }
+    ApiError::NotFound {
+        code: "GroupNotFound",
+        message: format!("group {group} does not exist"),
+    }
 }
 
 fn kind_name(k: TopicKind) -> &'static str {
@@ -210,7 +254,12 @@ fn default_retention() -> u32 {
     72
 }
 
-async fn put_topic(State(st): St, Path(topic): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn put_topic(
+    State(st): St,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Admin, &format!("topic/{topic}"))?;
     check_name("topic", &topic, 127)?;
@@ -219,18 +268,40 @@ async fn put_topic(State(st): St, Path(topic): Path<String>, headers: HeaderMap,
     if !(1..=1024).contains(&b.queues) {
         return Err(ApiError::bad("queues must be between 1 and 1024"));
     }
-    if matches!(b.kind, TopicKind::Fifo | TopicKind::Delay | TopicKind::Transaction) {
+    if matches!(
+        b.kind,
+        TopicKind::Fifo | TopicKind::Delay | TopicKind::Transaction
+    ) {
         return Err(ApiError::BadRequest {
             code: "NotSupported",
-            message: format!("{} topics are not supported by this version yet; only normal topics", kind_name(b.kind)),
+            message: format!(
+                "{} topics are not supported by this version yet; only normal topics",
+                kind_name(b.kind)
+            ),
         });
     }
-    let def = TopicDef { kind: b.kind, queues: b.queues, retention_hours: b.retention_hours };
-    let created = match one(submit_and_apply(&st, vec![Command::CreateTopic { topic: topic.clone(), def: def.clone() }]).await?)? {
+    let def = TopicDef {
+        kind: b.kind,
+        queues: b.queues,
+        retention_hours: b.retention_hours,
+    };
+    let created = match one(submit_and_apply(
+        &st,
+        vec![Command::CreateTopic {
+            topic: topic.clone(),
+            def: def.clone(),
+        }],
+    )
+    .await?)?
+    {
         Outcome::Defined { created } => created,
         o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
     };
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(topic_json(&topic, &def))).into_response())
 }
 
@@ -238,7 +309,11 @@ async fn list_topics(State(st): St, headers: HeaderMap) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Admin, "topic/*")?;
     let s = st.node.state();
-    let topics: Vec<Value> = s.topics.iter().map(|(n, t)| topic_json(n, &t.def)).collect();
+    let topics: Vec<Value> = s
+        .topics
+        .iter()
+        .map(|(n, t)| topic_json(n, &t.def))
+        .collect();
     Ok(Json(json!({"topics": topics})).into_response())
 }
 
@@ -246,7 +321,10 @@ async fn get_topic(State(st): St, Path(topic): Path<String>, headers: HeaderMap)
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Admin, &format!("topic/{topic}"))?;
     let s = st.node.state();
-    let t = s.topics.get(&topic).ok_or_else(|| topic_not_found(&topic))?;
+    let t = s
+        .topics
+        .get(&topic)
+        .ok_or_else(|| topic_not_found(&topic))?;
     let mut v = topic_json(&topic, &t.def);
     v["queue_stats"] = t
         .queues
@@ -300,7 +378,12 @@ struct MessageIn {
     dedup_id: Option<String>,
 }
 
-async fn publish(State(st): St, Path(topic): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn publish(
+    State(st): St,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let started = std::time::Instant::now();
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Pub, &format!("topic/{topic}"))?;
@@ -309,14 +392,21 @@ async fn publish(State(st): St, Path(topic): Path<String>, headers: HeaderMap, b
         return Err(ApiError::bad("messages must not be empty"));
     }
     if b.messages.len() > st.limits.max_messages_per_publish {
-        return Err(ApiError::TooLarge(format!("at most {} messages per publish", st.limits.max_messages_per_publish)));
+        return Err(ApiError::TooLarge(format!(
+            "at most {} messages per publish",
+            st.limits.max_messages_per_publish
+        )));
     }
     if let Some(g) = &b.producer_group {
         check_name("producer group", g, 120)?;
     }
+    refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
     let (kind, queues) = {
         let s = st.node.state();
-        let t = s.topics.get(&topic).ok_or_else(|| topic_not_found(&topic))?;
+        let t = s
+            .topics
+            .get(&topic)
+            .ok_or_else(|| topic_not_found(&topic))?;
         (t.def.kind, t.def.queues)
     };
     let now = st.node.clock().now_ms();
@@ -324,26 +414,47 @@ async fn publish(State(st): St, Path(topic): Path<String>, headers: HeaderMap, b
     let mut ids = Vec::with_capacity(b.messages.len());
     for m in b.messages {
         let body = match (m.body, m.body_base64) {
-            (Some(_), Some(_)) => return Err(ApiError::bad("give either body or body_base64, not both")),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad("give either body or body_base64, not both"));
+            }
             (Some(t), None) => bytes::Bytes::from(t.into_bytes()),
-            (None, Some(b)) => B64.decode(b.as_bytes()).map_err(|e| ApiError::bad(format!("bad body_base64: {e}")))?.into(),
+            (None, Some(b)) => B64
+                .decode(b.as_bytes())
+                .map_err(|e| ApiError::bad(format!("bad body_base64: {e}")))?
+                .into(),
             (None, None) => return Err(ApiError::bad("each message needs body or body_base64")),
         };
         if body.len() > st.limits.max_body_bytes {
-            return Err(ApiError::TooLarge(format!("message body of {} bytes exceeds {}", body.len(), st.limits.max_body_bytes)));
+            return Err(ApiError::TooLarge(format!(
+                "message body of {} bytes exceeds {}",
+                body.len(),
+                st.limits.max_body_bytes
+            )));
         }
         let props: usize = m.properties.iter().map(|(k, v)| k.len() + v.len()).sum();
         if props > st.limits.max_properties_bytes {
-            return Err(ApiError::TooLarge(format!("properties exceed {} bytes", st.limits.max_properties_bytes)));
+            return Err(ApiError::TooLarge(format!(
+                "properties exceed {} bytes",
+                st.limits.max_properties_bytes
+            )));
         }
         if m.dedup_id.is_some() {
-            return Err(ApiError::BadRequest { code: "NotSupported", message: "dedup_id is not supported by this version yet".into() });
+            return Err(ApiError::BadRequest {
+                code: "NotSupported",
+                message: "dedup_id is not supported by this version yet".into(),
+            });
         }
         if kind == TopicKind::Normal && m.message_group.is_some() {
-            return Err(ApiError::MessageTypeMismatch(format!("message_group on {} topic {topic}", kind_name(kind))));
+            return Err(ApiError::MessageTypeMismatch(format!(
+                "message_group on {} topic {topic}",
+                kind_name(kind)
+            )));
         }
         if kind != TopicKind::Delay && (m.deliver_at.is_some() || m.delay_ms.is_some()) {
-            return Err(ApiError::MessageTypeMismatch(format!("a delay on {} topic {topic}", kind_name(kind))));
+            return Err(ApiError::MessageTypeMismatch(format!(
+                "a delay on {} topic {topic}",
+                kind_name(kind)
+            )));
         }
         let queue = (st.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(queues)) as u32;
         let message_id = ulid::Ulid::new().to_string();
@@ -395,34 +506,58 @@ fn default_pull_max() -> usize {
 async fn wait_for_change(st: &AppState, deadline: tokio::time::Instant) -> bool {
     let mut rx = st.node.watch_version();
     rx.borrow_and_update();
-    tokio::time::timeout_at(deadline, rx.changed()).await.is_ok()
+    tokio::time::timeout_at(deadline, rx.changed())
+        .await
+        .is_ok()
 }
 
-async fn pull(State(st): St, Path((topic, queue)): Path<(String, String)>, headers: HeaderMap, query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+async fn pull(
+    State(st): St,
+    Path((topic, queue)): Path<(String, String)>,
+    headers: HeaderMap,
+    query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Sub, &format!("topic/{topic}"))?;
     let Query(q) = query.map_err(|e| ApiError::bad(format!("bad query: {e}")))?;
-    let queue: u32 = queue.parse().map_err(|_| ApiError::bad(format!("bad queue {queue:?}")))?;
+    let queue: u32 = queue
+        .parse()
+        .map_err(|_| ApiError::bad(format!("bad queue {queue:?}")))?;
     if q.max == 0 || q.max > 1000 {
         return Err(ApiError::bad("max must be 1..=1000"));
     }
     if q.wait_ms > st.limits.max_wait_ms {
-        return Err(ApiError::bad(format!("wait_ms must be at most {}", st.limits.max_wait_ms)));
+        return Err(ApiError::bad(format!(
+            "wait_ms must be at most {}",
+            st.limits.max_wait_ms
+        )));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms);
+    refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
     loop {
         let (min, next) = {
             let s = st.node.state();
-            let t = s.topics.get(&topic).ok_or_else(|| topic_not_found(&topic))?;
-            let qq = t.queues.get(queue as usize).ok_or_else(|| ApiError::bad(format!("topic {topic} has no queue {queue}")))?;
+            let t = s
+                .topics
+                .get(&topic)
+                .ok_or_else(|| topic_not_found(&topic))?;
+            let qq = t
+                .queues
+                .get(queue as usize)
+                .ok_or_else(|| ApiError::bad(format!("topic {topic} has no queue {queue}")))?;
             (qq.min_offset, qq.next_offset)
         };
         let from = q.offset.max(min);
         if from < next {
-            let msgs = st.reader.read(&*st.node.shared_state(), &topic, queue, from, q.max).await?;
+            let msgs = st
+                .reader
+                .read(&st.node.shared_state(), &topic, queue, from, q.max)
+                .await?;
             let next_offset = msgs.last().map_or(from, |m| m.offset + 1);
             let messages: Vec<Value> = msgs.iter().map(message_json).collect();
-            return Ok(Json(json!({"messages": messages, "next_offset": next_offset})).into_response());
+            return Ok(
+                Json(json!({"messages": messages, "next_offset": next_offset})).into_response(),
+            );
         }
         if tokio::time::Instant::now() >= deadline || !wait_for_change(&st, deadline).await {
             return Ok(Json(json!({"messages": [], "next_offset": from})).into_response());
@@ -469,7 +604,24 @@ fn default_invisible() -> i64 {
 fn rocketmq_ladder() -> Vec<i64> {
     let s = 1000;
     let m = 60 * s;
-    vec![10 * s, 30 * s, m, 2 * m, 3 * m, 4 * m, 5 * m, 6 * m, 7 * m, 8 * m, 9 * m, 10 * m, 20 * m, 30 * m, 60 * m, 120 * m]
+    vec![
+        10 * s,
+        30 * s,
+        m,
+        2 * m,
+        3 * m,
+        4 * m,
+        5 * m,
+        6 * m,
+        7 * m,
+        8 * m,
+        9 * m,
+        10 * m,
+        20 * m,
+        30 * m,
+        60 * m,
+        120 * m,
+    ]
 }
 
 /// Validates a RocketMQ tag expression: `*`, or tags joined by `||`.
@@ -483,7 +635,10 @@ pub fn parse_tag_filter(expr: &str) -> Result<Option<Vec<String>>, ApiError> {
     for part in e.split("||") {
         let t = part.trim();
         if t.is_empty() || t.contains(['|', '*', '(', ')', '\'', '"']) {
-            return Err(ApiError::BadRequest { code: "InvalidFilter", message: format!("bad tag expression {expr:?} at position {pos}") });
+            return Err(ApiError::BadRequest {
+                code: "InvalidFilter",
+                message: format!("bad tag expression {expr:?} at position {pos}"),
+            });
         }
         tags.push(t.to_string());
         pos += part.len() + 2;
@@ -498,7 +653,12 @@ fn tag_matches(filter: &Option<Vec<String>>, tag: &Option<String>) -> bool {
     }
 }
 
-async fn put_group(State(st): St, Path(group): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn put_group(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Admin, &format!("group/{group}"))?;
     check_name("group", &group, 120)?;
@@ -513,14 +673,21 @@ async fn put_group(State(st): St, Path(group): Path<String>, headers: HeaderMap,
             parse_tag_filter(f)?;
         }
         if s.sql.is_some() {
-            return Err(ApiError::BadRequest { code: "NotSupported", message: "SQL92 filters are not supported by this version yet".into() });
+            return Err(ApiError::BadRequest {
+                code: "NotSupported",
+                message: "SQL92 filters are not supported by this version yet".into(),
+            });
         }
     }
     let start_from = match b.start_from {
         None => StartFrom::Latest,
         Some(StartFromIn::Named(n)) if n == "earliest" => StartFrom::Earliest,
         Some(StartFromIn::Named(n)) if n == "latest" => StartFrom::Latest,
-        Some(StartFromIn::Named(n)) => return Err(ApiError::bad(format!("start_from must be earliest, latest or {{\"timestamp_ms\": …}}, not {n:?}"))),
+        Some(StartFromIn::Named(n)) => {
+            return Err(ApiError::bad(format!(
+                "start_from must be earliest, latest or {{\"timestamp_ms\": …}}, not {n:?}"
+            )));
+        }
         Some(StartFromIn::Timestamp { timestamp_ms }) => StartFrom::Timestamp(timestamp_ms),
     };
     if b.invisible_ms <= 0 || b.invisible_ms > 12 * 3600 * 1000 {
@@ -528,17 +695,38 @@ async fn put_group(State(st): St, Path(group): Path<String>, headers: HeaderMap,
     }
     let backoff = b.retry_backoff_ms.unwrap_or_else(rocketmq_ladder);
     if backoff.is_empty() || backoff.iter().any(|&x| x < 0) {
-        return Err(ApiError::bad("retry_backoff_ms must be a non-empty list of non-negative numbers"));
+        return Err(ApiError::bad(
+            "retry_backoff_ms must be a non-empty list of non-negative numbers",
+        ));
     }
     if b.max_retries > 1000 {
         return Err(ApiError::bad("max_retries must be at most 1000"));
     }
-    let def = GroupDef { subscriptions: b.subscriptions, mode: b.mode, start_from, max_retries: b.max_retries, invisible_ms: b.invisible_ms, retry_backoff_ms: backoff };
-    let created = match one(submit_and_apply(&st, vec![Command::CreateGroup { group: group.clone(), def: def.clone() }]).await?)? {
+    let def = GroupDef {
+        subscriptions: b.subscriptions,
+        mode: b.mode,
+        start_from,
+        max_retries: b.max_retries,
+        invisible_ms: b.invisible_ms,
+        retry_backoff_ms: backoff,
+    };
+    let created = match one(submit_and_apply(
+        &st,
+        vec![Command::CreateGroup {
+            group: group.clone(),
+            def: def.clone(),
+        }],
+    )
+    .await?)?
+    {
         Outcome::Defined { created } => created,
         o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
     };
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(group_json(&group, &def))).into_response())
 }
 
@@ -563,13 +751,20 @@ async fn get_group(State(st): St, Path(group): Path<String>, headers: HeaderMap)
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Sub, &format!("group/{group}"))?;
     let s = st.node.state();
-    let g = s.groups.get(&group).ok_or_else(|| group_not_found(&group))?;
+    let g = s
+        .groups
+        .get(&group)
+        .ok_or_else(|| group_not_found(&group))?;
     let mut v = group_json(&group, &g.def);
     let mut lag = Vec::new();
     for sub in &g.def.subscriptions {
-        let Some(t) = s.topics.get(&sub.topic) else { continue };
+        let Some(t) = s.topics.get(&sub.topic) else {
+            continue;
+        };
         for (qi, q) in t.queues.iter().enumerate() {
-            let c = s.cursor(&group, "", &sub.topic, qi as u32).unwrap_or_default();
+            let c = s
+                .cursor(&group, "", &sub.topic, qi as u32)
+                .unwrap_or_default();
             lag.push(json!({"topic": sub.topic, "queue": qi, "committed_offset": c.committed, "max_offset": q.next_offset, "inflight": c.leases.len()}));
         }
     }
@@ -606,30 +801,50 @@ fn default_receive_max() -> u32 {
     32
 }
 
-async fn receive(State(st): St, Path(group): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn receive(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Sub, &format!("group/{group}"))?;
     let b: ReceiveBody = body_json(body, st.limits.max_request_bytes).await?;
     if b.max_messages == 0 || b.max_messages > st.limits.max_receive {
-        return Err(ApiError::bad(format!("max_messages must be 1..={}", st.limits.max_receive)));
+        return Err(ApiError::bad(format!(
+            "max_messages must be 1..={}",
+            st.limits.max_receive
+        )));
     }
     if b.wait_ms > st.limits.max_wait_ms {
-        return Err(ApiError::bad(format!("wait_ms must be at most {}", st.limits.max_wait_ms)));
+        return Err(ApiError::bad(format!(
+            "wait_ms must be at most {}",
+            st.limits.max_wait_ms
+        )));
     }
     if let Some(c) = &b.consumer {
         check_name("consumer", c, 120)?;
     }
+    refresh_unless(&st, |s| s.groups.contains_key(&group)).await;
     let (def, filters) = {
         let s = st.node.state();
-        let g = s.groups.get(&group).ok_or_else(|| group_not_found(&group))?;
+        let g = s
+            .groups
+            .get(&group)
+            .ok_or_else(|| group_not_found(&group))?;
         let mut filters = BTreeMap::new();
         for sub in &g.def.subscriptions {
-            filters.insert(sub.topic.clone(), parse_tag_filter(sub.filter.as_deref().unwrap_or("*"))?);
+            filters.insert(
+                sub.topic.clone(),
+                parse_tag_filter(sub.filter.as_deref().unwrap_or("*"))?,
+            );
         }
         (g.def.clone(), filters)
     };
     let consumer = match (def.mode, b.consumer) {
-        (GroupMode::Broadcast, None) => return Err(ApiError::bad("consumer is required in broadcast mode")),
+        (GroupMode::Broadcast, None) => {
+            return Err(ApiError::bad("consumer is required in broadcast mode"));
+        }
         (GroupMode::Broadcast, Some(c)) => c,
         (GroupMode::Clustering, c) => c.unwrap_or_default(),
     };
@@ -640,18 +855,35 @@ async fn receive(State(st): St, Path(group): Path<String>, headers: HeaderMap, b
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
     loop {
         let now = st.node.clock().now_ms();
-        let candidates = st.node.state().candidates(&group, &consumer, now, (b.max_messages as usize) * 2);
+        let candidates =
+            st.node
+                .state()
+                .candidates(&group, &consumer, now, (b.max_messages as usize) * 2);
         if !candidates.is_empty() {
             // Read the candidates and apply the tag filters.
             let mut by_queue: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
             for c in &candidates {
-                by_queue.entry((c.topic.clone(), c.queue)).or_default().push(c.offset);
+                by_queue
+                    .entry((c.topic.clone(), c.queue))
+                    .or_default()
+                    .push(c.offset);
             }
             let mut read: BTreeMap<QueueOffset, Stored> = BTreeMap::new();
             for ((topic, queue), mut offsets) in by_queue {
                 offsets.sort_unstable();
-                for m in st.reader.read_offsets(&*st.node.shared_state(), &topic, queue, &offsets).await? {
-                    read.insert(QueueOffset { topic: m.topic.clone(), queue: m.queue, offset: m.offset }, m);
+                for m in st
+                    .reader
+                    .read_offsets(&st.node.shared_state(), &topic, queue, &offsets)
+                    .await?
+                {
+                    read.insert(
+                        QueueOffset {
+                            topic: m.topic.clone(),
+                            queue: m.queue,
+                            offset: m.offset,
+                        },
+                        m,
+                    );
                 }
             }
             let mut wanted = Vec::new();
@@ -665,7 +897,14 @@ async fn receive(State(st): St, Path(group): Path<String>, headers: HeaderMap, b
                 }
             }
             let had_skips = !skipped.is_empty();
-            let lease = Command::Lease { group: group.clone(), consumer: consumer.clone(), invisible_ms, max: b.max_messages, candidates: wanted, skipped };
+            let lease = Command::Lease {
+                group: group.clone(),
+                consumer: consumer.clone(),
+                invisible_ms,
+                max: b.max_messages,
+                candidates: wanted,
+                skipped,
+            };
             let (version, grants) = match one(submit(&st, vec![lease]).await?.1)? {
                 Outcome::Leased { version, grants } => (version, grants),
                 o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
@@ -676,7 +915,15 @@ async fn receive(State(st): St, Path(group): Path<String>, headers: HeaderMap, b
                     .filter_map(|g| {
                         let m = read.get(&g.at)?;
                         let mut v = message_json(m);
-                        let r = Receipt { group: group.clone(), consumer: consumer.clone(), topic: g.at.topic.clone(), queue: g.at.queue, offset: g.at.offset, version, attempt: g.attempt };
+                        let r = Receipt {
+                            group: group.clone(),
+                            consumer: consumer.clone(),
+                            topic: g.at.topic.clone(),
+                            queue: g.at.queue,
+                            offset: g.at.offset,
+                            version,
+                            attempt: g.attempt,
+                        };
                         v["delivery_attempt"] = json!(g.attempt);
                         v["receipt_handle"] = json!(st.receipts.sign(&r));
                         Some(v)
@@ -707,23 +954,41 @@ struct SettleBody {
     delay_ms: Option<i64>,
 }
 
-async fn settle_many(st: &AppState, group: &str, handles: Vec<String>, action: impl Fn(&Receipt, &GroupDef) -> SettleAction) -> ApiResult {
+async fn settle_many(
+    st: &AppState,
+    group: &str,
+    handles: Vec<String>,
+    action: impl Fn(&Receipt, &GroupDef) -> SettleAction,
+) -> ApiResult {
     if handles.is_empty() || handles.len() > 1000 {
         return Err(ApiError::bad("receipt_handles must hold 1..=1000 handles"));
     }
-    let def = st.node.state().groups.get(group).map(|g| g.def.clone()).ok_or_else(|| group_not_found(group))?;
-    let mut results: Vec<Value> = vec![json!({"ok": false, "error": "InvalidReceipt"}); handles.len()];
+    let def = st
+        .node
+        .state()
+        .groups
+        .get(group)
+        .map(|g| g.def.clone())
+        .ok_or_else(|| group_not_found(group))?;
+    let mut results: Vec<Value> =
+        vec![json!({"ok": false, "error": "InvalidReceipt"}); handles.len()];
     let mut commands = Vec::new();
     let mut index = Vec::new();
     for (i, h) in handles.iter().enumerate() {
-        let Some(r) = st.receipts.verify(h) else { continue };
+        let Some(r) = st.receipts.verify(h) else {
+            continue;
+        };
         if r.group != group {
             continue;
         }
         commands.push(Command::Settle {
             group: group.to_string(),
             consumer: r.consumer.clone(),
-            at: QueueOffset { topic: r.topic.clone(), queue: r.queue, offset: r.offset },
+            at: QueueOffset {
+                topic: r.topic.clone(),
+                queue: r.queue,
+                offset: r.offset,
+            },
             lease_version: r.version,
             action: action(&r, &def),
         });
@@ -734,7 +999,9 @@ async fn settle_many(st: &AppState, group: &str, handles: Vec<String>, action: i
         for (i, o) in index.into_iter().zip(outcomes) {
             results[i] = match o {
                 Outcome::Settled { .. } => json!({"ok": true}),
-                Outcome::Rejected { rejection: segment_writer::manifest::Rejection::ReceiptExpired } => json!({"ok": false, "error": "ReceiptExpired"}),
+                Outcome::Rejected {
+                    rejection: segment_writer::manifest::Rejection::ReceiptExpired,
+                } => json!({"ok": false, "error": "ReceiptExpired"}),
                 Outcome::Rejected { .. } => json!({"ok": false, "error": "InvalidReceipt"}),
                 _ => json!({"ok": false, "error": "InvalidReceipt"}),
             };
@@ -743,7 +1010,12 @@ async fn settle_many(st: &AppState, group: &str, handles: Vec<String>, action: i
     Ok(Json(json!({"results": results})).into_response())
 }
 
-async fn ack(State(st): St, Path(group): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn ack(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Sub, &format!("group/{group}"))?;
     let b: SettleBody = body_json(body, st.limits.max_request_bytes).await?;
@@ -753,15 +1025,27 @@ async fn ack(State(st): St, Path(group): Path<String>, headers: HeaderMap, body:
     settle_many(&st, &group, b.receipt_handles, |_, _| SettleAction::Ack).await
 }
 
-async fn nack(State(st): St, Path(group): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn nack(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Sub, &format!("group/{group}"))?;
     let b: SettleBody = body_json(body, st.limits.max_request_bytes).await?;
-    if b.delay_ms.is_some_and(|d| !(0..=40 * 86_400_000).contains(&d)) {
+    if b.delay_ms
+        .is_some_and(|d| !(0..=40 * 86_400_000).contains(&d))
+    {
         return Err(ApiError::bad("delay_ms must be 0..=3456000000"));
     }
     let delay = b.delay_ms;
-    settle_many(&st, &group, b.receipt_handles, move |r, def| SettleAction::Nack { delay_ms: delay.unwrap_or_else(|| def.backoff_ms(r.attempt)) }).await
+    settle_many(&st, &group, b.receipt_handles, move |r, def| {
+        SettleAction::Nack {
+            delay_ms: delay.unwrap_or_else(|| def.backoff_ms(r.attempt)),
+        }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -771,7 +1055,12 @@ struct InvisibilityBody {
     invisible_ms: i64,
 }
 
-async fn invisibility(State(st): St, Path(group): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn invisibility(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Sub, &format!("group/{group}"))?;
     let b: InvisibilityBody = body_json(body, st.limits.max_request_bytes).await?;
@@ -781,17 +1070,33 @@ async fn invisibility(State(st): St, Path(group): Path<String>, headers: HeaderM
     if !st.node.state().groups.contains_key(&group) {
         return Err(group_not_found(&group));
     }
-    let r = st.receipts.verify(&b.receipt_handle).filter(|r| r.group == group).ok_or_else(|| ApiError::BadRequest { code: "InvalidReceipt", message: "not a receipt handle of this group".into() })?;
+    let r = st
+        .receipts
+        .verify(&b.receipt_handle)
+        .filter(|r| r.group == group)
+        .ok_or_else(|| ApiError::BadRequest {
+            code: "InvalidReceipt",
+            message: "not a receipt handle of this group".into(),
+        })?;
     let cmd = Command::Settle {
         group: group.clone(),
         consumer: r.consumer.clone(),
-        at: QueueOffset { topic: r.topic.clone(), queue: r.queue, offset: r.offset },
+        at: QueueOffset {
+            topic: r.topic.clone(),
+            queue: r.queue,
+            offset: r.offset,
+        },
         lease_version: r.version,
-        action: SettleAction::Extend { invisible_ms: b.invisible_ms },
+        action: SettleAction::Extend {
+            invisible_ms: b.invisible_ms,
+        },
     };
     match one(submit(&st, vec![cmd]).await?.1)? {
         Outcome::Settled { lease_version } => {
-            let new = Receipt { version: lease_version, ..r };
+            let new = Receipt {
+                version: lease_version,
+                ..r
+            };
             Ok(Json(json!({"receipt_handle": st.receipts.sign(&new)})).into_response())
         }
         o => Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
@@ -805,22 +1110,43 @@ struct ResetBody {
     to: StartFromIn,
 }
 
-async fn reset(State(st): St, Path(group): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn reset(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Admin, &format!("group/{group}"))?;
     let b: ResetBody = body_json(body, st.limits.max_request_bytes).await?;
     let to = match b.to {
         StartFromIn::Named(n) if n == "earliest" => ResetTarget::Earliest,
         StartFromIn::Named(n) if n == "latest" => ResetTarget::Latest,
-        StartFromIn::Named(n) => return Err(ApiError::bad(format!("to must be earliest, latest or {{\"timestamp_ms\": …}}, not {n:?}"))),
+        StartFromIn::Named(n) => {
+            return Err(ApiError::bad(format!(
+                "to must be earliest, latest or {{\"timestamp_ms\": …}}, not {n:?}"
+            )));
+        }
         StartFromIn::Timestamp { timestamp_ms } => ResetTarget::Timestamp(timestamp_ms),
     };
     {
         let s = st.node.state();
-        s.groups.get(&group).ok_or_else(|| group_not_found(&group))?;
-        s.topics.get(&b.topic).ok_or_else(|| topic_not_found(&b.topic))?;
+        s.groups
+            .get(&group)
+            .ok_or_else(|| group_not_found(&group))?;
+        s.topics
+            .get(&b.topic)
+            .ok_or_else(|| topic_not_found(&b.topic))?;
     }
-    one(submit_and_apply(&st, vec![Command::ResetOffsets { group, topic: b.topic, to }]).await?)?;
+    one(submit_and_apply(
+        &st,
+        vec![Command::ResetOffsets {
+            group,
+            topic: b.topic,
+            to,
+        }],
+    )
+    .await?)?;
     Ok(Json(json!({})).into_response())
 }
 
@@ -831,7 +1157,9 @@ async fn cluster(State(st): St, headers: HeaderMap) -> ApiResult {
     claims.require(Action::Admin, "cluster")?;
     let s = st.node.state();
     let me = st.node.settings();
-    let mut gateways = vec![json!({"gateway": me.gateway_id, "address": me.address, "sequencer": s.sequencer.as_ref().is_some_and(|q| q.gateway == me.gateway_id)})];
+    let mut gateways = vec![
+        json!({"gateway": me.gateway_id, "address": me.address, "sequencer": s.sequencer.as_ref().is_some_and(|q| q.gateway == me.gateway_id)}),
+    ];
     if let Some(q) = s.sequencer.as_ref().filter(|q| q.gateway != me.gateway_id) {
         gateways.push(json!({"gateway": q.gateway, "address": q.address, "sequencer": true}));
     }
@@ -839,11 +1167,19 @@ async fn cluster(State(st): St, headers: HeaderMap) -> ApiResult {
 }
 
 async fn forward(State(st): St, headers: HeaderMap, body: Body) -> ApiResult {
-    let bytes = axum::body::to_bytes(body, 256 * 1024 * 1024).await.map_err(|_| ApiError::TooLarge("forward too large".into()))?;
-    let sig = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let bytes = axum::body::to_bytes(body, 256 * 1024 * 1024)
+        .await
+        .map_err(|_| ApiError::TooLarge("forward too large".into()))?;
+    let sig = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !st.forward_key.verify(&bytes, sig) {
-        return Err(ApiError::Unauthorized("internal endpoint: bad or missing gateway signature".into()));
+        return Err(ApiError::Unauthorized(
+            "internal endpoint: bad or missing gateway signature".into(),
+        ));
     }
-    let req: ForwardRequest = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("bad forward: {e}")))?;
+    let req: ForwardRequest =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("bad forward: {e}")))?;
     Ok(Json(st.node.submit_forwarded(req).await).into_response())
 }

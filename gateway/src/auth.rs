@@ -61,21 +61,32 @@ fn validation(alg: Algorithm) -> Validation {
 impl Verifier {
     /// HS256 with a shared secret.
     pub fn hs256(secret: &[u8]) -> Self {
-        Verifier { keys: vec![(DecodingKey::from_secret(secret), validation(Algorithm::HS256))] }
+        Verifier {
+            keys: vec![(
+                DecodingKey::from_secret(secret),
+                validation(Algorithm::HS256),
+            )],
+        }
     }
 
     /// RS256 or ES256 with a PEM public key.
     pub fn public_key_pem(pem: &[u8]) -> anyhow::Result<Self> {
         if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Verifier { keys: vec![(k, validation(Algorithm::RS256))] });
+            return Ok(Verifier {
+                keys: vec![(k, validation(Algorithm::RS256))],
+            });
         }
-        let k = DecodingKey::from_ec_pem(pem).map_err(|e| anyhow::anyhow!("not an RSA or EC public key PEM: {e}"))?;
-        Ok(Verifier { keys: vec![(k, validation(Algorithm::ES256))] })
+        let k = DecodingKey::from_ec_pem(pem)
+            .map_err(|e| anyhow::anyhow!("not an RSA or EC public key PEM: {e}"))?;
+        Ok(Verifier {
+            keys: vec![(k, validation(Algorithm::ES256))],
+        })
     }
 
     /// Every RS256/ES256 key of a JWKS document.
     pub fn jwks(json: &[u8]) -> anyhow::Result<Self> {
-        let set: JwkSet = serde_json::from_slice(json).map_err(|e| anyhow::anyhow!("bad JWKS: {e}"))?;
+        let set: JwkSet =
+            serde_json::from_slice(json).map_err(|e| anyhow::anyhow!("bad JWKS: {e}"))?;
         let mut keys = Vec::new();
         for jwk in &set.keys {
             let key = DecodingKey::from_jwk(jwk).map_err(|e| anyhow::anyhow!("bad JWK: {e}"))?;
@@ -94,7 +105,9 @@ impl Verifier {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
-        let value = value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -148,10 +161,18 @@ impl Claims {
     pub fn require(&self, action: Action, resource: &str) -> Result<(), ApiError> {
         let wanted = format!("{}:{resource}", action.as_str());
         let as_admin = format!("admin:{resource}");
-        if self.perms.iter().any(|p| wildcard_match(p, &wanted) || wildcard_match(p, &as_admin)) {
+        if self
+            .perms
+            .iter()
+            .any(|p| wildcard_match(p, &wanted) || wildcard_match(p, &as_admin))
+        {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("{} may not {} {resource}", self.sub, action.as_str())))
+            Err(ApiError::Forbidden(format!(
+                "{} may not {} {resource}",
+                self.sub,
+                action.as_str()
+            )))
         }
     }
 }
@@ -159,9 +180,19 @@ impl Claims {
 /// Mints an HS256 token.
 #[allow(clippy::disallowed_methods)] // a token's expiry is wall time by definition
 pub fn mint(secret: &[u8], sub: &str, perms: &[String], ttl: Duration) -> anyhow::Result<String> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let claims = Claims { sub: sub.to_string(), exp: now + ttl.as_secs(), perms: perms.to_vec() };
-    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = Claims {
+        sub: sub.to_string(),
+        exp: now + ttl.as_secs(),
+        perms: perms.to_vec(),
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
 }
 
 #[cfg(test)]
@@ -179,12 +210,20 @@ mod tests {
 
     #[test]
     fn permissions_follow_the_table() {
-        let c = Claims { sub: "s".into(), exp: 0, perms: vec!["pub:topic/orders*".into(), "sub:group/billing".into()] };
+        let c = Claims {
+            sub: "s".into(),
+            exp: 0,
+            perms: vec!["pub:topic/orders*".into(), "sub:group/billing".into()],
+        };
         assert!(c.require(Action::Pub, "topic/orders").is_ok());
         assert!(c.require(Action::Sub, "topic/orders").is_err());
         assert!(c.require(Action::Sub, "group/billing").is_ok());
         assert!(c.require(Action::Admin, "topic/orders").is_err());
-        let admin = Claims { sub: "a".into(), exp: 0, perms: vec!["admin:*".into()] };
+        let admin = Claims {
+            sub: "a".into(),
+            exp: 0,
+            perms: vec!["admin:*".into()],
+        };
         assert!(admin.require(Action::Pub, "topic/x").is_ok());
     }
 

@@ -54,11 +54,22 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the batcher.
-    pub fn start(node: Node, reader: Arc<Reader>, settings: BatchSettings) -> (Batcher, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        node: Node,
+        reader: Arc<Reader>,
+        settings: BatchSettings,
+    ) -> (Batcher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let inflight = Arc::new(AtomicUsize::new(0));
         let handle = tokio::spawn(run(rx, node, reader, settings.clone()));
-        (Batcher { tx, inflight, max_inflight_bytes: settings.max_inflight_bytes }, handle)
+        (
+            Batcher {
+                tx,
+                inflight,
+                max_inflight_bytes: settings.max_inflight_bytes,
+            },
+            handle,
+        )
     }
 
     /// Appends `items` (in order); resolves with their offsets once durable and committed.
@@ -67,12 +78,20 @@ impl Batcher {
         let before = self.inflight.fetch_add(bytes, Ordering::SeqCst);
         if before + bytes > self.max_inflight_bytes && before > 0 {
             self.inflight.fetch_sub(bytes, Ordering::SeqCst);
-            return Err(ApiError::TooManyRequests(format!("{before} bytes of publishes in flight; retry later")));
+            return Err(ApiError::TooManyRequests(format!(
+                "{before} bytes of publishes in flight; retry later"
+            )));
         }
         let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Job { items, bytes, reply });
+        let sent = self.tx.send(Job {
+            items,
+            bytes,
+            reply,
+        });
         let result = match sent {
-            Ok(()) => rx.await.unwrap_or_else(|_| Err(ApiError::Unavailable("the gateway is shutting down".into()))),
+            Ok(()) => rx.await.unwrap_or_else(|_| {
+                Err(ApiError::Unavailable("the gateway is shutting down".into()))
+            }),
             Err(_) => Err(ApiError::Unavailable("the gateway is shutting down".into())),
         };
         self.inflight.fetch_sub(bytes, Ordering::SeqCst);
@@ -85,11 +104,20 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Job>, node: Node, reader: Arc<Reader>, settings: BatchSettings) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    node: Node,
+    reader: Arc<Reader>,
+    settings: BatchSettings,
+) {
     let slots = Arc::new(Semaphore::new(settings.max_inflight_batches.max(1)));
     let mut flushes = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
-        let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         if !settings.linger.is_zero() {
             node.clock().sleep(settings.linger).await;
         }
@@ -116,7 +144,11 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, node: Node, reader: Arc<Reade
 
 async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
     // Order the batch by (topic, queue), keeping publish order within a queue.
-    let mut order: Vec<(usize, usize)> = jobs.iter().enumerate().flat_map(|(j, job)| (0..job.items.len()).map(move |i| (j, i))).collect();
+    let mut order: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| (0..job.items.len()).map(move |i| (j, i)))
+        .collect();
     order.sort_by(|a, b| {
         let (x, y) = (&jobs[a.0].items[a.1], &jobs[b.0].items[b.1]);
         (&x.message.topic, x.queue).cmp(&(&y.message.topic, y.queue))
@@ -125,14 +157,15 @@ async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
     let mut messages = Vec::with_capacity(order.len());
     let mut commands = Vec::new();
     // (command index, offset within the run) per item.
-    let mut placed: Vec<Vec<(usize, u64)>> = jobs.iter().map(|j| vec![(0, 0); j.items.len()]).collect();
+    let mut placed: Vec<Vec<(usize, u64)>> =
+        jobs.iter().map(|j| vec![(0, 0); j.items.len()]).collect();
     for &(j, i) in &order {
         let item = &jobs[j].items[i];
         let ordinal = builder.push(&item.message);
         messages.push(item.message.clone());
         let extends = matches!(commands.last(), Some(Command::Append { topic, queue, .. }) if *topic == item.message.topic && *queue == item.queue);
         if extends {
-                        let last = commands.len() - 1;
+            let last = commands.len() - 1;
             if let Some(Command::Append { count, .. }) = commands.last_mut() {
                 placed[j][i] = (last, u64::from(*count));
                 *count += 1;
@@ -181,8 +214,13 @@ async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
                 for &(ci, k) in &placed[j] {
                     match &c.outcomes[ci] {
                         Outcome::Appended { base_offset } => offsets.push(base_offset + k),
-                        Outcome::Rejected { rejection } => failure = Some(ApiError::from(rejection.clone())),
-                        other => failure = Some(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+                        Outcome::Rejected { rejection } => {
+                            failure = Some(ApiError::from(rejection.clone()))
+                        }
+                        other => {
+                            failure =
+                                Some(ApiError::Internal(format!("unexpected outcome {other:?}")))
+                        }
                     }
                 }
                 let _ = job.reply.send(match failure {

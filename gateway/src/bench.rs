@@ -51,7 +51,9 @@ fn hist() -> Histogram<u64> {
 }
 
 async fn store_requests(client: &reqwest::Client, url: &str) -> u64 {
-    let Ok(r) = client.get(format!("{url}/metrics")).send().await else { return 0 };
+    let Ok(r) = client.get(format!("{url}/metrics")).send().await else {
+        return 0;
+    };
     let text = r.text().await.unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("ferrymq_store_requests_total"))
@@ -61,16 +63,32 @@ async fn store_requests(client: &reqwest::Client, url: &str) -> u64 {
 
 #[allow(clippy::disallowed_methods)] // end-to-end latency compares wall clocks by definition
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Runs the benchmark and prints a report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.producers + args.consumers + 4).timeout(Duration::from_secs(60)).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.producers + args.consumers + 4)
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let auth = format!("Bearer {}", args.token);
     let url = args.url.trim_end_matches('/').to_string();
-    let r = client.put(format!("{url}/v1/topics/{}", args.topic)).header("authorization", &auth).json(&json!({"type": "normal", "queues": args.queues})).send().await?;
-    anyhow::ensure!(r.status().is_success(), "creating the topic: HTTP {} {}", r.status(), r.text().await.unwrap_or_default());
+    let r = client
+        .put(format!("{url}/v1/topics/{}", args.topic))
+        .header("authorization", &auth)
+        .json(&json!({"type": "normal", "queues": args.queues}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "creating the topic: HTTP {} {}",
+        r.status(),
+        r.text().await.unwrap_or_default()
+    );
     let group = format!("{}-bench", args.topic);
     if args.consumers > 0 {
         let r = client
@@ -79,7 +97,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .json(&json!({"subscriptions": [{"topic": args.topic}], "start_from": "latest"}))
             .send()
             .await?;
-        anyhow::ensure!(r.status().is_success(), "creating the group: HTTP {}", r.status());
+        anyhow::ensure!(
+            r.status().is_success(),
+            "creating the group: HTTP {}",
+            r.status()
+        );
     }
     let store_before = store_requests(&client, &url).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,19 +114,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.producers {
-        let (client, auth, url, topic, body) = (client.clone(), auth.clone(), url.clone(), args.topic.clone(), body.clone());
-        let (stop, sent, errors, ack_hist) = (stop.clone(), sent.clone(), errors.clone(), ack_hist.clone());
+        let (client, auth, url, topic, body) = (
+            client.clone(),
+            auth.clone(),
+            url.clone(),
+            args.topic.clone(),
+            body.clone(),
+        );
+        let (stop, sent, errors, ack_hist) =
+            (stop.clone(), sent.clone(), errors.clone(), ack_hist.clone());
         let (batch, max) = (args.batch, args.max_messages);
         tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) && (max == 0 || sent.load(Ordering::Relaxed) < max) {
+            while !stop.load(Ordering::Relaxed) && (max == 0 || sent.load(Ordering::Relaxed) < max)
+            {
                 let t = now_ms().to_string();
-                let msgs: Vec<Value> = (0..batch).map(|_| json!({"body": body, "properties": {"bench_sent_ms": t}})).collect();
+                let msgs: Vec<Value> = (0..batch)
+                    .map(|_| json!({"body": body, "properties": {"bench_sent_ms": t}}))
+                    .collect();
                 let begin = Instant::now();
-                let r = client.post(format!("{url}/v1/topics/{topic}/messages")).header("authorization", &auth).json(&json!({"messages": msgs})).send().await;
+                let r = client
+                    .post(format!("{url}/v1/topics/{topic}/messages"))
+                    .header("authorization", &auth)
+                    .json(&json!({"messages": msgs}))
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
-                        ack_hist.lock().await.saturating_record(begin.elapsed().as_micros() as u64);
+                        ack_hist
+                            .lock()
+                            .await
+                            .saturating_record(begin.elapsed().as_micros() as u64);
                         sent.fetch_add(batch as u64, Ordering::Relaxed);
                     }
                     _ => {
@@ -123,32 +163,57 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 let r = client
                     .post(format!("{url}/v1/groups/{group}/receive"))
                     .header("authorization", &auth)
-                    .json(&json!({"max_messages": 256, "wait_ms": 1000, "consumer": format!("c{c}")}))
+                    .json(
+                        &json!({"max_messages": 256, "wait_ms": 1000, "consumer": format!("c{c}")}),
+                    )
                     .send()
                     .await;
                 let Ok(r) = r else { continue };
-                let Ok(v) = r.json::<Value>().await else { continue };
+                let Ok(v) = r.json::<Value>().await else {
+                    continue;
+                };
                 let now = now_ms();
                 let msgs = v["messages"].as_array().cloned().unwrap_or_default();
                 let mut handles = Vec::new();
                 for m in &msgs {
-                    if let Some(t) = m["properties"]["bench_sent_ms"].as_str().and_then(|s| s.parse::<i64>().ok()) {
-                        e2e_hist.lock().await.saturating_record(((now - t).max(0) as u64) * 1000);
+                    if let Some(t) = m["properties"]["bench_sent_ms"]
+                        .as_str()
+                        .and_then(|s| s.parse::<i64>().ok())
+                    {
+                        e2e_hist
+                            .lock()
+                            .await
+                            .saturating_record(((now - t).max(0) as u64) * 1000);
                     }
                     handles.push(m["receipt_handle"].clone());
                 }
                 received.fetch_add(msgs.len() as u64, Ordering::Relaxed);
                 if !handles.is_empty() {
-                    let _ = client.post(format!("{url}/v1/groups/{group}/ack")).header("authorization", &auth).json(&json!({"receipt_handles": handles})).send().await;
+                    let _ = client
+                        .post(format!("{url}/v1/groups/{group}/ack"))
+                        .header("authorization", &auth)
+                        .json(&json!({"receipt_handles": handles}))
+                        .send()
+                        .await;
                 }
             }
         }));
     }
     let mut last = 0;
-    while started.elapsed() < args.duration && (args.max_messages == 0 || sent.load(Ordering::Relaxed) < args.max_messages) {
-        tokio::time::timeout(Duration::from_secs(1), futures::future::pending::<()>()).await.ok();
+    while started.elapsed() < args.duration
+        && (args.max_messages == 0 || sent.load(Ordering::Relaxed) < args.max_messages)
+    {
+        tokio::time::timeout(Duration::from_secs(1), futures::future::pending::<()>())
+            .await
+            .ok();
         let s = sent.load(Ordering::Relaxed);
-        eprint!("\r{:>5.1}s  sent {s}  ({}/s)  received {}  errors {}   ", started.elapsed().as_secs_f64(), s - last, received.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+        eprint!(
+            "\r{:>5.1}s  sent {s}  ({}/s)  received {}  errors {}   ",
+            started.elapsed().as_secs_f64(),
+            s - last,
+            received.load(Ordering::Relaxed),
+            errors.load(Ordering::Relaxed)
+        );
         last = s;
     }
     stop.store(true, Ordering::SeqCst);
@@ -162,16 +227,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ack = ack_hist.lock().await;
     let e2e = e2e_hist.lock().await;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!("messages published: {n} in {secs:.1} s ({} producers x batch {}, {} B bodies)", args.producers, args.batch, args.message_size);
-    println!("publish throughput: {:.0} msg/s, {:.2} MB/s", n as f64 / secs, n as f64 * args.message_size as f64 / secs / 1e6);
-    println!("publish-ack latency: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms (per request)", ms(&ack, 0.5), ms(&ack, 0.99), ms(&ack, 0.999));
+    println!(
+        "messages published: {n} in {secs:.1} s ({} producers x batch {}, {} B bodies)",
+        args.producers, args.batch, args.message_size
+    );
+    println!(
+        "publish throughput: {:.0} msg/s, {:.2} MB/s",
+        n as f64 / secs,
+        n as f64 * args.message_size as f64 / secs / 1e6
+    );
+    println!(
+        "publish-ack latency: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms (per request)",
+        ms(&ack, 0.5),
+        ms(&ack, 0.99),
+        ms(&ack, 0.999)
+    );
     if args.consumers > 0 {
-        println!("received: {}; end-to-end latency: p50 {:.1} ms, p99 {:.1} ms", received.load(Ordering::Relaxed), ms(&e2e, 0.5), ms(&e2e, 0.99));
+        println!(
+            "received: {}; end-to-end latency: p50 {:.1} ms, p99 {:.1} ms",
+            received.load(Ordering::Relaxed),
+            ms(&e2e, 0.5),
+            ms(&e2e, 0.99)
+        );
     }
     println!("errors: {}", errors.load(Ordering::Relaxed));
     if n > 0 {
         let reqs = store_after.saturating_sub(store_before);
-        println!("store requests: {reqs} ({:.1} per 1,000 messages, {:.1}/s)", reqs as f64 * 1000.0 / n as f64, reqs as f64 / secs);
+        println!(
+            "store requests: {reqs} ({:.1} per 1,000 messages, {:.1}/s)",
+            reqs as f64 * 1000.0 / n as f64,
+            reqs as f64 / secs
+        );
     }
     Ok(())
 }

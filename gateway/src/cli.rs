@@ -117,10 +117,15 @@ pub struct TokenArgs {
 
 /// Inserts the settings of a `--config` TOML file (or `FERRYMQ_CONFIG`) as flags, where
 /// neither a flag nor its environment variable is given.
-pub fn args_with_config_file(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Vec<OsString>> {
+pub fn args_with_config_file(
+    args: impl IntoIterator<Item = OsString>,
+) -> anyhow::Result<Vec<OsString>> {
     let mut args: Vec<OsString> = args.into_iter().collect();
     let given = |name: &str, args: &[OsString]| {
-        args.iter().any(|a| a.to_str().is_some_and(|a| a == format!("--{name}") || a.starts_with(&format!("--{name}="))))
+        args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == format!("--{name}") || a.starts_with(&format!("--{name}=")))
+        })
     };
     let mut path = std::env::var_os("FERRYMQ_CONFIG").map(std::path::PathBuf::from);
     for (i, a) in args.iter().enumerate() {
@@ -131,8 +136,11 @@ pub fn args_with_config_file(args: impl IntoIterator<Item = OsString>) -> anyhow
         }
     }
     let Some(path) = path else { return Ok(args) };
-    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
     for (key, value) in table {
         let flag = key.replace('_', "-");
         let env = format!("FERRYMQ_{}", key.to_uppercase().replace('-', "_"));
@@ -153,8 +161,12 @@ pub fn args_with_config_file(args: impl IntoIterator<Item = OsString>) -> anyhow
 
 /// Installs the tracing subscriber.
 pub fn install_tracing(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Runs a parsed command line.

@@ -45,7 +45,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with code `BadRequest`.
     pub fn bad(message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code: "BadRequest", message: message.into() }
+        ApiError::BadRequest {
+            code: "BadRequest",
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -56,7 +59,9 @@ impl ApiError {
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
-            ApiError::MessageTypeMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "MessageTypeMismatch"),
+            ApiError::MessageTypeMismatch(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "MessageTypeMismatch")
+            }
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
@@ -79,7 +84,9 @@ impl From<segment_writer::Error> for ApiError {
     fn from(e: segment_writer::Error) -> Self {
         use segment_writer::Error as E;
         match e {
-            E::Unavailable { .. } | E::CommitFailed(_) | E::Fenced(_) | E::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            E::Unavailable { .. } | E::CommitFailed(_) | E::Fenced(_) | E::ShuttingDown => {
+                ApiError::Unavailable(e.to_string())
+            }
             E::Corrupt { .. } => {
                 crate::metrics::observe_corrupt_object();
                 ApiError::Internal(e.to_string())
@@ -93,11 +100,20 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let message = r.to_string();
         match r {
-            Rejection::TopicNotFound(_) => ApiError::NotFound { code: "TopicNotFound", message },
-            Rejection::GroupNotFound(_) => ApiError::NotFound { code: "GroupNotFound", message },
+            Rejection::TopicNotFound(_) => ApiError::NotFound {
+                code: "TopicNotFound",
+                message,
+            },
+            Rejection::GroupNotFound(_) => ApiError::NotFound {
+                code: "GroupNotFound",
+                message,
+            },
             Rejection::Conflict(_) => ApiError::Conflict(message),
             Rejection::Invalid(_) => ApiError::bad(message),
-            Rejection::ReceiptExpired => ApiError::BadRequest { code: "ReceiptExpired", message },
+            Rejection::ReceiptExpired => ApiError::BadRequest {
+                code: "ReceiptExpired",
+                message,
+            },
             Rejection::StaleEpoch { .. } => ApiError::Internal(message),
         }
     }

@@ -30,7 +30,10 @@ impl std::fmt::Debug for ForwardKey {
 impl ForwardKey {
     /// The forwarding key of a cluster secret.
     pub fn new(cluster_secret: &[u8]) -> Self {
-        ForwardKey(crate::receipt::derive_key(cluster_secret, "ferrymq forward v1"))
+        ForwardKey(crate::receipt::derive_key(
+            cluster_secret,
+            "ferrymq forward v1",
+        ))
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -46,7 +49,9 @@ impl ForwardKey {
 
     /// Whether `signature` is genuine for `body`.
     pub fn verify(&self, body: &[u8], signature: &str) -> bool {
-        let Ok(tag) = STANDARD.decode(signature) else { return false };
+        let Ok(tag) = STANDARD.decode(signature) else {
+            return false;
+        };
         let mut m = self.mac();
         m.update(body);
         m.verify_slice(&tag).is_ok()
@@ -63,14 +68,21 @@ pub struct HttpForwarder {
 impl HttpForwarder {
     /// A forwarder signing with `key`.
     pub fn new(key: ForwardKey, timeout: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(1)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(1))
+            .build()?;
         Ok(HttpForwarder { client, key })
     }
 }
 
 #[async_trait]
 impl Forwarder for HttpForwarder {
-    async fn forward(&self, address: &str, request: ForwardRequest) -> Result<ForwardReply, String> {
+    async fn forward(
+        &self,
+        address: &str,
+        request: ForwardRequest,
+    ) -> Result<ForwardReply, String> {
         let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
         let signature = self.key.sign(&body);
         let url = format!("http://{address}{FORWARD_PATH}");
@@ -86,6 +98,8 @@ impl Forwarder for HttpForwarder {
         if !resp.status().is_success() {
             return Err(format!("forward to {address}: HTTP {}", resp.status()));
         }
-        resp.json::<ForwardReply>().await.map_err(|e| format!("forward to {address}: bad reply: {e}"))
+        resp.json::<ForwardReply>()
+            .await
+            .map_err(|e| format!("forward to {address}: bad reply: {e}"))
     }
 }

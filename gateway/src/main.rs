@@ -3,8 +3,11 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    let cli = gateway::cli::Cli::parse_from(gateway::cli::args_with_config_file(std::env::args_os())?);
+    let cli =
+        gateway::cli::Cli::parse_from(gateway::cli::args_with_config_file(std::env::args_os())?);
     gateway::cli::install_tracing(&cli);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(gateway::cli::run(cli))
 }

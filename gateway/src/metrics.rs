@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 struct Metrics {
     registry: Registry,
@@ -17,20 +19,52 @@ struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let registry = Registry::new();
-    let published = IntCounter::new("ferrymq_messages_published_total", "Messages acknowledged to publishers").expect("metric");
+    let published = IntCounter::new(
+        "ferrymq_messages_published_total",
+        "Messages acknowledged to publishers",
+    )
+    .expect("metric");
     let publish_ack = Histogram::with_opts(
-        HistogramOpts::new("ferrymq_publish_ack_seconds", "Publish request to acknowledgement")
-            .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+        HistogramOpts::new(
+            "ferrymq_publish_ack_seconds",
+            "Publish request to acknowledgement",
+        )
+        .buckets(vec![
+            0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+        ]),
     )
     .expect("metric");
-    let batches = IntCounter::new("ferrymq_batches_total", "Publish batches written as segments").expect("metric");
+    let batches = IntCounter::new(
+        "ferrymq_batches_total",
+        "Publish batches written as segments",
+    )
+    .expect("metric");
     let batch_bytes = Histogram::with_opts(
-        HistogramOpts::new("ferrymq_batch_bytes", "Bytes per publish batch").buckets(prometheus::exponential_buckets(1024.0, 4.0, 8).expect("buckets")),
+        HistogramOpts::new("ferrymq_batch_bytes", "Bytes per publish batch")
+            .buckets(prometheus::exponential_buckets(1024.0, 4.0, 8).expect("buckets")),
     )
     .expect("metric");
-    let store_requests = IntCounterVec::new(Opts::new("ferrymq_store_requests_total", "Object store requests by kind"), &["op"]).expect("metric");
-    let corrupt = IntCounter::new("ferrymq_corrupt_objects_total", "Reads that found a damaged or missing object").expect("metric");
-    let http = IntCounterVec::new(Opts::new("ferrymq_http_responses_total", "HTTP responses by status class"), &["class"]).expect("metric");
+    let store_requests = IntCounterVec::new(
+        Opts::new(
+            "ferrymq_store_requests_total",
+            "Object store requests by kind",
+        ),
+        &["op"],
+    )
+    .expect("metric");
+    let corrupt = IntCounter::new(
+        "ferrymq_corrupt_objects_total",
+        "Reads that found a damaged or missing object",
+    )
+    .expect("metric");
+    let http = IntCounterVec::new(
+        Opts::new(
+            "ferrymq_http_responses_total",
+            "HTTP responses by status class",
+        ),
+        &["class"],
+    )
+    .expect("metric");
     for c in [
         Box::new(published.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(publish_ack.clone()),
@@ -42,7 +76,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     ] {
         registry.register(c).expect("register metric");
     }
-    Metrics { registry, published, publish_ack, batches, batch_bytes, store_requests, corrupt, http }
+    Metrics {
+        registry,
+        published,
+        publish_ack,
+        batches,
+        batch_bytes,
+        store_requests,
+        corrupt,
+        http,
+    }
 });
 
 /// Messages acknowledged, and the ack latency of their request.
@@ -59,7 +102,12 @@ pub fn observe_batch(bytes: usize) {
 
 /// Object store calls so far, by kind (set from the counting wrapper).
 pub fn observe_store_requests(puts: u64, gets: u64, lists: u64, deletes: u64) {
-    for (op, n) in [("put", puts), ("get", gets), ("list", lists), ("delete", deletes)] {
+    for (op, n) in [
+        ("put", puts),
+        ("get", gets),
+        ("list", lists),
+        ("delete", deletes),
+    ] {
         let c = METRICS.store_requests.with_label_values(&[op]);
         let have = c.get();
         if n > have {

@@ -51,7 +51,11 @@ struct Piece {
 impl Reader {
     /// A reader keeping at most `max_bytes` of segments in memory.
     pub fn new(store: Store, max_bytes: usize) -> Self {
-        Reader { store, max_bytes, cache: Mutex::new(Lru::default()) }
+        Reader {
+            store,
+            max_bytes,
+            cache: Mutex::new(Lru::default()),
+        }
     }
 
     /// Puts a decoded segment in the hot tail.
@@ -68,7 +72,14 @@ impl Reader {
         }
         c.total += bytes;
         while c.total > self.max_bytes {
-            let Some(victim) = c.map.iter().min_by_key(|(_, v)| v.2).map(|(k, _)| k.clone()) else { break };
+            let Some(victim) = c
+                .map
+                .iter()
+                .min_by_key(|(_, v)| v.2)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             if let Some(v) = c.map.remove(&victim) {
                 c.total -= v.1;
             }
@@ -77,7 +88,11 @@ impl Reader {
 
     /// Whether a segment is in the hot tail.
     pub fn contains(&self, name: &str) -> bool {
-        self.cache.lock().expect("cache lock poisoned").map.contains_key(name)
+        self.cache
+            .lock()
+            .expect("cache lock poisoned")
+            .map
+            .contains_key(name)
     }
 
     /// Bytes held.
@@ -105,7 +120,11 @@ impl Reader {
         Ok(())
     }
 
-    async fn read_piece(&self, segment: &str, ordinals: Range<u32>) -> segment_writer::Result<Vec<Message>> {
+    async fn read_piece(
+        &self,
+        segment: &str,
+        ordinals: Range<u32>,
+    ) -> segment_writer::Result<Vec<Message>> {
         if let Some(all) = self.cached(segment) {
             if let Some(slice) = all.get(ordinals.start as usize..ordinals.end as usize) {
                 return Ok(slice.to_vec());
@@ -115,24 +134,49 @@ impl Reader {
     }
 
     /// Up to `max` messages of `topic`/`queue` from `offset` on (never past `next_offset`).
-    pub async fn read(&self, state: &std::sync::RwLock<State>, topic: &str, queue: u32, offset: u64, max: usize) -> segment_writer::Result<Vec<Stored>> {
+    pub async fn read(
+        &self,
+        state: &std::sync::RwLock<State>,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max: usize,
+    ) -> segment_writer::Result<Vec<Stored>> {
         let pieces = {
             let s = state.read().expect("state lock poisoned");
-            let Some(q) = s.topics.get(topic).and_then(|t| t.queues.get(queue as usize)) else { return Ok(Vec::new()) };
+            let Some(q) = s
+                .topics
+                .get(topic)
+                .and_then(|t| t.queues.get(queue as usize))
+            else {
+                return Ok(Vec::new());
+            };
             plan(&q.ranges, offset.max(q.min_offset), q.next_offset, max)
         };
         let mut out = Vec::new();
         for p in pieces {
             let msgs = self.read_piece(&p.segment, p.ordinals.clone()).await?;
             for (i, message) in msgs.into_iter().enumerate() {
-                out.push(Stored { topic: topic.to_string(), queue, offset: p.first_offset + i as u64, message, origin_topic: p.origin_topic.clone() });
+                out.push(Stored {
+                    topic: topic.to_string(),
+                    queue,
+                    offset: p.first_offset + i as u64,
+                    message,
+                    origin_topic: p.origin_topic.clone(),
+                });
             }
         }
         Ok(out)
     }
 
     /// The messages at exactly these offsets of one queue (receive candidates).
-    pub async fn read_offsets(&self, state: &std::sync::RwLock<State>, topic: &str, queue: u32, offsets: &[u64]) -> segment_writer::Result<Vec<Stored>> {
+    pub async fn read_offsets(
+        &self,
+        state: &std::sync::RwLock<State>,
+        topic: &str,
+        queue: u32,
+        offsets: &[u64],
+    ) -> segment_writer::Result<Vec<Stored>> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < offsets.len() {

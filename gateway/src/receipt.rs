@@ -41,7 +41,8 @@ impl std::fmt::Debug for ReceiptKey {
 
 /// Derives a purpose-specific key from the cluster secret.
 pub fn derive_key(cluster_secret: &[u8], purpose: &str) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(cluster_secret).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(cluster_secret).expect("HMAC takes any key length");
     mac.update(purpose.as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
@@ -62,7 +63,11 @@ impl ReceiptKey {
     pub fn sign(&self, r: &Receipt) -> String {
         let payload = serde_json::to_vec(r).expect("receipt encodes");
         let tag = self.mac(&payload).finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// The receipt a handle names, if it is genuine.
@@ -82,7 +87,15 @@ mod tests {
     #[test]
     fn genuine_handles_verify_and_forgeries_do_not() {
         let k = ReceiptKey::new(b"secret");
-        let r = Receipt { group: "g".into(), consumer: String::new(), topic: "t".into(), queue: 1, offset: 9, version: 4, attempt: 1 };
+        let r = Receipt {
+            group: "g".into(),
+            consumer: String::new(),
+            topic: "t".into(),
+            queue: 1,
+            offset: 9,
+            version: 4,
+            attempt: 1,
+        };
         let h = k.sign(&r);
         assert_eq!(k.verify(&h), Some(r.clone()));
         assert_eq!(ReceiptKey::new(b"other").verify(&h), None);

@@ -44,7 +44,9 @@ fn local_dir(url: &str) -> Option<PathBuf> {
 
 fn random_secret() -> String {
     let mut b = [0u8; 32];
-    rand::rngs::OsRng.try_fill_bytes(&mut b).expect("the OS has randomness");
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut b)
+        .expect("the OS has randomness");
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -58,7 +60,12 @@ fn secret_file(dir: &std::path::Path, name: &str) -> anyhow::Result<(String, boo
     let secret = random_secret();
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("create {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
     f.write_all(secret.as_bytes())?;
     f.sync_all()?;
     Ok((secret, true))
@@ -70,9 +77,13 @@ pub fn generated_secret(store: Option<&str>) -> anyhow::Result<String> {
         Some(s) => s.to_string(),
         None => default_store()?,
     };
-    let dir = local_dir(&url).context("no --jwt-secret given and the store is not a local directory")?;
+    let dir =
+        local_dir(&url).context("no --jwt-secret given and the store is not a local directory")?;
     let path = dir.join(SECRET_FILE);
-    Ok(std::fs::read_to_string(&path).with_context(|| format!("no --jwt-secret given and {} is missing", path.display()))?.trim().to_string())
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("no --jwt-secret given and {} is missing", path.display()))?
+        .trim()
+        .to_string())
 }
 
 struct Secrets {
@@ -82,18 +93,29 @@ struct Secrets {
 }
 
 fn secrets(args: &ServeArgs, url: &str, kind: StoreKind) -> anyhow::Result<Secrets> {
-    let configured = args.jwt_secret.is_some() || args.jwt_public_key.is_some() || args.jwks.is_some();
+    let configured =
+        args.jwt_secret.is_some() || args.jwt_public_key.is_some() || args.jwks.is_some();
     let mut print_token_with = None;
     let (verifier, hs_secret) = if let Some(s) = &args.jwt_secret {
         anyhow::ensure!(!s.is_empty(), "--jwt-secret is empty");
         (Verifier::hs256(s.as_bytes()), Some(s.clone()))
     } else if let Some(p) = &args.jwt_public_key {
-        (Verifier::public_key_pem(&std::fs::read(p).with_context(|| format!("read {}", p.display()))?)?, None)
+        (
+            Verifier::public_key_pem(
+                &std::fs::read(p).with_context(|| format!("read {}", p.display()))?,
+            )?,
+            None,
+        )
     } else if let Some(p) = &args.jwks {
-        (Verifier::jwks(&std::fs::read(p).with_context(|| format!("read {}", p.display()))?)?, None)
+        (
+            Verifier::jwks(&std::fs::read(p).with_context(|| format!("read {}", p.display()))?)?,
+            None,
+        )
     } else {
         match kind {
-            StoreKind::S3 => bail!("refusing to start against S3 without a JWT key: set --jwt-secret, --jwt-public-key or --jwks (or FERRYMQ_JWT_SECRET)"),
+            StoreKind::S3 => bail!(
+                "refusing to start against S3 without a JWT key: set --jwt-secret, --jwt-public-key or --jwks (or FERRYMQ_JWT_SECRET)"
+            ),
             StoreKind::Local => {
                 let dir = local_dir(url).context("local store URL")?;
                 let (secret, created) = secret_file(&dir, SECRET_FILE)?;
@@ -113,13 +135,24 @@ fn secrets(args: &ServeArgs, url: &str, kind: StoreKind) -> anyhow::Result<Secre
         (Some(c), _) => c.as_bytes().to_vec(),
         (None, Some(s)) => crate::receipt::derive_key(s.as_bytes(), "ferrymq cluster secret"),
         (None, None) => match kind {
-            StoreKind::Local => secret_file(&local_dir(url).context("local store URL")?, CLUSTER_SECRET_FILE)?.0.into_bytes(),
+            StoreKind::Local => secret_file(
+                &local_dir(url).context("local store URL")?,
+                CLUSTER_SECRET_FILE,
+            )?
+            .0
+            .into_bytes(),
             StoreKind::Memory => random_secret().into_bytes(),
-            StoreKind::S3 => bail!("--cluster-secret (FERRYMQ_CLUSTER_SECRET) is required with S3 and a public-key JWT configuration"),
+            StoreKind::S3 => bail!(
+                "--cluster-secret (FERRYMQ_CLUSTER_SECRET) is required with S3 and a public-key JWT configuration"
+            ),
         },
     };
     let _ = configured;
-    Ok(Secrets { verifier, cluster, print_token_with })
+    Ok(Secrets {
+        verifier,
+        cluster,
+        print_token_with,
+    })
 }
 
 /// Runs `ferrymq serve` until SIGTERM or ctrl-c.
@@ -130,35 +163,56 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let kind = kind_of(&url)?;
     let secrets = secrets(&args, &url, kind)?;
-    let listener_addr: std::net::SocketAddr = args.listen.parse().with_context(|| format!("bad --listen {:?}", args.listen))?;
+    let listener_addr: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("bad --listen {:?}", args.listen))?;
     let address = match &args.advertise_addr {
         Some(a) => a.clone(),
         None if !listener_addr.ip().is_unspecified() => args.listen.clone(),
         None => {
-            warn!("--listen is a wildcard address and no --advertise-addr is set: other gateways cannot forward to this one");
+            warn!(
+                "--listen is a wildcard address and no --advertise-addr is set: other gateways cannot forward to this one"
+            );
             String::new()
         }
     };
     let profile = match &args.store_profile {
-        Some(p) => Some(FaultConfig::profile(p).with_context(|| format!("unknown --store-profile {p:?} (s3-standard, s3-express, minio-lan, none)"))?),
+        Some(p) => Some(FaultConfig::profile(p).with_context(|| {
+            format!("unknown --store-profile {p:?} (s3-standard, s3-express, minio-lan, none)")
+        })?),
         None => None,
     };
     if args.check_config {
-        println!("configuration ok: store {url}, listen {}, advertise {address:?}", args.listen);
+        println!(
+            "configuration ok: store {url}, listen {}, advertise {address:?}",
+            args.listen
+        );
         return Ok(());
     }
     let clock: Arc<dyn Clock> = TokioClock::shared();
     let base = Store::open(&url)?;
-    let counter = Arc::new(FaultyStore::new(base.inner.clone(), profile.unwrap_or_default(), rand::random(), clock.clone()));
+    let counter = Arc::new(FaultyStore::new(
+        base.inner.clone(),
+        profile.unwrap_or_default(),
+        rand::random(),
+        clock.clone(),
+    ));
     let store = base.wrapped(counter.clone());
     let forward_key = ForwardKey::new(&secrets.cluster);
-    let forwarder = Arc::new(HttpForwarder::new(forward_key.clone(), Duration::from_secs(10))?);
+    let forwarder = Arc::new(HttpForwarder::new(
+        forward_key.clone(),
+        Duration::from_secs(10),
+    )?);
     let gateway_id = ulid::Ulid::new().to_string();
     let mut ns = NodeSettings::new(gateway_id.clone(), address.clone());
     ns.lease_ttl = args.lease_ttl;
     ns.heartbeat = (args.lease_ttl / 3).min(Duration::from_secs(1));
     ns.tail_interval = args.tail_interval;
-    ns.log = LogSettings { checkpoint_every: args.checkpoint_every, ..LogSettings::default() };
+    ns.log = LogSettings {
+        checkpoint_every: args.checkpoint_every,
+        ..LogSettings::default()
+    };
     info!(store = %url, gateway = %gateway_id, %address, "opening the manifest");
     let node = Node::start(store.clone(), ns, clock.clone(), forwarder, rand::random()).await?;
     let reader = Arc::new(Reader::new(store.clone(), args.hot_tail_bytes));
@@ -196,10 +250,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .layer(axum::middleware::from_fn(count_responses))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]));
-    let listener = tokio::net::TcpListener::bind(listener_addr).await.with_context(|| format!("bind {listener_addr}"))?;
+    let listener = tokio::net::TcpListener::bind(listener_addr)
+        .await
+        .with_context(|| format!("bind {listener_addr}"))?;
     info!(listen = %listener.local_addr()?, "FerryMQ gateway ready");
     if let Some(secret) = secrets.print_token_with {
-        let token = crate::auth::mint(secret.as_bytes(), "admin", &["admin:*".to_string()], Duration::from_secs(30 * 86_400))?;
+        let token = crate::auth::mint(
+            secret.as_bytes(),
+            "admin",
+            &["admin:*".to_string()],
+            Duration::from_secs(30 * 86_400),
+        )?;
         println!("Generated a JWT secret for this data directory. Admin token (30 days):\n{token}");
     }
     let shutdown_state = state.clone();
@@ -219,7 +280,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn count_responses(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn count_responses(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let resp = next.run(req).await;
     crate::metrics::observe_http(resp.status().as_u16());
     resp
@@ -245,7 +309,11 @@ async fn shutdown_signal() {
 
 /// Followers fill the hot tail with each new segment once; the sequencer dead-letters
 /// exhausted leases; store call counts feed `/metrics`.
-fn spawn_background(node: Node, reader: Arc<Reader>, counter: Arc<FaultyStore>) -> tokio::task::JoinHandle<()> {
+fn spawn_background(
+    node: Node,
+    reader: Arc<Reader>,
+    counter: Arc<FaultyStore>,
+) -> tokio::task::JoinHandle<()> {
     let mut applied = node.subscribe();
     let prefetch_reader = reader.clone();
     tokio::spawn(async move {

@@ -302,7 +302,7 @@ impl Node {
         self.shared.state.read().expect("state lock poisoned")
     }
 
-        /// The shared state itself, for readers that need it without a guard.
+    /// The shared state itself, for readers that need it without a guard.
     pub fn shared_state(&self) -> Arc<RwLock<State>> {
         self.shared.state.clone()
     }

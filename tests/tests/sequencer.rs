@@ -2,6 +2,8 @@
 //! clock (virtual time) and `FaultyStore` latency: fairness, takeover within the lease,
 //! idempotent forwards, and faults that must surface as errors, never as success.
 
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test code: a panic is the failure report; tests drive tokio time directly
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

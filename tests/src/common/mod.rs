@@ -1,4 +1,5 @@
-//! Shared setup of the black-box tests: the three stores every scenario runs against, and
-//! the `ferrymq` binary.
+//! Shared setup of the black-box tests: the stores every scenario runs against, and real
+//! `ferrymq` processes spoken to over HTTP.
 
+pub mod gateway;
 pub mod stores;

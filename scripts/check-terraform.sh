@@ -136,7 +136,7 @@ if [[ ! -x "$BIN" ]]; then
 elif ! help_out="$("$BIN" serve --help 2>&1)"; then
   fail "env: \`$BIN serve --help\` failed"
 else
-  accepted="$(grep -oE '\[env: FERRYMQ_[A-Z0-9_]+=' <<<"$help_out" | sed 's/^\[env: //; s/=$//' | sort -u)"
+  accepted="$(grep -oE '\[env: FERRYMQ_[A-Z0-9_]+[]=]' <<<"$help_out" | sed 's/^\[env: //; s/[]=]$//' | sort -u)"
   [[ -n "$accepted" ]] || fail "env: \`$BIN serve --help\` lists no [env: FERRYMQ_...] variables"
 fi
 

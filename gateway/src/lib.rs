@@ -6,7 +6,7 @@
 //! - [`api`]: the `/v1` handlers; [`error`]: the one mapping of errors to HTTP.
 //! - [`batcher`]: group commit of publishes into segments; [`reader`]: reading messages
 //!   through the hot tail; [`forward`]: gateway-to-sequencer calls over HTTP.
-//! - [`metrics`]: Prometheus metrics; [`bench`]: the load generator.
+//! - [`metrics`]: Prometheus metrics; [`mod@bench`]: the load generator.
 
 pub mod api;
 pub mod auth;

@@ -730,3 +730,99 @@ async fn sigterm_answers_in_flight_requests_and_exits() {
     let status = gw.terminate().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
 }
+
+/// Three gateways on one bucket under load; the sequencer is killed with SIGKILL while
+/// publishes are in flight. Another gateway takes over within the lease (plus slack for this
+/// noisy machine), the survivors keep acknowledging, and every acknowledged message is there
+/// exactly once.
+async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else { return };
+    let args = ["--lease-ttl", "2s", "--tail-interval", "50ms"];
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(Gateway::start(&ts.url, &args).await);
+    }
+    let apis: Vec<Api> = gws.iter().map(Api::admin).collect();
+    assert_eq!(apis[0].put("/v1/topics/k", json!({"queues": 3})).await.status, 201);
+    for a in &apis {
+        while a.get("/v1/topics/k").await.status != 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let sequencer = {
+        let c = apis[0].get("/v1/cluster").await.body;
+        let addr = c["gateways"].as_array().unwrap().iter().find(|g| g["sequencer"] == true).unwrap()["address"].as_str().unwrap().to_string();
+        gws.iter().position(|g| addr.ends_with(&format!(":{}", g.port))).unwrap()
+    };
+    let acked: Arc<std::sync::Mutex<Vec<(Value, Instant)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (gi, api) in apis.iter().enumerate() {
+        for p in 0..3 {
+            let (api, acked, stop) = (api.clone(), acked.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    i += 1;
+                    let body = format!("g{gi}-p{p}-{i}");
+                    let r = api.raw("POST", "/v1/topics/k/messages", Some(serde_json::to_vec(&json!({"messages": [{"body": body}]})).unwrap())).await;
+                    match r {
+                        Ok(r) if r.status == 200 => {
+                            let res = &r.body["results"][0];
+                            acked.lock().unwrap().push((json!({"id": res["message_id"], "queue": res["queue"], "offset": res["offset"], "body": body}), Instant::now()));
+                        }
+                        Ok(r) => assert_eq!(r.status, 503, "only 503 while the sequencer is gone: {:?}", r.body),
+                        Err(_) if gi == sequencer => return,
+                        Err(e) => panic!("transport error on a live gateway: {e}"),
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    gws[sequencer].kill9();
+    // Wait for acks on the survivors after the kill.
+    let deadline = killed_at + Duration::from_secs(20);
+    let resumed = loop {
+        let after = acked.lock().unwrap().iter().filter(|(_, t)| *t > killed_at + Duration::from_millis(200)).count();
+        if after > 20 {
+            break Some(killed_at.elapsed());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let resumed = resumed.expect("service resumed after the sequencer was killed");
+    eprintln!("service resumed {resumed:?} after the kill");
+    assert!(resumed < Duration::from_secs(8), "takeover took {resumed:?} (lease 2 s)");
+    let survivor = &apis[(sequencer + 1) % 3];
+    let mut seen: BTreeMap<String, (u64, u64, Value)> = BTreeMap::new();
+    for q in 0..3u64 {
+        let mut offset = 0;
+        loop {
+            let r = survivor.get(&format!("/v1/topics/k/queues/{q}/messages?offset={offset}&max=1000")).await;
+            let msgs = r.body["messages"].as_array().unwrap().clone();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                let prev = seen.insert(m["message_id"].as_str().unwrap().to_string(), (q, m["offset"].as_u64().unwrap(), m["body"].clone()));
+                assert!(prev.is_none(), "a message twice");
+            }
+            offset = r.body["next_offset"].as_u64().unwrap();
+        }
+    }
+    let acked = acked.lock().unwrap().clone();
+    for (a, _) in &acked {
+        let got = seen.get(a["id"].as_str().unwrap()).unwrap_or_else(|| panic!("acknowledged {a} lost"));
+        assert_eq!((got.0, got.1, &got.2), (a["queue"].as_u64().unwrap(), a["offset"].as_u64().unwrap(), &a["body"]));
+    }
+    eprintln!("{} acknowledged, {} stored", acked.len(), seen.len());
+}
+on_real_stores!(killing_the_sequencer_under_load_loses_nothing);

@@ -231,10 +231,21 @@ impl ManifestLog {
                 decode_delta(&path, &bytes)
             }
         }))
-        .buffered(self.settings.replay_parallelism.max(1));
+        // Unordered, so one slow GET does not hold back the others' slots; applied in order
+        // from a reorder buffer.
+        .buffer_unordered(self.settings.replay_parallelism.max(1));
         let mut applied = Vec::new();
+        let mut ready: std::collections::BTreeMap<u64, Delta> = std::collections::BTreeMap::new();
         while let Some(d) = fetched.next().await {
-            applied.push(self.apply(d?)?);
+            let d = d?;
+            ready.insert(d.version, d);
+            while let Some(next) = ready.remove(&(self.version() + 1)) {
+                applied.push(self.apply(next)?);
+            }
+        }
+        if let Some((&v, _)) = ready.first_key_value() {
+            let path = self.store.paths.log_version(v);
+            return Err(Error::corrupt(path, "a listed log version does not follow its predecessor"));
         }
         if !applied.is_empty() {
             debug!(from, to = self.version(), "replayed manifest log");

@@ -28,38 +28,82 @@ use segment_writer::store::Store;
 #[tokio::main]
 async fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let (store_kind, profile, nodes, clients, secs, payload) =
-        (a[1].as_str(), a[2].as_str(), a[3].parse::<usize>().unwrap(), a[4].parse::<usize>().unwrap(), a[5].parse::<u64>().unwrap(), a[6].as_str());
+    let (store_kind, profile, nodes, clients, secs, payload) = (
+        a[1].as_str(),
+        a[2].as_str(),
+        a[3].parse::<usize>().unwrap(),
+        a[4].parse::<usize>().unwrap(),
+        a[5].parse::<u64>().unwrap(),
+        a[6].as_str(),
+    );
     let _dir = tempfile_dir();
     let base = match store_kind {
         "memory" => Store::memory(),
         "local" => Store::open(&format!("file://{}", _dir.display())).unwrap(),
-        "s3" => Store::open(&format!("s3://{}/bench-{}", std::env::var("FERRYMQ_TEST_S3_BUCKET").unwrap(), ulid::Ulid::new())).unwrap(),
+        "s3" => Store::open(&format!(
+            "s3://{}/bench-{}",
+            std::env::var("FERRYMQ_TEST_S3_BUCKET").unwrap(),
+            ulid::Ulid::new()
+        ))
+        .unwrap(),
         other => panic!("unknown store {other}"),
     };
     let clock: Arc<dyn Clock> = TokioClock::shared();
-    let faulty = Arc::new(FaultyStore::new(base.inner.clone(), FaultConfig::profile(profile).unwrap(), 1, clock.clone()));
+    let faulty = Arc::new(FaultyStore::new(
+        base.inner.clone(),
+        FaultConfig::profile(profile).unwrap(),
+        1,
+        clock.clone(),
+    ));
     let store = base.wrapped(faulty.clone());
     let local = Arc::new(LocalForwarder::default());
     let mut ns = Vec::new();
     for i in 0..nodes {
-        let n = Node::start(store.clone(), NodeSettings::new(format!("n{i}"), format!("n{i}")), clock.clone(), local.clone(), i as u64).await.unwrap();
+        let n = Node::start(
+            store.clone(),
+            NodeSettings::new(format!("n{i}"), format!("n{i}")),
+            clock.clone(),
+            local.clone(),
+            i as u64,
+        )
+        .await
+        .unwrap();
         local.register(&n);
         ns.push(n);
     }
     while !ns.iter().any(Node::is_sequencer) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let def = TopicDef { kind: TopicKind::Normal, queues: 8, retention_hours: 1 };
-    ns[0].submit(vec![Command::CreateTopic { topic: "t".into(), def }]).await.unwrap();
-    let segment = encode(&[Message { topic: "t".into(), body: vec![7u8; 64 * 1024].into(), ..Message::default() }]);
+    let def = TopicDef {
+        kind: TopicKind::Normal,
+        queues: 8,
+        retention_hours: 1,
+    };
+    ns[0]
+        .submit(vec![Command::CreateTopic {
+            topic: "t".into(),
+            def,
+        }])
+        .await
+        .unwrap();
+    let segment = encode(&[Message {
+        topic: "t".into(),
+        body: vec![7u8; 64 * 1024].into(),
+        ..Message::default()
+    }]);
     let stop = Arc::new(AtomicBool::new(false));
     let v0 = ns[0].version();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, n) in ns.iter().enumerate() {
         for c in 0..clients {
-            let (n, stop, store, segment, payload) = (n.clone(), stop.clone(), store.clone(), segment.clone(), payload.to_string());
+            let (n, stop, store, segment, payload) = (
+                n.clone(),
+                stop.clone(),
+                store.clone(),
+                segment.clone(),
+                payload.to_string(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut h = Histogram::<u64>::new(3).unwrap();
                 let mut k = 0u64;
@@ -67,10 +111,19 @@ async fn main() {
                     let t = Instant::now();
                     let name = format!("segments/bench/{i}-{c}-{k}.seg");
                     k += 1;
-                    if payload == "segment64k" && put_segment(&store, &name, segment.clone()).await.is_err() {
+                    if payload == "segment64k"
+                        && put_segment(&store, &name, segment.clone()).await.is_err()
+                    {
                         continue;
                     }
-                    let cmd = Command::Append { topic: "t".into(), queue: (k % 8) as u32, segment: name, first_ordinal: 0, count: 1, publish_time_ms: 0 };
+                    let cmd = Command::Append {
+                        topic: "t".into(),
+                        queue: (k % 8) as u32,
+                        segment: name,
+                        first_ordinal: 0,
+                        count: 1,
+                        publish_time_ms: 0,
+                    };
                     if n.submit(vec![cmd]).await.is_ok() {
                         h.record(t.elapsed().as_micros() as u64).unwrap();
                     }

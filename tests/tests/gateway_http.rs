@@ -736,14 +736,22 @@ async fn sigterm_answers_in_flight_requests_and_exits() {
 /// noisy machine), the survivors keep acknowledging, and every acknowledged message is there
 /// exactly once.
 async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
-    let Some(ts) = stores::fresh(backend) else { return };
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
     let args = ["--lease-ttl", "2s", "--tail-interval", "50ms"];
     let mut gws = Vec::new();
     for _ in 0..3 {
         gws.push(Gateway::start(&ts.url, &args).await);
     }
     let apis: Vec<Api> = gws.iter().map(Api::admin).collect();
-    assert_eq!(apis[0].put("/v1/topics/k", json!({"queues": 3})).await.status, 201);
+    assert_eq!(
+        apis[0]
+            .put("/v1/topics/k", json!({"queues": 3}))
+            .await
+            .status,
+        201
+    );
     for a in &apis {
         while a.get("/v1/topics/k").await.status != 200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -751,8 +759,18 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
     }
     let sequencer = {
         let c = apis[0].get("/v1/cluster").await.body;
-        let addr = c["gateways"].as_array().unwrap().iter().find(|g| g["sequencer"] == true).unwrap()["address"].as_str().unwrap().to_string();
-        gws.iter().position(|g| addr.ends_with(&format!(":{}", g.port))).unwrap()
+        let addr = c["gateways"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["sequencer"] == true)
+            .unwrap()["address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        gws.iter()
+            .position(|g| addr.ends_with(&format!(":{}", g.port)))
+            .unwrap()
     };
     let acked: Arc<std::sync::Mutex<Vec<(Value, Instant)>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -785,7 +803,12 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
     // Wait for acks on the survivors after the kill.
     let deadline = killed_at + Duration::from_secs(20);
     let resumed = loop {
-        let after = acked.lock().unwrap().iter().filter(|(_, t)| *t > killed_at + Duration::from_millis(200)).count();
+        let after = acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| *t > killed_at + Duration::from_millis(200))
+            .count();
         if after > 20 {
             break Some(killed_at.elapsed());
         }
@@ -800,19 +823,29 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
     }
     let resumed = resumed.expect("service resumed after the sequencer was killed");
     eprintln!("service resumed {resumed:?} after the kill");
-    assert!(resumed < Duration::from_secs(8), "takeover took {resumed:?} (lease 2 s)");
+    assert!(
+        resumed < Duration::from_secs(8),
+        "takeover took {resumed:?} (lease 2 s)"
+    );
     let survivor = &apis[(sequencer + 1) % 3];
     let mut seen: BTreeMap<String, (u64, u64, Value)> = BTreeMap::new();
     for q in 0..3u64 {
         let mut offset = 0;
         loop {
-            let r = survivor.get(&format!("/v1/topics/k/queues/{q}/messages?offset={offset}&max=1000")).await;
+            let r = survivor
+                .get(&format!(
+                    "/v1/topics/k/queues/{q}/messages?offset={offset}&max=1000"
+                ))
+                .await;
             let msgs = r.body["messages"].as_array().unwrap().clone();
             if msgs.is_empty() {
                 break;
             }
             for m in msgs {
-                let prev = seen.insert(m["message_id"].as_str().unwrap().to_string(), (q, m["offset"].as_u64().unwrap(), m["body"].clone()));
+                let prev = seen.insert(
+                    m["message_id"].as_str().unwrap().to_string(),
+                    (q, m["offset"].as_u64().unwrap(), m["body"].clone()),
+                );
                 assert!(prev.is_none(), "a message twice");
             }
             offset = r.body["next_offset"].as_u64().unwrap();
@@ -820,8 +853,17 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
     }
     let acked = acked.lock().unwrap().clone();
     for (a, _) in &acked {
-        let got = seen.get(a["id"].as_str().unwrap()).unwrap_or_else(|| panic!("acknowledged {a} lost"));
-        assert_eq!((got.0, got.1, &got.2), (a["queue"].as_u64().unwrap(), a["offset"].as_u64().unwrap(), &a["body"]));
+        let got = seen
+            .get(a["id"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("acknowledged {a} lost"));
+        assert_eq!(
+            (got.0, got.1, &got.2),
+            (
+                a["queue"].as_u64().unwrap(),
+                a["offset"].as_u64().unwrap(),
+                &a["body"]
+            )
+        );
     }
     eprintln!("{} acknowledged, {} stored", acked.len(), seen.len());
 }

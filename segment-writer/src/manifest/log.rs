@@ -245,7 +245,10 @@ impl ManifestLog {
         }
         if let Some((&v, _)) = ready.first_key_value() {
             let path = self.store.paths.log_version(v);
-            return Err(Error::corrupt(path, "a listed log version does not follow its predecessor"));
+            return Err(Error::corrupt(
+                path,
+                "a listed log version does not follow its predecessor",
+            ));
         }
         if !applied.is_empty() {
             debug!(from, to = self.version(), "replayed manifest log");

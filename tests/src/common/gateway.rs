@@ -46,6 +46,8 @@ pub struct Gateway {
     pub base: String,
     log: PathBuf,
     args: Vec<String>,
+    /// Whether to pass `--jwt-secret SECRET`.
+    with_secret: bool,
 }
 
 impl Gateway {
@@ -56,6 +58,15 @@ impl Gateway {
 
     /// Starts a gateway on `store` listening on `port`.
     pub async fn start_on(store: &str, port: u16, extra: &[&str]) -> Gateway {
+        Self::start_full(store, port, extra, true).await
+    }
+
+    /// Starts a gateway without the test JWT secret (the test passes its own key flags).
+    pub async fn start_without_secret(store: &str, extra: &[&str]) -> Gateway {
+        Self::start_full(store, free_port(), extra, false).await
+    }
+
+    async fn start_full(store: &str, port: u16, extra: &[&str], with_secret: bool) -> Gateway {
         let log =
             std::env::temp_dir().join(format!("ferrymq-test-{port}-{}.log", ulid::Ulid::new()));
         let mut g = Gateway {
@@ -65,6 +76,7 @@ impl Gateway {
             base: format!("http://127.0.0.1:{port}"),
             log,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            with_secret,
         };
         g.spawn();
         g.wait_ready(Duration::from_secs(30)).await;
@@ -83,8 +95,11 @@ impl Gateway {
             .arg(&self.store)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--jwt-secret")
-            .arg(SECRET)
+            .args(if self.with_secret {
+                vec!["--jwt-secret", SECRET]
+            } else {
+                vec![]
+            })
             .args(&self.args)
             .env("FERRYMQ_LOG", "info")
             .stdin(Stdio::null())

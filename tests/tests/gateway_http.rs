@@ -739,6 +739,7 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
     let Some(ts) = stores::fresh(backend) else {
         return;
     };
+    eprintln!("store {}", ts.url);
     let args = ["--lease-ttl", "2s", "--tail-interval", "50ms"];
     let mut gws = Vec::new();
     for _ in 0..3 {
@@ -828,6 +829,24 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
         "takeover took {resumed:?} (lease 2 s)"
     );
     let survivor = &apis[(sequencer + 1) % 3];
+    let other = &apis[(sequencer + 2) % 3];
+    // Reads on a follower lag by up to a tail interval: wait until the survivor we read from
+    // has applied everything the other survivor has.
+    let head = other.get("/v1/cluster").await.body["manifest_version"]
+        .as_u64()
+        .unwrap();
+    let caught_up = Instant::now() + Duration::from_secs(10);
+    while survivor.get("/v1/cluster").await.body["manifest_version"]
+        .as_u64()
+        .unwrap()
+        < head
+    {
+        assert!(
+            Instant::now() < caught_up,
+            "survivor never caught up to version {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut seen: BTreeMap<String, (u64, u64, Value)> = BTreeMap::new();
     for q in 0..3u64 {
         let mut offset = 0;
@@ -853,9 +872,11 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
     }
     let acked = acked.lock().unwrap().clone();
     for (a, _) in &acked {
-        let got = seen
-            .get(a["id"].as_str().unwrap())
-            .unwrap_or_else(|| panic!("acknowledged {a} lost"));
+        let got = seen.get(a["id"].as_str().unwrap()).unwrap_or_else(|| {
+            let (q, o) = (a["queue"].as_u64().unwrap(), a["offset"].as_u64().unwrap());
+            let at: Vec<_> = seen.iter().filter(|(_, v)| v.0 == q && v.1 == o).collect();
+            panic!("acknowledged {a} lost; at its place: {at:?}")
+        });
         assert_eq!(
             (got.0, got.1, &got.2),
             (

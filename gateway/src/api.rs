@@ -208,6 +208,16 @@ fn one(outcomes: Vec<Outcome>) -> Result<Outcome, ApiError> {
     }
 }
 
+/// Commits a definition: 201 with `shown` if it created it, 200 if an identical one existed.
+async fn define(st: &AppState, command: Command, shown: Value) -> ApiResult {
+    let status = match one(submit_and_apply(st, vec![command]).await?)? {
+        Outcome::Defined { created: true } => StatusCode::CREATED,
+        Outcome::Defined { created: false } => StatusCode::OK,
+        o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
+    };
+    Ok((status, Json(shown)).into_response())
+}
+
 fn message_json(s: &Stored) -> Value {
     let m = &s.message;
     let mut v = json!({
@@ -285,24 +295,8 @@ async fn put_topic(
         queues: b.queues,
         retention_hours: b.retention_hours,
     };
-    let created = match one(submit_and_apply(
-        &st,
-        vec![Command::CreateTopic {
-            topic: topic.clone(),
-            def: def.clone(),
-        }],
-    )
-    .await?)?
-    {
-        Outcome::Defined { created } => created,
-        o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
-    };
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(topic_json(&topic, &def))).into_response())
+    let shown = topic_json(&topic, &def);
+    define(&st, Command::CreateTopic { topic, def }, shown).await
 }
 
 async fn list_topics(State(st): St, headers: HeaderMap) -> ApiResult {
@@ -710,24 +704,8 @@ async fn put_group(
         invisible_ms: b.invisible_ms,
         retry_backoff_ms: backoff,
     };
-    let created = match one(submit_and_apply(
-        &st,
-        vec![Command::CreateGroup {
-            group: group.clone(),
-            def: def.clone(),
-        }],
-    )
-    .await?)?
-    {
-        Outcome::Defined { created } => created,
-        o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
-    };
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(group_json(&group, &def))).into_response())
+    let shown = group_json(&group, &def);
+    define(&st, Command::CreateGroup { group, def }, shown).await
 }
 
 fn group_json(name: &str, def: &GroupDef) -> Value {

@@ -97,7 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(st): St) -> Response {
-    if st.ready.load(Ordering::SeqCst) && !st.node.is_stopped() {
+    if st.ready.load(Ordering::SeqCst) && !st.node.is_stopped() && st.node.store_healthy() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()

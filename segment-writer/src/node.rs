@@ -183,6 +183,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     shutdown: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    /// Whether the last manifest read or write reached the store.
+    store_ok: std::sync::atomic::AtomicBool,
 }
 
 /// A handle to a running node (cheap to clone).
@@ -231,6 +233,7 @@ impl Node {
             clock,
             shutdown,
             done,
+            store_ok: std::sync::atomic::AtomicBool::new(true),
         });
         let lp = CommitLoop {
             shared: shared.clone(),
@@ -368,6 +371,12 @@ impl Node {
         let _ = self.shared.shutdown.send(true);
         let mut done = self.shared.done.clone();
         let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Whether the last manifest read or write reached the store (`/readyz`). A failure turns
+    /// it false; the next success (a heartbeat or a tail, within a second) turns it true again.
+    pub fn store_healthy(&self) -> bool {
+        self.shared.store_ok.load(Ordering::SeqCst)
     }
 
     /// Whether the commit loop has stopped.
@@ -527,6 +536,7 @@ impl CommitLoop {
                 let _ = version_tx.send(a.delta.version);
             })
             .await;
+        self.shared.store_ok.store(result.is_ok(), Ordering::SeqCst);
         match result {
             Ok(0) => {}
             Ok(_) => self.last_progress = self.shared.clock.instant(),
@@ -622,6 +632,7 @@ impl CommitLoop {
             })
             .collect();
         let result = self.log.try_commit(entries).await;
+        self.shared.store_ok.store(result.is_ok(), Ordering::SeqCst);
         match result {
             Ok(CommitAttempt::Committed(a)) => {
                 self.last_commit = self.shared.clock.instant();

@@ -338,3 +338,39 @@ async fn store_faults_surface_as_errors_and_never_lose_or_double_a_commit() {
     );
     assert!(!ok.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_store_turns_the_node_unhealthy_until_it_returns() {
+    let clock: Arc<dyn Clock> = TokioClock::shared();
+    let base = Store::memory();
+    let faulty = Arc::new(FaultyStore::new(
+        base.inner.clone(),
+        FaultConfig::default(),
+        9,
+        clock.clone(),
+    ));
+    let store = base.wrapped(faulty.clone());
+    let local = Arc::new(LocalForwarder::default());
+    let node = start(&store, 0, local.clone(), &local, &clock).await;
+    wait_for_sequencer(std::slice::from_ref(&node)).await;
+    assert!(node.store_healthy());
+    faulty.set_outage(true);
+    let started = tokio::time::Instant::now();
+    assert!(
+        node.submit(vec![create_topic()]).await.is_err(),
+        "no ack while the store is down"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "fails quickly, not a hang"
+    );
+    assert!(!node.store_healthy());
+    faulty.set_outage(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        node.store_healthy(),
+        "healthy again after the next heartbeat"
+    );
+    assert!(node.submit(vec![create_topic()]).await.is_ok());
+    node.shutdown().await;
+}

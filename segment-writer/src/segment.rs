@@ -362,7 +362,8 @@ pub fn parse_index(bytes: &[u8]) -> SegResult<BlockIndex> {
 /// Decodes a whole segment held in memory.
 pub fn decode(bytes: &[u8]) -> SegResult<Vec<Message>> {
     let index = parse_index(bytes)?;
-    let mut out = Vec::with_capacity(index.message_count as usize);
+    // The count comes from the object: never trust it for an allocation.
+    let mut out = Vec::with_capacity((index.message_count as usize).min(bytes.len() / 16));
     for (i, (first, range)) in index.blocks.iter().enumerate() {
         if *first as usize != out.len() {
             return Err(SegmentError::Malformed(format!(
@@ -604,6 +605,14 @@ mod tests {
         bytes[6] = 9;
         assert_eq!(decode(&bytes), Err(SegmentError::UnsupportedVersion(9)));
         assert_eq!(decode(b""), Err(SegmentError::Truncated("header")));
+    }
+
+    #[test]
+    fn a_huge_message_count_in_the_footer_is_an_error_not_an_allocation() {
+        let mut bytes = encode(&[Message::default()]).to_vec();
+        let n = bytes.len();
+        bytes[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&bytes).is_err());
     }
 
     #[test]

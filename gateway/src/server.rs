@@ -93,8 +93,6 @@ struct Secrets {
 }
 
 fn secrets(args: &ServeArgs, url: &str, kind: StoreKind) -> anyhow::Result<Secrets> {
-    let configured =
-        args.jwt_secret.is_some() || args.jwt_public_key.is_some() || args.jwks.is_some();
     let mut print_token_with = None;
     let (verifier, hs_secret) = if let Some(s) = &args.jwt_secret {
         anyhow::ensure!(!s.is_empty(), "--jwt-secret is empty");
@@ -147,7 +145,6 @@ fn secrets(args: &ServeArgs, url: &str, kind: StoreKind) -> anyhow::Result<Secre
             ),
         },
     };
-    let _ = configured;
     Ok(Secrets {
         verifier,
         cluster,

@@ -716,16 +716,16 @@ async fn two_gateways_share_one_bucket(backend: Backend) {
 on_real_stores!(two_gateways_share_one_bucket);
 
 #[tokio::test]
-async fn sigterm_answers_in_flight_requests_and_exits() {
+/// SIGTERM after traffic: the process exits cleanly (status 0). Answering requests that are
+/// in flight at the signal is not covered yet (issue 5).
+async fn sigterm_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     let port = free_port();
     let mut gw = Gateway::start_on(&url, port, &[]).await;
     let api = Api::admin(&gw);
     api.put("/v1/topics/st", json!({"queues": 1})).await;
-    let a = api.clone();
-    let waiter = tokio::spawn(async move { a.post("/v1/groups/none/receive", json!({})).await });
-    let r = waiter.await.unwrap();
+    let r = api.post("/v1/groups/none/receive", json!({})).await;
     assert_eq!(r.status, 404);
     let status = gw.terminate().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");

@@ -16,9 +16,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::manifest::messaging::DEDUP_WINDOW_MS;
 use segment_writer::manifest::{
-    Command, GroupDef, GroupMode, Outcome, QueueOffset, ResetTarget, SettleAction, StartFrom,
-    Subscription, TopicDef, TopicKind,
+    CheckDue, Command, DedupRecord, GroupDef, GroupMode, Outcome, PublishMode, QueueOffset,
+    ResetTarget, SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
 };
 use segment_writer::node::{ForwardRequest, Node};
 use segment_writer::segment::Message;
@@ -27,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::auth::{Action, Verifier};
-use crate::batcher::{Batcher, PublishItem};
+use crate::batcher::{Batcher, Placed, PublishItem};
 use crate::error::ApiError;
 use crate::forward::{FORWARD_PATH, ForwardKey, SIGNATURE_HEADER};
 use crate::reader::{Reader, Stored};
@@ -42,6 +43,7 @@ pub struct Limits {
     pub max_receive: u32,
     pub max_wait_ms: u64,
     pub max_properties_bytes: usize,
+    pub max_delay_ms: i64,
 }
 
 /// Everything a handler needs.
@@ -74,7 +76,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/topics/{topic}",
             put(put_topic).get(get_topic).delete(delete_topic),
         )
-        .route("/v1/topics/{topic}/messages", post(publish))
+        .route(
+            "/v1/topics/{topic}/messages",
+            post(publish).get(lookup_by_key),
+        )
+        .route(
+            "/v1/topics/{topic}/messages/{message_id}",
+            get(lookup_message).delete(cancel_message),
+        )
+        .route("/v1/transactions/{transaction_id}", post(decide))
+        .route("/v1/producer-groups/{group}", put(put_producer_group))
+        .route(
+            "/v1/producer-groups/{group}/instances/{instance}",
+            put(put_producer_instance),
+        )
+        .route("/v1/producer-groups/{group}/checks", post(poll_checks))
+        .route("/v1/groups/{group}/redrive", post(redrive))
         .route("/v1/topics/{topic}/queues/{queue}/messages", get(pull))
         .route(
             "/v1/groups/{group}",
@@ -278,18 +295,6 @@ async fn put_topic(
     if !(1..=1024).contains(&b.queues) {
         return Err(ApiError::bad("queues must be between 1 and 1024"));
     }
-    if matches!(
-        b.kind,
-        TopicKind::Fifo | TopicKind::Delay | TopicKind::Transaction
-    ) {
-        return Err(ApiError::BadRequest {
-            code: "NotSupported",
-            message: format!(
-                "{} topics are not supported by this version yet; only normal topics",
-                kind_name(b.kind)
-            ),
-        });
-    }
     let def = TopicDef {
         kind: b.kind,
         queues: b.queues,
@@ -404,8 +409,13 @@ async fn publish(
         (t.def.kind, t.def.queues)
     };
     let now = st.node.clock().now_ms();
+    if kind == TopicKind::Transaction && b.producer_group.is_none() {
+        return Err(ApiError::MessageTypeMismatch(format!(
+            "transaction topic {topic} needs a producer_group"
+        )));
+    }
     let mut items = Vec::with_capacity(b.messages.len());
-    let mut ids = Vec::with_capacity(b.messages.len());
+    let mut shown = Vec::with_capacity(b.messages.len());
     for m in b.messages {
         let body = match (m.body, m.body_base64) {
             (Some(_), Some(_)) => {
@@ -432,27 +442,86 @@ async fn publish(
                 st.limits.max_properties_bytes
             )));
         }
-        if m.dedup_id.is_some() {
-            return Err(ApiError::BadRequest {
-                code: "NotSupported",
-                message: "dedup_id is not supported by this version yet".into(),
-            });
+        if let Some(d) = &m.dedup_id {
+            if d.is_empty() || d.len() > 256 {
+                return Err(ApiError::bad("dedup_id must be 1..=256 bytes"));
+            }
         }
-        if kind == TopicKind::Normal && m.message_group.is_some() {
-            return Err(ApiError::MessageTypeMismatch(format!(
-                "message_group on {} topic {topic}",
-                kind_name(kind)
-            )));
+        match (kind, &m.message_group) {
+            (TopicKind::Fifo, None) => {
+                return Err(ApiError::MessageTypeMismatch(format!(
+                    "fifo topic {topic} needs a message_group on every message"
+                )));
+            }
+            (TopicKind::Fifo, Some(g)) if g.is_empty() || g.len() > 256 => {
+                return Err(ApiError::bad("message_group must be 1..=256 bytes"));
+            }
+            (k, Some(_)) if k != TopicKind::Fifo => {
+                return Err(ApiError::MessageTypeMismatch(format!(
+                    "message_group on {} topic {topic}",
+                    kind_name(kind)
+                )));
+            }
+            _ => {}
         }
-        if kind != TopicKind::Delay && (m.deliver_at.is_some() || m.delay_ms.is_some()) {
-            return Err(ApiError::MessageTypeMismatch(format!(
-                "a delay on {} topic {topic}",
-                kind_name(kind)
-            )));
+        let deliver_at = match (m.deliver_at, m.delay_ms) {
+            (None, None) => None,
+            _ if kind != TopicKind::Delay => {
+                return Err(ApiError::MessageTypeMismatch(format!(
+                    "a delay on {} topic {topic}",
+                    kind_name(kind)
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad("give deliver_at or delay_ms, not both"));
+            }
+            (Some(at), None) => Some(at),
+            (None, Some(d)) if d < 0 => return Err(ApiError::bad("delay_ms must not be negative")),
+            (None, Some(d)) => Some(now.saturating_add(d)),
+        };
+        if let Some(at) = deliver_at {
+            if at - now > st.limits.max_delay_ms {
+                return Err(ApiError::bad(format!(
+                    "a delay may be at most {} ms",
+                    st.limits.max_delay_ms
+                )));
+            }
         }
-        let queue = (st.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(queues)) as u32;
         let message_id = ulid::Ulid::new().to_string();
-        ids.push(message_id.clone());
+        let queue = match &m.message_group {
+            Some(g) => (fnv1a(g.as_bytes()) % u64::from(queues)) as u32,
+            None => (st.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(queues)) as u32,
+        };
+        let mode = if kind == TopicKind::Transaction {
+            let immunity = match m.properties.get("check_immunity_ms") {
+                None => None,
+                Some(v) => Some(v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                    ApiError::bad("property check_immunity_ms must be a non-negative integer")
+                })?),
+            };
+            PublishMode::Half {
+                transaction_id: ulid::Ulid::new().to_string(),
+                producer_group: b.producer_group.clone().unwrap_or_default(),
+                check_immunity_ms: immunity,
+            }
+        } else if let Some(at) = deliver_at {
+            PublishMode::Timer { deliver_at_ms: at }
+        } else {
+            PublishMode::Visible
+        };
+        // A dedup id already in the window answers the first result, storing nothing.
+        if let Some(first) = m.dedup_id.as_ref().and_then(|d| {
+            let s = st.node.state();
+            s.dedup
+                .get(&topic)
+                .and_then(|w| w.get(d))
+                .filter(|r| s.time_ms.max(now) - r.time_ms <= DEDUP_WINDOW_MS)
+                .cloned()
+        }) {
+            shown.push(Shown::Known(first));
+            continue;
+        }
+        shown.push(Shown::New(items.len()));
         items.push(PublishItem {
             queue,
             message: Message {
@@ -465,20 +534,67 @@ async fn publish(
                 message_group: m.message_group,
                 producer_group: b.producer_group.clone(),
                 publish_time_ms: now,
-                deliver_at_ms: None,
+                deliver_at_ms: deliver_at,
             },
+            dedup_id: m.dedup_id,
+            mode,
         });
     }
-    let queues_of: Vec<u32> = items.iter().map(|i| i.queue).collect();
-    let offsets = st.batcher.publish(items).await?;
-    let results: Vec<Value> = ids
+    let placed = if items.is_empty() {
+        Vec::new()
+    } else {
+        st.batcher.publish(items.clone()).await?
+    };
+    let results: Vec<Value> = shown
         .iter()
-        .zip(queues_of)
-        .zip(offsets)
-        .map(|((id, q), o)| json!({"message_id": id, "queue": q, "offset": o}))
+        .map(|s| match s {
+            Shown::Known(first) => dedup_json(first),
+            Shown::New(i) => {
+                let item = &items[*i];
+                match &placed[*i] {
+                    Placed::Offset(o) => {
+                        json!({"message_id": item.message.message_id, "queue": item.queue, "offset": o})
+                    }
+                    Placed::Duplicate(first) => dedup_json(first),
+                    Placed::Pending => match &item.mode {
+                        PublishMode::Half { transaction_id, .. } => {
+                            json!({"message_id": item.message.message_id, "transaction_id": transaction_id})
+                        }
+                        _ => json!({"message_id": item.message.message_id}),
+                    },
+                }
+            }
+        })
         .collect();
     crate::metrics::observe_publish(results.len(), started.elapsed().as_secs_f64());
     Ok(Json(json!({"results": results})).into_response())
+}
+
+/// How one published message is answered.
+enum Shown {
+    /// The first result of its `dedup_id`.
+    Known(DedupRecord),
+    /// The result of this batch item.
+    New(usize),
+}
+
+fn dedup_json(first: &DedupRecord) -> Value {
+    let mut v = json!({"message_id": first.message_id});
+    if let (Some(q), Some(o)) = (first.queue, first.offset) {
+        v["queue"] = json!(q);
+        v["offset"] = json!(o);
+    }
+    if let Some(t) = &first.transaction_id {
+        v["transaction_id"] = json!(t);
+    }
+    v
+}
+
+/// A stable hash (FNV-1a, 64 bit): a message group maps to the same queue on every gateway.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 // ---------- pull ----------
@@ -618,35 +734,6 @@ fn rocketmq_ladder() -> Vec<i64> {
     ]
 }
 
-/// Validates a RocketMQ tag expression: `*`, or tags joined by `||`.
-pub fn parse_tag_filter(expr: &str) -> Result<Option<Vec<String>>, ApiError> {
-    let e = expr.trim();
-    if e.is_empty() || e == "*" {
-        return Ok(None);
-    }
-    let mut tags = Vec::new();
-    let mut pos = 0;
-    for part in e.split("||") {
-        let t = part.trim();
-        if t.is_empty() || t.contains(['|', '*', '(', ')', '\'', '"']) {
-            return Err(ApiError::BadRequest {
-                code: "InvalidFilter",
-                message: format!("bad tag expression {expr:?} at position {pos}"),
-            });
-        }
-        tags.push(t.to_string());
-        pos += part.len() + 2;
-    }
-    Ok(Some(tags))
-}
-
-fn tag_matches(filter: &Option<Vec<String>>, tag: &Option<String>) -> bool {
-    match filter {
-        None => true,
-        Some(tags) => tag.as_ref().is_some_and(|t| tags.iter().any(|x| x == t)),
-    }
-}
-
 async fn put_group(
     State(st): St,
     Path(group): Path<String>,
@@ -663,15 +750,7 @@ async fn put_group(
     }
     for s in &b.subscriptions {
         check_name("topic", &s.topic, 127)?;
-        if let Some(f) = &s.filter {
-            parse_tag_filter(f)?;
-        }
-        if s.sql.is_some() {
-            return Err(ApiError::BadRequest {
-                code: "NotSupported",
-                message: "SQL92 filters are not supported by this version yet".into(),
-            });
-        }
+        crate::filter::parse(s.filter.as_deref(), s.sql.as_deref())?;
     }
     let start_from = match b.start_from {
         None => StartFrom::Latest,
@@ -687,7 +766,23 @@ async fn put_group(
     if b.invisible_ms <= 0 || b.invisible_ms > 12 * 3600 * 1000 {
         return Err(ApiError::bad("invisible_ms must be 1..=43200000"));
     }
-    let backoff = b.retry_backoff_ms.unwrap_or_else(rocketmq_ladder);
+    // A group reading a FIFO topic retries on a fixed 3 s by default (RocketMQ 5).
+    let reads_fifo = {
+        let state = st.node.state();
+        b.subscriptions.iter().any(|sub| {
+            state
+                .topics
+                .get(&sub.topic)
+                .is_some_and(|t| t.def.kind == TopicKind::Fifo)
+        })
+    };
+    let backoff = b.retry_backoff_ms.unwrap_or_else(|| {
+        if reads_fifo {
+            vec![3_000]
+        } else {
+            rocketmq_ladder()
+        }
+    });
     if backoff.is_empty() || backoff.iter().any(|&x| x < 0) {
         return Err(ApiError::bad(
             "retry_backoff_ms must be a non-empty list of non-negative numbers",
@@ -804,20 +899,27 @@ async fn receive(
         check_name("consumer", c, 120)?;
     }
     refresh_unless(&st, |s| s.groups.contains_key(&group)).await;
-    let (def, filters) = {
+    let (def, filters, ordered) = {
         let s = st.node.state();
         let g = s
             .groups
             .get(&group)
             .ok_or_else(|| group_not_found(&group))?;
         let mut filters = BTreeMap::new();
+        let mut ordered = std::collections::BTreeSet::new();
         for sub in &g.def.subscriptions {
             filters.insert(
                 sub.topic.clone(),
-                parse_tag_filter(sub.filter.as_deref().unwrap_or("*"))?,
+                crate::filter::parse(sub.filter.as_deref(), sub.sql.as_deref())?,
             );
+            if s.topics
+                .get(&sub.topic)
+                .is_some_and(|t| t.def.kind == TopicKind::Fifo)
+            {
+                ordered.insert(sub.topic.clone());
+            }
         }
-        (g.def.clone(), filters)
+        (g.def.clone(), filters, ordered)
     };
     let consumer = match (def.mode, b.consumer) {
         (GroupMode::Broadcast, None) => {
@@ -833,10 +935,26 @@ async fn receive(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
     loop {
         let now = st.node.clock().now_ms();
-        let candidates =
-            st.node
-                .state()
-                .candidates(&group, &consumer, now, (b.max_messages as usize) * 2);
+        // Ordered topics look further ahead: a message group with one in flight is passed over.
+        let window = if ordered.is_empty() {
+            (b.max_messages as usize) * 2
+        } else {
+            (b.max_messages as usize * 2).max(512)
+        };
+        let (candidates, blocked) = {
+            let s = st.node.state();
+            let candidates = s.candidates(&group, &consumer, now, window);
+            let mut blocked: BTreeMap<(String, u32), BTreeMap<String, u64>> = BTreeMap::new();
+            for c in candidates.iter().filter(|c| ordered.contains(&c.topic)) {
+                let key = (c.topic.clone(), c.queue);
+                blocked.entry(key).or_insert_with(|| {
+                    s.cursor(&group, &consumer, &c.topic, c.queue)
+                        .map(|c| c.fifo_inflight)
+                        .unwrap_or_default()
+                });
+            }
+            (candidates, blocked)
+        };
         if !candidates.is_empty() {
             // Read the candidates and apply the tag filters.
             let mut by_queue: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
@@ -865,14 +983,38 @@ async fn receive(
                 }
             }
             let mut wanted = Vec::new();
+            let mut message_groups = Vec::new();
             let mut skipped = Vec::new();
+            let mut taken: std::collections::BTreeSet<(String, u32, String)> = Default::default();
             for c in candidates {
                 let Some(m) = read.get(&c) else { continue };
-                if tag_matches(filters.get(&c.topic).unwrap_or(&None), &m.message.tag) {
-                    wanted.push(c);
-                } else {
+                let passes = filters
+                    .get(&c.topic)
+                    .is_none_or(|f| f.matches(m.message.tag.as_deref(), &m.message.properties));
+                if !passes {
                     skipped.push(c);
+                    continue;
                 }
+                let mg = match (&m.message.message_group, ordered.contains(&c.topic)) {
+                    (Some(g), true) => {
+                        // One in flight per message group, in publish order, and a receive
+                        // batch never holds two of one group.
+                        let key = (c.topic.clone(), c.queue, g.clone());
+                        let inflight = blocked
+                            .get(&(c.topic.clone(), c.queue))
+                            .and_then(|b| b.get(g));
+                        if inflight.is_some_and(|&o| o != c.offset) || !taken.insert(key) {
+                            continue;
+                        }
+                        Some(g.clone())
+                    }
+                    _ => None,
+                };
+                wanted.push(c);
+                message_groups.push(mg);
+            }
+            if ordered.is_empty() {
+                message_groups.clear();
             }
             let had_skips = !skipped.is_empty();
             let lease = Command::Lease {
@@ -882,6 +1024,7 @@ async fn receive(
                 max: b.max_messages,
                 candidates: wanted,
                 skipped,
+                message_groups,
             };
             let (version, grants) = match one(submit(&st, vec![lease]).await?.1)? {
                 Outcome::Leased { version, grants } => (version, grants),
@@ -1160,4 +1303,444 @@ async fn forward(State(st): St, headers: HeaderMap, body: Body) -> ApiResult {
     let req: ForwardRequest =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("bad forward: {e}")))?;
     Ok(Json(st.node.submit_forwarded(req).await).into_response())
+}
+
+// ---------- delayed messages: cancel; lookup ----------
+
+/// How far around a message id's time a lookup scans (publish times come from the gateway
+/// that took the message; ids are ULIDs minted at the same moment).
+const LOOKUP_SLACK_MS: i64 = 60_000;
+
+/// At most this many messages are read by one lookup.
+const LOOKUP_MAX_SCAN: usize = 200_000;
+
+/// Messages of `topic` whose ranges were published within `[begin, end]`, filtered by `keep`.
+async fn scan_topic(
+    st: &AppState,
+    topic: &str,
+    begin: i64,
+    end: i64,
+    keep: impl Fn(&Stored) -> bool,
+    limit: usize,
+) -> Result<Vec<Stored>, ApiError> {
+    // (queue, first offset, count) of every range published in the window.
+    let spans: Vec<(u32, u64, u64)> = {
+        let s = st.node.state();
+        let t = s.topics.get(topic).ok_or_else(|| topic_not_found(topic))?;
+        t.queues
+            .iter()
+            .enumerate()
+            .flat_map(|(qi, q)| {
+                q.ranges
+                    .iter()
+                    .filter(|r| r.publish_time_ms >= begin && r.publish_time_ms <= end)
+                    .map(move |r| {
+                        let from = r.base.max(q.min_offset);
+                        let to = r.base + u64::from(r.count);
+                        (qi as u32, from, to.saturating_sub(from))
+                    })
+            })
+            .filter(|(_, _, n)| *n > 0)
+            .collect()
+    };
+    let mut found = Vec::new();
+    let mut scanned = 0usize;
+    for (queue, from, count) in spans {
+        let mut at = from;
+        while at < from + count {
+            if scanned >= LOOKUP_MAX_SCAN || found.len() >= limit {
+                return Ok(found);
+            }
+            let n = (from + count - at).min(1000) as usize;
+            let msgs = st
+                .reader
+                .read(&st.node.shared_state(), topic, queue, at, n)
+                .await?;
+            if msgs.is_empty() {
+                break;
+            }
+            scanned += msgs.len();
+            at = msgs.last().map_or(at + n as u64, |m| m.offset + 1);
+            found.extend(msgs.into_iter().filter(|m| keep(m)));
+        }
+    }
+    found.truncate(limit);
+    Ok(found)
+}
+
+fn ulid_time(message_id: &str) -> Option<i64> {
+    ulid::Ulid::from_string(message_id)
+        .ok()
+        .map(|u| u.timestamp_ms() as i64)
+}
+
+async fn find_message(
+    st: &AppState,
+    topic: &str,
+    message_id: &str,
+) -> Result<Option<Stored>, ApiError> {
+    let Some(t) = ulid_time(message_id) else {
+        return Ok(None);
+    };
+    let id = message_id.to_string();
+    Ok(scan_topic(
+        st,
+        topic,
+        t - LOOKUP_SLACK_MS,
+        t + LOOKUP_SLACK_MS,
+        move |m| m.message.message_id == id,
+        1,
+    )
+    .await?
+    .pop())
+}
+
+async fn lookup_message(
+    State(st): St,
+    Path((topic, message_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Sub, &format!("topic/{topic}"))?;
+    refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
+    match find_message(&st, &topic, &message_id).await? {
+        Some(m) => Ok(Json(message_json(&m)).into_response()),
+        None => Err(ApiError::NotFound {
+            code: "MessageNotFound",
+            message: format!("no visible message {message_id} in topic {topic}"),
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyQuery {
+    key: String,
+    #[serde(default)]
+    begin_ms: Option<i64>,
+    #[serde(default)]
+    end_ms: Option<i64>,
+    #[serde(default)]
+    max: Option<usize>,
+}
+
+async fn lookup_by_key(
+    State(st): St,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<KeyQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Sub, &format!("topic/{topic}"))?;
+    let Query(q) = query.map_err(|e| ApiError::bad(format!("bad query: {e}")))?;
+    let begin = q.begin_ms.unwrap_or(0);
+    let end = q.end_ms.unwrap_or(i64::MAX);
+    if begin > end {
+        return Err(ApiError::bad("begin_ms must not be after end_ms"));
+    }
+    let max = q.max.unwrap_or(1000);
+    if max == 0 || max > 1000 {
+        return Err(ApiError::bad("max must be 1..=1000"));
+    }
+    refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
+    let key = q.key;
+    let found = scan_topic(
+        &st,
+        &topic,
+        begin.saturating_sub(LOOKUP_SLACK_MS),
+        end,
+        move |m| {
+            m.message.keys.contains(&key)
+                && m.message.publish_time_ms >= begin
+                && m.message.publish_time_ms <= end
+        },
+        max,
+    )
+    .await?;
+    let messages: Vec<Value> = found.iter().map(message_json).collect();
+    Ok(Json(json!({"messages": messages})).into_response())
+}
+
+async fn cancel_message(
+    State(st): St,
+    Path((topic, message_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Pub, &format!("topic/{topic}"))?;
+    refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
+    let pending = {
+        let s = st.node.state();
+        if !s.topics.contains_key(&topic) {
+            return Err(topic_not_found(&topic));
+        }
+        s.timers
+            .values()
+            .any(|p| p.topic == topic && p.message_id == message_id)
+    };
+    if pending {
+        let cancel = Command::CancelTimer {
+            topic: topic.clone(),
+            message_id: message_id.clone(),
+        };
+        match one(submit_and_apply(&st, vec![cancel]).await?) {
+            Ok(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
+            // Fired meanwhile: fall through to tell 409 from 404.
+            Err(ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if find_message(&st, &topic, &message_id).await?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "message {message_id} is already due (visible)"
+        )));
+    }
+    Err(ApiError::NotFound {
+        code: "MessageNotFound",
+        message: format!("no delayed message {message_id} in topic {topic}"),
+    })
+}
+
+// ---------- transactions ----------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    action: String,
+}
+
+async fn decide(
+    State(st): St,
+    Path(transaction_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    let b: DecisionBody = body_json(body, st.limits.max_request_bytes).await?;
+    let commit = match b.action.as_str() {
+        "commit" => true,
+        "rollback" => false,
+        other => {
+            return Err(ApiError::bad(format!(
+                "action must be commit or rollback, not {other:?}"
+            )));
+        }
+    };
+    let known = |s: &segment_writer::manifest::State| {
+        s.halves
+            .get(&transaction_id)
+            .map(|h| h.producer_group.clone())
+            .or_else(|| {
+                s.decisions
+                    .get(&transaction_id)
+                    .map(|d| d.producer_group.clone())
+            })
+    };
+    refresh_unless(&st, |s| known(s).is_some()).await;
+    let Some(producer_group) = known(&st.node.state()) else {
+        return Err(ApiError::NotFound {
+            code: "TransactionNotFound",
+            message: format!("transaction {transaction_id} does not exist"),
+        });
+    };
+    claims.require(Action::Pub, &format!("producer/{producer_group}"))?;
+    let cmd = Command::Decide {
+        transaction_id,
+        commit,
+    };
+    match one(submit_and_apply(&st, vec![cmd]).await?)? {
+        Outcome::Decided { committed } => Ok(Json(
+            json!({"state": if committed { "committed" } else { "rolled_back" }}),
+        )
+        .into_response()),
+        o => Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProducerGroupBody {
+    #[serde(default)]
+    check_immunity_ms: Option<i64>,
+    #[serde(default)]
+    check_interval_ms: Option<i64>,
+    #[serde(default)]
+    max_checks: Option<u32>,
+}
+
+async fn put_producer_group(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Pub, &format!("producer/{group}"))?;
+    check_name("producer group", &group, 120)?;
+    let b: ProducerGroupBody = body_json(body, st.limits.max_request_bytes).await?;
+    let day = 86_400_000;
+    for (name, v) in [
+        ("check_immunity_ms", b.check_immunity_ms),
+        ("check_interval_ms", b.check_interval_ms),
+    ] {
+        if v.is_some_and(|v| !(1..=day).contains(&v)) {
+            return Err(ApiError::bad(format!("{name} must be 1..={day}")));
+        }
+    }
+    if b.max_checks.is_some_and(|m| m > 1000) {
+        return Err(ApiError::bad("max_checks must be at most 1000"));
+    }
+    let cmd = Command::ConfigureProducerGroup {
+        producer_group: group.clone(),
+        check_immunity_ms: b.check_immunity_ms,
+        check_interval_ms: b.check_interval_ms,
+        max_checks: b.max_checks,
+    };
+    one(submit_and_apply(&st, vec![cmd]).await?)?;
+    let p = st.node.state().producer_settings(&group);
+    Ok(Json(json!({"producer_group": group, "check_immunity_ms": p.check_immunity_ms, "check_interval_ms": p.check_interval_ms, "max_checks": p.max_checks})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstanceBody {
+    check_url: String,
+    #[serde(default = "default_instance_ttl")]
+    ttl_ms: i64,
+}
+
+fn default_instance_ttl() -> i64 {
+    30_000
+}
+
+async fn put_producer_instance(
+    State(st): St,
+    Path((group, instance)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Pub, &format!("producer/{group}"))?;
+    check_name("producer group", &group, 120)?;
+    check_name("instance", &instance, 120)?;
+    let b: InstanceBody = body_json(body, st.limits.max_request_bytes).await?;
+    let url =
+        url::Url::parse(&b.check_url).map_err(|e| ApiError::bad(format!("bad check_url: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::bad("check_url must be http or https"));
+    }
+    if !(1_000..=3_600_000).contains(&b.ttl_ms) {
+        return Err(ApiError::bad("ttl_ms must be 1000..=3600000"));
+    }
+    let cmd = Command::RegisterProducer {
+        producer_group: group.clone(),
+        instance: instance.clone(),
+        check_url: b.check_url,
+        ttl_ms: b.ttl_ms,
+    };
+    one(submit(&st, vec![cmd]).await?.1)?;
+    Ok(
+        Json(json!({"producer_group": group, "instance": instance, "ttl_ms": b.ttl_ms}))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChecksBody {
+    #[serde(default)]
+    wait_ms: u64,
+    #[serde(default = "default_checks_max")]
+    max: u32,
+}
+
+fn default_checks_max() -> u32 {
+    16
+}
+
+async fn poll_checks(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Pub, &format!("producer/{group}"))?;
+    check_name("producer group", &group, 120)?;
+    let b: ChecksBody = body_json(body, st.limits.max_request_bytes).await?;
+    if b.max == 0 || b.max > 1000 {
+        return Err(ApiError::bad("max must be 1..=1000"));
+    }
+    if b.wait_ms > st.limits.max_wait_ms {
+        return Err(ApiError::bad(format!(
+            "wait_ms must be at most {}",
+            st.limits.max_wait_ms
+        )));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
+    loop {
+        if st.node.state().checks_waiting(&group) {
+            let claim = Command::ClaimChecks {
+                producer_group: group.clone(),
+                max: b.max,
+            };
+            let checks: Vec<CheckDue> = match one(submit_and_apply(&st, vec![claim]).await?)? {
+                Outcome::Checks { checks } => checks,
+                o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
+            };
+            let mut out = Vec::new();
+            for due in &checks {
+                if let Some(v) = crate::scheduler::check_json(&st.node, &st.reader, due).await {
+                    out.push(v);
+                }
+            }
+            if !out.is_empty() {
+                return Ok(Json(json!({"checks": out})).into_response());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Json(json!({"checks": []})).into_response());
+        }
+        let wake = deadline.min(tokio::time::Instant::now() + Duration::from_millis(1000));
+        wait_for_change(&st, wake).await;
+    }
+}
+
+// ---------- dead letters ----------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveBody {
+    #[serde(default = "default_redrive_max")]
+    max_messages: u32,
+}
+
+fn default_redrive_max() -> u32 {
+    1000
+}
+
+async fn redrive(
+    State(st): St,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Admin, &format!("group/{group}"))?;
+    let b: RedriveBody = body_json(body, st.limits.max_request_bytes).await?;
+    if b.max_messages == 0 || b.max_messages > 100_000 {
+        return Err(ApiError::bad("max_messages must be 1..=100000"));
+    }
+    refresh_unless(&st, |s| s.groups.contains_key(&group)).await;
+    if !st.node.state().groups.contains_key(&group) {
+        return Err(group_not_found(&group));
+    }
+    let cmd = Command::Redrive {
+        group,
+        max: b.max_messages,
+    };
+    match one(submit_and_apply(&st, vec![cmd]).await?)? {
+        Outcome::Redriven { moved } => Ok(Json(json!({"moved": moved})).into_response()),
+        o => Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
+    }
 }

@@ -4,15 +4,16 @@
 //! `max_inflight_batches` in flight; adaptive: no waiting when nothing is in flight), after an
 //! optional `linger`, or at `max_batch_bytes`. A batch becomes one segment PUT plus one
 //! manifest submission (one `Append` per topic queue it touches); only then are its requests
-//! answered with their offsets. A failed PUT or commit fails every request it carried (503):
-//! nothing is acknowledged from memory. Bytes accepted but not yet answered are bounded;
+//! answered with their offsets. Deduplicated, delayed and transactional messages ride the
+//! same segment, each with its own `PublishOne` command. A failed PUT or commit fails every
+//! request it carried (503): nothing is acknowledged from memory. Bytes accepted but not yet answered are bounded;
 //! beyond the bound a publish gets 429 at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use segment_writer::manifest::{Command, Outcome};
+use segment_writer::manifest::{Command, DedupRecord, Outcome, PublishMode};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
 use segment_writer::segment::{Message, SegmentBuilder};
@@ -36,12 +37,27 @@ pub struct BatchSettings {
 pub struct PublishItem {
     pub queue: u32,
     pub message: Message,
+    /// Deduplicate by `(topic, dedup_id)` within the window.
+    pub dedup_id: Option<String>,
+    /// Visible at once, a timer, or a half message.
+    pub mode: PublishMode,
+}
+
+/// What became of one published message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// Visible at this offset of its queue.
+    Offset(u64),
+    /// A timer or a half message: it gets its offset when it becomes visible.
+    Pending,
+    /// A repeated `dedup_id`: nothing stored; the first publish's result.
+    Duplicate(DedupRecord),
 }
 
 struct Job {
     items: Vec<PublishItem>,
     bytes: usize,
-    reply: oneshot::Sender<Result<Vec<u64>, ApiError>>,
+    reply: oneshot::Sender<Result<Vec<Placed>, ApiError>>,
 }
 
 /// Handle to the batcher task.
@@ -73,7 +89,7 @@ impl Batcher {
     }
 
     /// Appends `items` (in order); resolves with their offsets once durable and committed.
-    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<u64>, ApiError> {
+    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Placed>, ApiError> {
         let bytes: usize = items.iter().map(|i| i.message.approx_size()).sum();
         let before = self.inflight.fetch_add(bytes, Ordering::SeqCst);
         if before + bytes > self.max_inflight_bytes && before > 0 {
@@ -163,8 +179,22 @@ async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
         let item = &jobs[j].items[i];
         let ordinal = builder.push(&item.message);
         messages.push(item.message.clone());
-        let extends = matches!(commands.last(), Some(Command::Append { topic, queue, .. }) if *topic == item.message.topic && *queue == item.queue);
-        if extends {
+        let plain = item.dedup_id.is_none() && item.mode == PublishMode::Visible;
+        let extends = plain
+            && matches!(commands.last(), Some(Command::Append { topic, queue, .. }) if *topic == item.message.topic && *queue == item.queue);
+        if !plain {
+            commands.push(Command::PublishOne {
+                topic: item.message.topic.clone(),
+                queue: item.queue,
+                segment: String::new(),
+                ordinal,
+                publish_time_ms: item.message.publish_time_ms,
+                message_id: item.message.message_id.clone(),
+                dedup_id: item.dedup_id.clone(),
+                mode: item.mode.clone(),
+            });
+            placed[j][i] = (commands.len() - 1, 0);
+        } else if extends {
             let last = commands.len() - 1;
             if let Some(Command::Append { count, .. }) = commands.last_mut() {
                 placed[j][i] = (last, u64::from(*count));
@@ -186,7 +216,7 @@ async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
     let now = node.clock().now_ms();
     let name = Paths::segment_name(&date_of(now), &ulid::Ulid::new());
     for c in &mut commands {
-        if let Command::Append { segment, .. } = c {
+        if let Command::Append { segment, .. } | Command::PublishOne { segment, .. } = c {
             segment.clone_from(&name);
         }
     }
@@ -213,7 +243,13 @@ async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
                 let mut failure = None;
                 for &(ci, k) in &placed[j] {
                     match &c.outcomes[ci] {
-                        Outcome::Appended { base_offset } => offsets.push(base_offset + k),
+                        Outcome::Appended { base_offset } => {
+                            offsets.push(Placed::Offset(base_offset + k))
+                        }
+                        Outcome::Done => offsets.push(Placed::Pending),
+                        Outcome::Duplicate { first } => {
+                            offsets.push(Placed::Duplicate(first.clone()))
+                        }
                         Outcome::Rejected { rejection } => {
                             failure = Some(ApiError::from(rejection.clone()))
                         }

@@ -108,6 +108,14 @@ impl From<Rejection> for ApiError {
                 code: "GroupNotFound",
                 message,
             },
+            Rejection::TransactionNotFound(_) => ApiError::NotFound {
+                code: "TransactionNotFound",
+                message,
+            },
+            Rejection::MessageNotFound(_) => ApiError::NotFound {
+                code: "MessageNotFound",
+                message,
+            },
             Rejection::Conflict(_) => ApiError::Conflict(message),
             Rejection::Invalid(_) => ApiError::bad(message),
             Rejection::ReceiptExpired => ApiError::BadRequest {

@@ -6,6 +6,8 @@
 //! - [`api`]: the `/v1` handlers; [`error`]: the one mapping of errors to HTTP.
 //! - [`batcher`]: group commit of publishes into segments; [`reader`]: reading messages
 //!   through the hot tail; [`forward`]: gateway-to-sequencer calls over HTTP.
+//! - [`filter`]: tag and SQL92 subscription filters; [`scheduler`]: due timers and
+//!   transaction check-backs.
 //! - [`metrics`]: Prometheus metrics; [`mod@bench`]: the load generator.
 
 pub mod api;
@@ -14,8 +16,10 @@ pub mod batcher;
 pub mod bench;
 pub mod cli;
 pub mod error;
+pub mod filter;
 pub mod forward;
 pub mod metrics;
 pub mod reader;
 pub mod receipt;
+pub mod scheduler;
 pub mod server;

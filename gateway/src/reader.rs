@@ -133,6 +133,17 @@ impl Reader {
         segment_store::read_ordinals(&self.store, segment, ordinals).await
     }
 
+    /// The message at `ordinal` of `segment` (a timer or a half message).
+    pub async fn read_one(&self, segment: &str, ordinal: u32) -> segment_writer::Result<Message> {
+        self.read_piece(segment, ordinal..ordinal + 1)
+            .await?
+            .pop()
+            .ok_or_else(|| segment_writer::Error::Corrupt {
+                path: segment.to_string(),
+                reason: format!("no message at ordinal {ordinal}"),
+            })
+    }
+
     /// Up to `max` messages of `topic`/`queue` from `offset` on (never past `next_offset`).
     pub async fn read(
         &self,

@@ -237,12 +237,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_receive: 1000,
             max_wait_ms: 30_000,
             max_properties_bytes: 64 * 1024,
+            max_delay_ms: 40 * 86_400_000,
         },
         round_robin: AtomicU64::new(rand::random::<u32>().into()),
         ready: AtomicBool::new(true),
         store_url: url.clone(),
     });
     let background = spawn_background(node.clone(), reader.clone(), counter.clone());
+    let scheduler =
+        crate::scheduler::spawn(node.clone(), reader.clone(), Duration::from_millis(10));
     let app = crate::api::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
         .layer(TraceLayer::new_for_http())
@@ -273,6 +276,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = batcher_task.await;
     node.shutdown().await;
     background.abort();
+    scheduler.abort();
     info!("stopped");
     Ok(())
 }
@@ -317,7 +321,8 @@ fn spawn_background(
         while let Ok(a) = applied.recv().await {
             for entry in &a.delta.entries {
                 for c in &entry.commands {
-                    if let Command::Append { segment, .. } = c {
+                    if let Command::Append { segment, .. } | Command::PublishOne { segment, .. } = c
+                    {
                         if !prefetch_reader.contains(segment) {
                             let (r, s) = (prefetch_reader.clone(), segment.clone());
                             tokio::spawn(async move {

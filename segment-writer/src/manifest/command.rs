@@ -147,6 +147,11 @@ pub enum Command {
         max: u32,
         candidates: Vec<QueueOffset>,
         skipped: Vec<QueueOffset>,
+        /// For ordered (FIFO) topics: each candidate's message group, parallel to
+        /// `candidates`; a candidate whose message group has another offset in flight is
+        /// passed over.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        message_groups: Vec<Option<String>>,
     },
     /// Ack, nack or extend the lease granted at `lease_version`.
     Settle {
@@ -169,6 +174,69 @@ pub enum Command {
         gateway: String,
         address: String,
         epoch: u64,
+    },
+    /// One message that is deduplicated, delayed or transactional, stored at `ordinal` of
+    /// `segment`: appended, scheduled or held as a half message per `mode`, unless its
+    /// `dedup_id` was seen on the topic within the window (then the first result is answered).
+    PublishOne {
+        topic: String,
+        queue: u32,
+        segment: String,
+        ordinal: u32,
+        publish_time_ms: i64,
+        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dedup_id: Option<String>,
+        mode: PublishMode,
+    },
+    /// Append every timer due at the delta time to its queue (issued by the sequencer's ticker).
+    FireTimers,
+    /// Cancel a delayed message not yet due.
+    CancelTimer { topic: String, message_id: String },
+    /// Commit or roll back a half message.
+    Decide {
+        transaction_id: String,
+        commit: bool,
+    },
+    /// Count a check-back for every half message due for one; roll back those past
+    /// `max_checks` (issued by the sequencer's ticker).
+    CheckTransactions,
+    /// Hand up to `max` checked, unclaimed half messages of a producer group to a poller.
+    ClaimChecks { producer_group: String, max: u32 },
+    /// Set a producer group's check-back timing (omitted fields keep theirs).
+    ConfigureProducerGroup {
+        producer_group: String,
+        check_immunity_ms: Option<i64>,
+        check_interval_ms: Option<i64>,
+        max_checks: Option<u32>,
+    },
+    /// Register (or heartbeat) a producer instance that answers check-backs at `check_url`.
+    RegisterProducer {
+        producer_group: String,
+        instance: String,
+        check_url: String,
+        ttl_ms: i64,
+    },
+    /// Make up to `max` dead letters of `group` visible to it again, attempts reset, and
+    /// remove them from `DLQ.<group>`.
+    Redrive { group: String, max: u32 },
+}
+
+/// What [`Command::PublishOne`] does with its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum PublishMode {
+    /// Visible at once.
+    Visible,
+    /// Appended to its queue at `deliver_at_ms`.
+    Timer { deliver_at_ms: i64 },
+    /// Invisible until committed.
+    Half {
+        transaction_id: String,
+        producer_group: String,
+        /// The message's own `check_immunity_ms` property, when larger than its group's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check_immunity_ms: Option<i64>,
     },
 }
 
@@ -194,6 +262,10 @@ pub enum Rejection {
     Invalid(String),
     #[error("the receipt's lease expired or was superseded")]
     ReceiptExpired,
+    #[error("transaction {0} does not exist")]
+    TransactionNotFound(String),
+    #[error("message {0} does not exist")]
+    MessageNotFound(String),
     #[error("stale sequencer claim: epoch {claimed} is not above {current}")]
     StaleEpoch { claimed: u64, current: u64 },
 }
@@ -214,6 +286,38 @@ pub enum Outcome {
     Settled { lease_version: u64 },
     /// Nothing changed, for this reason.
     Rejected { rejection: Rejection },
+    /// A repeated `dedup_id`: nothing stored, this was the first result.
+    Duplicate { first: DedupRecord },
+    /// A transaction's decision.
+    Decided { committed: bool },
+    /// Half messages handed out for a check-back.
+    Checks { checks: Vec<CheckDue> },
+    /// Dead letters made visible again.
+    Redriven { moved: u32 },
+}
+
+/// The first result of a deduplicated publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupRecord {
+    pub time_ms: i64,
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+}
+
+/// One check-back to make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDue {
+    pub transaction_id: String,
+    pub producer_group: String,
+    /// 1 on the first check.
+    pub check_times: u32,
+    /// Whether a live registered instance should be called (else it waits for a poller).
+    pub webhook: bool,
 }
 
 impl Outcome {

@@ -2,6 +2,7 @@
 //!
 //! - [`command`]: what a delta carries and what applying it answers.
 //! - [`state`]: the state and its deterministic [`State::apply`].
+//! - [`messaging`]: timers, half messages, producer groups, dedup and re-drive.
 //! - [`log`]: reading, committing (create-if-absent) and checkpointing the log.
 //!
 //! Invariant: the state at version `v` is a pure function of versions `1..=v` (or of a
@@ -10,12 +11,15 @@
 
 pub mod command;
 pub mod log;
+pub mod messaging;
 pub mod state;
 
 pub use command::Grant;
 pub use command::{
-    Command, Delta, Entry, GroupDef, GroupMode, Outcome, QueueOffset, Rejection, RequestId,
-    ResetTarget, SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
+    CheckDue, Command, DedupRecord, Delta, Entry, GroupDef, GroupMode, Outcome, PublishMode,
+    QueueOffset, Rejection, RequestId, ResetTarget, SettleAction, StartFrom, Subscription,
+    TopicDef, TopicKind,
 };
 pub use log::{AppliedDelta, CommitAttempt, LogSettings, ManifestLog};
+pub use messaging::{Half, Pending, ProducerGroup, ProducerSettings, timer_key};
 pub use state::{Cursor, Lease, OffsetRange, QueueLog, Retry, State, Topic};

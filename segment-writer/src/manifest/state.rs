@@ -8,9 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::messaging::{
+    DECISION_WINDOW_MS, DEDUP_PER_TOPIC, DEDUP_WINDOW_MS, Decision, Half, Pending, ProducerGroup,
+    ProducerInstance, ProducerSettings,
+};
+
 use super::command::{
-    Command, Delta, Entry, Grant, GroupDef, GroupMode, Outcome, QueueOffset, Rejection, RequestId,
-    ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
+    Command, DedupRecord, Delta, Entry, Grant, GroupDef, GroupMode, Outcome, QueueOffset,
+    Rejection, RequestId, ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
 };
 
 /// How long a forwarded request's outcome is remembered (a retry within it applies once).
@@ -45,6 +50,9 @@ pub struct OffsetRange {
     /// For dead letters: the topic the message was published to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_topic: Option<String>,
+    /// For dead letters: the queue and offset of the first message in its original topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(u32, u64)>,
 }
 
 /// One queue's offsets.
@@ -122,6 +130,10 @@ pub struct Cursor {
     pub done: BTreeSet<u64>,
     pub leases: BTreeMap<u64, Lease>,
     pub retries: BTreeMap<u64, Retry>,
+    /// Ordered topics: message group → the offset of it in flight (leased or waiting for a
+    /// retry); no other offset of that message group is leased until this one is done.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fifo_inflight: BTreeMap<String, u64>,
 }
 
 impl Cursor {
@@ -133,12 +145,17 @@ impl Cursor {
     }
 
     fn is_done(&self, offset: u64) -> bool {
+        if self.leases.contains_key(&offset) || self.retries.contains_key(&offset) {
+            // A re-driven dead letter may sit below `committed`.
+            return false;
+        }
         offset < self.committed || self.done.contains(&offset)
     }
 
     fn mark_done(&mut self, offset: u64) {
         self.leases.remove(&offset);
         self.retries.remove(&offset);
+        self.fifo_inflight.retain(|_, o| *o != offset);
         if offset >= self.committed {
             self.done.insert(offset);
         }
@@ -198,6 +215,21 @@ pub struct State {
     pub groups: BTreeMap<String, Group>,
     /// origin → seq → outcome, for the idempotency window.
     pub requests: BTreeMap<String, BTreeMap<u64, RecordedRequest>>,
+    /// Delayed messages not yet due, keyed `<deliver_at_ms, 20 digits>/<message_id>` so the
+    /// map is in due order.
+    #[serde(default)]
+    pub timers: BTreeMap<String, Pending>,
+    /// Half messages by transaction id.
+    #[serde(default)]
+    pub halves: BTreeMap<String, Half>,
+    /// Transaction decisions, remembered for [`DECISION_WINDOW_MS`].
+    #[serde(default)]
+    pub decisions: BTreeMap<String, Decision>,
+    #[serde(default)]
+    pub producer_groups: BTreeMap<String, ProducerGroup>,
+    /// topic → dedup id → first result, for [`DEDUP_WINDOW_MS`].
+    #[serde(default)]
+    pub dedup: BTreeMap<String, BTreeMap<String, DedupRecord>>,
 }
 
 /// Why a delta cannot be applied to this state (the log is damaged or skipped a version).
@@ -312,6 +344,7 @@ impl State {
                     first_ordinal: *first_ordinal,
                     publish_time_ms: *publish_time_ms,
                     origin_topic: None,
+                    origin: None,
                 });
                 Ok(Outcome::Appended { base_offset: base })
             }
@@ -329,12 +362,13 @@ impl State {
                 max,
                 candidates,
                 skipped,
+                message_groups,
             } => self.lease(
                 group,
                 consumer,
                 *invisible_ms,
                 *max,
-                candidates,
+                (candidates, message_groups),
                 skipped,
                 now,
             ),
@@ -385,6 +419,60 @@ impl State {
                 self.expire_leases(now);
                 Ok(Outcome::Done)
             }
+            Command::PublishOne {
+                topic,
+                queue,
+                segment,
+                ordinal,
+                publish_time_ms,
+                message_id,
+                dedup_id,
+                mode,
+            } => self.publish_one(
+                Pending {
+                    topic: topic.clone(),
+                    queue: *queue,
+                    segment: segment.clone(),
+                    ordinal: *ordinal,
+                    publish_time_ms: *publish_time_ms,
+                    message_id: message_id.clone(),
+                },
+                dedup_id.as_deref(),
+                mode,
+                now,
+            ),
+            Command::FireTimers => {
+                self.fire_timers(now);
+                Ok(Outcome::Done)
+            }
+            Command::CancelTimer { topic, message_id } => self.cancel_timer(topic, message_id),
+            Command::Decide {
+                transaction_id,
+                commit,
+            } => self.decide(transaction_id, *commit, now),
+            Command::CheckTransactions => Ok(self.check_transactions(now)),
+            Command::ClaimChecks {
+                producer_group,
+                max,
+            } => Ok(self.claim_checks(producer_group, *max)),
+            Command::ConfigureProducerGroup {
+                producer_group,
+                check_immunity_ms,
+                check_interval_ms,
+                max_checks,
+            } => self.configure_producer_group(
+                producer_group,
+                *check_immunity_ms,
+                *check_interval_ms,
+                *max_checks,
+            ),
+            Command::RegisterProducer {
+                producer_group,
+                instance,
+                check_url,
+                ttl_ms,
+            } => self.register_producer(producer_group, instance, check_url, *ttl_ms, now),
+            Command::Redrive { group, max } => self.redrive(group, *max, now),
             Command::Sequencer {
                 gateway,
                 address,
@@ -514,7 +602,7 @@ impl State {
         }
     }
 
-    fn cursor_mut(
+    pub(super) fn cursor_mut(
         &mut self,
         group: &str,
         consumer: &str,
@@ -566,7 +654,7 @@ impl State {
         consumer: &str,
         invisible_ms: i64,
         max: u32,
-        candidates: &[QueueOffset],
+        (candidates, message_groups): (&[QueueOffset], &[Option<String>]),
         skipped: &[QueueOffset],
         now: i64,
     ) -> Result<Outcome, Rejection> {
@@ -601,10 +689,11 @@ impl State {
         }
         let mut grants = Vec::new();
         let mut dead = Vec::new();
-        for at in candidates {
+        for (i, at) in candidates.iter().enumerate() {
             if grants.len() >= max as usize {
                 break;
             }
+            let message_group = message_groups.get(i).and_then(Option::as_ref);
             let Some(next) = self
                 .topics
                 .get(&at.topic)
@@ -619,10 +708,18 @@ impl State {
             let Ok(c) = self.cursor_mut(group, consumer, &at.topic, at.queue) else {
                 continue;
             };
+            if let Some(mg) = message_group {
+                if c.fifo_inflight.get(mg).is_some_and(|&o| o != at.offset) {
+                    continue;
+                }
+            }
             match c.availability(at.offset, now, &def) {
                 None => {}
                 Some((_, true)) => dead.push(at.clone()),
                 Some((attempt, false)) => {
+                    if let Some(mg) = message_group {
+                        c.fifo_inflight.insert(mg.clone(), at.offset);
+                    }
                     c.retries.remove(&at.offset);
                     c.leases.insert(
                         at.offset,
@@ -731,6 +828,10 @@ impl State {
                 segment: range.segment,
                 first_ordinal: ordinal,
                 publish_time_ms: range.publish_time_ms,
+                origin: match &range.origin_topic {
+                    Some(_) => range.origin.map(|(q, o)| (q, o + (at.offset - range.base))),
+                    None => Some((at.queue, at.offset)),
+                },
                 origin_topic: Some(range.origin_topic.unwrap_or_else(|| at.topic.clone())),
             });
         }
@@ -930,6 +1031,7 @@ mod tests {
                 max: 100,
                 candidates,
                 skipped: vec![],
+                message_groups: vec![],
             }) {
                 Outcome::Leased { grants, .. } => grants,
                 o => panic!("{o:?}"),

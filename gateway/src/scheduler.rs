@@ -1,0 +1,151 @@
+//! The sequencer's scheduler: fires due timers and counts transaction check-backs, each as a
+//! committed command, and calls the check-back webhooks of live producer instances.
+//!
+//! Only the sequencer ticks (every `tick`), so a due timer becomes visible within about one
+//! tick plus one commit. `check_times` is committed before each webhook call; a webhook that
+//! answers `commit` or `rollback` is turned into a decision like `POST /v1/transactions/{id}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::manifest::{CheckDue, Command, Outcome};
+use segment_writer::node::Node;
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use crate::reader::Reader;
+
+/// The check-back payload of a half message (API.md), or `None` if it is no longer pending.
+pub async fn check_json(node: &Node, reader: &Reader, due: &CheckDue) -> Option<Value> {
+    let half = node.state().half(&due.transaction_id).cloned()?;
+    let m = match reader
+        .read_one(&half.message.segment, half.message.ordinal)
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, transaction = %due.transaction_id, "reading a half message failed");
+            return None;
+        }
+    };
+    let mut v = json!({
+        "transaction_id": due.transaction_id,
+        "message_id": m.message_id,
+        "topic": m.topic,
+        "properties": m.properties,
+        "check_times": due.check_times,
+    });
+    match std::str::from_utf8(&m.body) {
+        Ok(t) => v["body"] = json!(t),
+        Err(_) => v["body_base64"] = json!(B64.encode(&m.body)),
+    }
+    Some(v)
+}
+
+/// Starts the ticker.
+pub fn spawn(node: Node, reader: Arc<Reader>, tick: Duration) -> tokio::task::JoinHandle<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    tokio::spawn(async move {
+        loop {
+            node.clock().sleep(tick).await;
+            if node.is_stopped() {
+                return;
+            }
+            if !node.is_sequencer() {
+                continue;
+            }
+            let now = node.state().time_ms.max(node.clock().now_ms());
+            let (fire, check) = {
+                let s = node.state();
+                (
+                    s.next_timer_due().is_some_and(|d| d <= now),
+                    s.checks_due(now),
+                )
+            };
+            let mut commands = Vec::new();
+            if fire {
+                commands.push(Command::FireTimers);
+            }
+            if check {
+                commands.push(Command::CheckTransactions);
+            }
+            if commands.is_empty() {
+                continue;
+            }
+            let committed = match node.submit(commands).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "firing timers / counting check-backs failed");
+                    continue;
+                }
+            };
+            node.wait_applied(committed.version, Duration::from_secs(2))
+                .await;
+            for o in committed.outcomes {
+                if let Outcome::Checks { checks } = o {
+                    for due in checks.into_iter().filter(|c| c.webhook) {
+                        let (node, reader, client) = (node.clone(), reader.clone(), client.clone());
+                        tokio::spawn(
+                            async move { call_webhook(&node, &reader, &client, due).await },
+                        );
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn call_webhook(node: &Node, reader: &Reader, client: &reqwest::Client, due: CheckDue) {
+    let Some(payload) = check_json(node, reader, &due).await else {
+        return;
+    };
+    let urls: Vec<String> = {
+        let s = node.state();
+        let now = s.time_ms;
+        s.producer_groups
+            .get(&due.producer_group)
+            .map(|g| g.live(now).map(|(_, i)| i.check_url.clone()).collect())
+            .unwrap_or_default()
+    };
+    if urls.is_empty() {
+        return;
+    }
+    // Spread checks over the live instances; if one does not answer, ask the next.
+    let start = due.check_times as usize % urls.len();
+    for k in 0..urls.len() {
+        let url = &urls[(start + k) % urls.len()];
+        let answer = match client.post(url).json(&payload).send().await {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            Ok(r) => {
+                debug!(status = %r.status(), %url, "check-back webhook refused");
+                continue;
+            }
+            Err(e) => {
+                debug!(error = %e, %url, "check-back webhook unreachable");
+                continue;
+            }
+        };
+        let commit = match answer
+            .as_ref()
+            .and_then(|v| v.get("action"))
+            .and_then(Value::as_str)
+        {
+            Some("commit") => true,
+            Some("rollback") => false,
+            _ => return, // "unknown" (or garbage): check again after the interval.
+        };
+        let decide = Command::Decide {
+            transaction_id: due.transaction_id.clone(),
+            commit,
+        };
+        if let Err(e) = node.submit(vec![decide]).await {
+            warn!(error = %e, transaction = %due.transaction_id, "committing a check-back answer failed");
+        }
+        return;
+    }
+}

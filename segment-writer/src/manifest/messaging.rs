@@ -1,0 +1,822 @@
+//! Messages that are not (yet) in a queue, and the windows that remember what was done:
+//! delayed messages (timers), half messages of transactions and their check-backs, producer
+//! groups, the `dedup_id` window, and re-driving dead letters.
+//!
+//! A timer or a half message is a pointer to bytes already in a segment: firing a timer or
+//! committing a transaction appends that pointer to its queue, nothing is copied. Every time
+//! compared here is the delta time, so replicas agree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::{CheckDue, DedupRecord, Outcome, PublishMode, Rejection};
+use super::state::{OffsetRange, Retry, State, dlq_topic};
+
+/// How long a `dedup_id` is remembered per topic (API.md: 10 minutes).
+pub const DEDUP_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// At most this many `dedup_id`s are remembered per topic; beyond it the oldest are forgotten
+/// early, which bounds the manifest (about 100 bytes each).
+pub const DEDUP_PER_TOPIC: usize = 100_000;
+
+/// How long a transaction decision is remembered (API.md: 24 h).
+pub const DECISION_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// A message stored in a segment but not in a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub topic: String,
+    pub queue: u32,
+    pub segment: String,
+    pub ordinal: u32,
+    pub publish_time_ms: i64,
+    pub message_id: String,
+}
+
+/// A half message: invisible until its transaction is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Half {
+    pub message: Pending,
+    pub producer_group: String,
+    /// Check-backs made so far.
+    pub checks: u32,
+    /// Check-backs handed to a webhook call or a poller (`claimed < checks`: one waits).
+    pub claimed: u32,
+    pub next_check_ms: i64,
+}
+
+/// A transaction's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub committed: bool,
+    pub time_ms: i64,
+    pub producer_group: String,
+}
+
+/// A producer group's check-back timing (API.md defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerSettings {
+    pub check_immunity_ms: i64,
+    pub check_interval_ms: i64,
+    pub max_checks: u32,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        ProducerSettings {
+            check_immunity_ms: 6_000,
+            check_interval_ms: 10_000,
+            max_checks: 15,
+        }
+    }
+}
+
+/// A registered producer instance that answers check-backs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerInstance {
+    pub check_url: String,
+    pub expires_ms: i64,
+}
+
+/// A producer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProducerGroup {
+    pub settings: ProducerSettings,
+    pub instances: BTreeMap<String, ProducerInstance>,
+}
+
+impl ProducerGroup {
+    /// The live instances at `now`, by name.
+    pub fn live(&self, now: i64) -> impl Iterator<Item = (&String, &ProducerInstance)> {
+        self.instances
+            .iter()
+            .filter(move |(_, i)| i.expires_ms > now)
+    }
+}
+
+/// The key of a timer: due order, then message id.
+pub fn timer_key(deliver_at_ms: i64, message_id: &str) -> String {
+    format!("{:020}/{message_id}", deliver_at_ms.max(0))
+}
+
+fn timer_due(key: &str) -> i64 {
+    key.split('/')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+impl State {
+    /// The producer group's settings (defaults if it was never configured).
+    pub fn producer_settings(&self, group: &str) -> ProducerSettings {
+        self.producer_groups
+            .get(group)
+            .map(|g| g.settings)
+            .unwrap_or_default()
+    }
+
+    /// When the earliest timer is due.
+    pub fn next_timer_due(&self) -> Option<i64> {
+        self.timers.keys().next().map(|k| timer_due(k))
+    }
+
+    /// Whether any half message is due for a check-back at `now`.
+    pub fn checks_due(&self, now: i64) -> bool {
+        self.halves.values().any(|h| h.next_check_ms <= now)
+    }
+
+    /// The topic and queue of the half message of `transaction_id`, if it is pending.
+    pub fn half(&self, transaction_id: &str) -> Option<&Half> {
+        self.halves.get(transaction_id)
+    }
+
+    /// Appends one stored message to its queue; `None` if its topic or queue is gone.
+    fn append_pointer(&mut self, p: &Pending) -> Option<u64> {
+        let q = self
+            .topics
+            .get_mut(&p.topic)?
+            .queues
+            .get_mut(p.queue as usize)?;
+        let base = q.next_offset;
+        match q.ranges.last_mut() {
+            // A run of one segment's ordinals (timers due together) stays one range.
+            Some(r)
+                if r.segment == p.segment
+                    && r.origin_topic.is_none()
+                    && r.base + u64::from(r.count) == base
+                    && r.first_ordinal + r.count == p.ordinal =>
+            {
+                r.count += 1;
+            }
+            _ => q.ranges.push(OffsetRange {
+                base,
+                count: 1,
+                segment: p.segment.clone(),
+                first_ordinal: p.ordinal,
+                publish_time_ms: p.publish_time_ms,
+                origin_topic: None,
+                origin: None,
+            }),
+        }
+        q.next_offset += 1;
+        Some(base)
+    }
+
+    fn prune_dedup(&mut self, topic: &str, now: i64) {
+        if let Some(m) = self.dedup.get_mut(topic) {
+            m.retain(|_, r| now - r.time_ms <= DEDUP_WINDOW_MS);
+            if m.len() > DEDUP_PER_TOPIC {
+                let mut times: Vec<(i64, String)> =
+                    m.iter().map(|(k, r)| (r.time_ms, k.clone())).collect();
+                times.sort();
+                for (_, k) in times.into_iter().take(m.len() - DEDUP_PER_TOPIC) {
+                    m.remove(&k);
+                }
+            }
+        }
+    }
+
+    pub(super) fn publish_one(
+        &mut self,
+        message: Pending,
+        dedup_id: Option<&str>,
+        mode: &PublishMode,
+        now: i64,
+    ) -> Result<Outcome, Rejection> {
+        let t = self
+            .topics
+            .get(&message.topic)
+            .ok_or_else(|| Rejection::TopicNotFound(message.topic.clone()))?;
+        if message.queue as usize >= t.queues.len() {
+            return Err(Rejection::Invalid(format!(
+                "topic {} has no queue {}",
+                message.topic, message.queue
+            )));
+        }
+        if let Some(id) = dedup_id {
+            self.prune_dedup(&message.topic, now);
+            if let Some(first) = self.dedup.get(&message.topic).and_then(|m| m.get(id)) {
+                return Ok(Outcome::Duplicate {
+                    first: first.clone(),
+                });
+            }
+        }
+        let mut record = DedupRecord {
+            time_ms: now,
+            message_id: message.message_id.clone(),
+            queue: None,
+            offset: None,
+            transaction_id: None,
+        };
+        let outcome = match mode {
+            PublishMode::Timer { deliver_at_ms } if *deliver_at_ms > now => {
+                self.timers.insert(
+                    timer_key(*deliver_at_ms, &message.message_id),
+                    message.clone(),
+                );
+                Outcome::Done
+            }
+            PublishMode::Visible | PublishMode::Timer { .. } => {
+                let base = self
+                    .append_pointer(&message)
+                    .ok_or_else(|| Rejection::TopicNotFound(message.topic.clone()))?;
+                record.queue = Some(message.queue);
+                record.offset = Some(base);
+                Outcome::Appended { base_offset: base }
+            }
+            PublishMode::Half {
+                transaction_id,
+                producer_group,
+                check_immunity_ms,
+            } => {
+                if self.halves.contains_key(transaction_id)
+                    || self.decisions.contains_key(transaction_id)
+                {
+                    return Err(Rejection::Conflict(format!(
+                        "transaction {transaction_id} exists"
+                    )));
+                }
+                let settings = self.producer_settings(producer_group);
+                let immunity = settings
+                    .check_immunity_ms
+                    .max(check_immunity_ms.unwrap_or(0));
+                self.halves.insert(
+                    transaction_id.clone(),
+                    Half {
+                        message: message.clone(),
+                        producer_group: producer_group.clone(),
+                        checks: 0,
+                        claimed: 0,
+                        next_check_ms: now + immunity,
+                    },
+                );
+                record.transaction_id = Some(transaction_id.clone());
+                Outcome::Done
+            }
+        };
+        if let Some(id) = dedup_id {
+            self.dedup
+                .entry(message.topic.clone())
+                .or_default()
+                .insert(id.to_string(), record);
+            self.prune_dedup(&message.topic, now);
+        }
+        Ok(outcome)
+    }
+
+    pub(super) fn fire_timers(&mut self, now: i64) {
+        let bound = timer_key(now.saturating_add(1), "");
+        let rest = self.timers.split_off(&bound);
+        let due = std::mem::replace(&mut self.timers, rest);
+        for p in due.values() {
+            self.append_pointer(p);
+        }
+    }
+
+    pub(super) fn cancel_timer(
+        &mut self,
+        topic: &str,
+        message_id: &str,
+    ) -> Result<Outcome, Rejection> {
+        let key = self
+            .timers
+            .iter()
+            .find(|(_, p)| p.message_id == message_id && p.topic == topic)
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| Rejection::MessageNotFound(message_id.to_string()))?;
+        self.timers.remove(&key);
+        Ok(Outcome::Done)
+    }
+
+    fn prune_decisions(&mut self, now: i64) {
+        self.decisions
+            .retain(|_, d| now - d.time_ms <= DECISION_WINDOW_MS);
+    }
+
+    pub(super) fn decide(
+        &mut self,
+        transaction_id: &str,
+        commit: bool,
+        now: i64,
+    ) -> Result<Outcome, Rejection> {
+        self.prune_decisions(now);
+        if let Some(d) = self.decisions.get(transaction_id) {
+            return if d.committed == commit {
+                Ok(Outcome::Decided { committed: commit })
+            } else {
+                Err(Rejection::Conflict(format!(
+                    "transaction {transaction_id} was already {}",
+                    if d.committed {
+                        "committed"
+                    } else {
+                        "rolled back"
+                    }
+                )))
+            };
+        }
+        let half = self
+            .halves
+            .remove(transaction_id)
+            .ok_or_else(|| Rejection::TransactionNotFound(transaction_id.to_string()))?;
+        if commit {
+            self.append_pointer(&half.message);
+        }
+        self.decisions.insert(
+            transaction_id.to_string(),
+            Decision {
+                committed: commit,
+                time_ms: now,
+                producer_group: half.producer_group.clone(),
+            },
+        );
+        Ok(Outcome::Decided { committed: commit })
+    }
+
+    pub(super) fn check_transactions(&mut self, now: i64) -> Outcome {
+        self.prune_decisions(now);
+        let due: Vec<String> = self
+            .halves
+            .iter()
+            .filter(|(_, h)| h.next_check_ms <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut checks = Vec::new();
+        for id in due {
+            let Some(h) = self.halves.get(&id) else {
+                continue;
+            };
+            let group = h.producer_group.clone();
+            let settings = self.producer_settings(&group);
+            if h.checks >= settings.max_checks {
+                self.halves.remove(&id);
+                self.decisions.insert(
+                    id,
+                    Decision {
+                        committed: false,
+                        time_ms: now,
+                        producer_group: group,
+                    },
+                );
+                continue;
+            }
+            let webhook = self
+                .producer_groups
+                .get(&group)
+                .is_some_and(|g| g.live(now).next().is_some());
+            let Some(h) = self.halves.get_mut(&id) else {
+                continue;
+            };
+            h.checks += 1;
+            h.next_check_ms = now + settings.check_interval_ms;
+            if webhook {
+                h.claimed = h.checks;
+            }
+            checks.push(CheckDue {
+                transaction_id: id,
+                producer_group: group,
+                check_times: h.checks,
+                webhook,
+            });
+        }
+        Outcome::Checks { checks }
+    }
+
+    pub(super) fn claim_checks(&mut self, producer_group: &str, max: u32) -> Outcome {
+        let mut checks = Vec::new();
+        for (id, h) in &mut self.halves {
+            if checks.len() >= max as usize {
+                break;
+            }
+            if h.producer_group == producer_group && h.claimed < h.checks {
+                h.claimed = h.checks;
+                checks.push(CheckDue {
+                    transaction_id: id.clone(),
+                    producer_group: producer_group.to_string(),
+                    check_times: h.checks,
+                    webhook: false,
+                });
+            }
+        }
+        Outcome::Checks { checks }
+    }
+
+    /// Whether a poller of `producer_group` would get a check now.
+    pub fn checks_waiting(&self, producer_group: &str) -> bool {
+        self.halves
+            .values()
+            .any(|h| h.producer_group == producer_group && h.claimed < h.checks)
+    }
+
+    pub(super) fn configure_producer_group(
+        &mut self,
+        group: &str,
+        check_immunity_ms: Option<i64>,
+        check_interval_ms: Option<i64>,
+        max_checks: Option<u32>,
+    ) -> Result<Outcome, Rejection> {
+        let positive = |v: Option<i64>| v.is_none_or(|v| v > 0);
+        if !positive(check_immunity_ms) || !positive(check_interval_ms) {
+            return Err(Rejection::Invalid(
+                "check_immunity_ms and check_interval_ms must be positive".into(),
+            ));
+        }
+        let g = self.producer_groups.entry(group.to_string()).or_default();
+        if let Some(v) = check_immunity_ms {
+            g.settings.check_immunity_ms = v;
+        }
+        if let Some(v) = check_interval_ms {
+            g.settings.check_interval_ms = v;
+        }
+        if let Some(v) = max_checks {
+            g.settings.max_checks = v;
+        }
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn register_producer(
+        &mut self,
+        group: &str,
+        instance: &str,
+        check_url: &str,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<Outcome, Rejection> {
+        if ttl_ms <= 0 {
+            return Err(Rejection::Invalid("ttl_ms must be positive".into()));
+        }
+        let g = self.producer_groups.entry(group.to_string()).or_default();
+        g.instances.retain(|_, i| i.expires_ms > now);
+        g.instances.insert(
+            instance.to_string(),
+            ProducerInstance {
+                check_url: check_url.to_string(),
+                expires_ms: now + ttl_ms,
+            },
+        );
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn redrive(
+        &mut self,
+        group: &str,
+        max: u32,
+        now: i64,
+    ) -> Result<Outcome, Rejection> {
+        if !self.groups.contains_key(group) {
+            return Err(Rejection::GroupNotFound(group.to_string()));
+        }
+        let dlq = dlq_topic(group);
+        let Some(q) = self.topics.get(&dlq).and_then(|t| t.queues.first()) else {
+            return Ok(Outcome::Redriven { moved: 0 });
+        };
+        let from = q.min_offset;
+        let to = q.next_offset.min(from + u64::from(max));
+        let origins: Vec<(String, u32, u64)> = (from..to)
+            .filter_map(|o| {
+                let (r, _) = q.locate(o)?;
+                let (queue, offset) = r.origin?;
+                Some((r.origin_topic.clone()?, queue, offset + (o - r.base)))
+            })
+            .collect();
+        for (topic, queue, offset) in origins {
+            let in_range = self
+                .topics
+                .get(&topic)
+                .and_then(|t| t.queues.get(queue as usize))
+                .is_some_and(|q| offset < q.next_offset);
+            if !in_range {
+                continue;
+            }
+            if let Ok(c) = self.cursor_mut(group, "", &topic, queue) {
+                c.done.remove(&offset);
+                c.leases.remove(&offset);
+                c.retries.insert(
+                    offset,
+                    Retry {
+                        attempts: 0,
+                        visible_at_ms: now,
+                    },
+                );
+            }
+        }
+        if let Some(q) = self.topics.get_mut(&dlq).and_then(|t| t.queues.first_mut()) {
+            q.min_offset = to;
+            q.ranges.retain(|r| r.base + u64::from(r.count) > to);
+        }
+        Ok(Outcome::Redriven {
+            moved: (to - from) as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::command::{
+        Command, Delta, Entry, FORMAT, GroupDef, GroupMode, QueueOffset, StartFrom, Subscription,
+        TopicDef, TopicKind,
+    };
+
+    struct Sim {
+        state: State,
+        now: i64,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            let mut s = Sim {
+                state: State::default(),
+                now: 1_000,
+            };
+            s.one(Command::CreateTopic {
+                topic: "t".into(),
+                def: TopicDef {
+                    kind: TopicKind::Delay,
+                    queues: 1,
+                    retention_hours: 1,
+                },
+            });
+            s
+        }
+        fn one(&mut self, c: Command) -> Outcome {
+            let d = Delta {
+                format: FORMAT,
+                version: self.state.version + 1,
+                time_ms: self.now,
+                writer: "w".into(),
+                nonce: 0,
+                entries: vec![Entry {
+                    request: None,
+                    commands: vec![c],
+                }],
+            };
+            self.state.apply(&d).expect("in order").remove(0).remove(0)
+        }
+        fn publish(
+            &mut self,
+            id: &str,
+            ordinal: u32,
+            dedup: Option<&str>,
+            mode: PublishMode,
+        ) -> Outcome {
+            self.one(Command::PublishOne {
+                topic: "t".into(),
+                queue: 0,
+                segment: "seg".into(),
+                ordinal,
+                publish_time_ms: self.now,
+                message_id: id.into(),
+                dedup_id: dedup.map(str::to_string),
+                mode,
+            })
+        }
+        fn next(&self) -> u64 {
+            self.state.topics["t"].queues[0].next_offset
+        }
+    }
+
+    #[test]
+    fn timers_fire_in_due_order_as_pointers_and_cancel_only_before() {
+        let mut s = Sim::new();
+        s.publish(
+            "b",
+            1,
+            None,
+            PublishMode::Timer {
+                deliver_at_ms: 3_000,
+            },
+        );
+        s.publish(
+            "a",
+            0,
+            None,
+            PublishMode::Timer {
+                deliver_at_ms: 2_000,
+            },
+        );
+        s.publish(
+            "c",
+            2,
+            None,
+            PublishMode::Timer {
+                deliver_at_ms: 9_000,
+            },
+        );
+        assert_eq!(s.state.next_timer_due(), Some(2_000));
+        s.now = 1_999;
+        s.one(Command::FireTimers);
+        assert_eq!(s.next(), 0);
+        s.now = 3_000;
+        s.one(Command::FireTimers);
+        assert_eq!(s.next(), 2);
+        let q = &s.state.topics["t"].queues[0];
+        assert_eq!(
+            q.locate(0).map(|(r, o)| (r.segment.as_str(), o)),
+            Some(("seg", 0))
+        );
+        assert_eq!(q.locate(1).map(|(_, o)| o), Some(1));
+        assert_eq!(q.ranges.len(), 1, "consecutive ordinals stay one range");
+        let before = s.state.timers.clone();
+        assert!(matches!(
+            s.one(Command::CancelTimer {
+                topic: "t".into(),
+                message_id: "a".into()
+            }),
+            Outcome::Rejected {
+                rejection: Rejection::MessageNotFound(_)
+            }
+        ));
+        assert_eq!(s.state.timers, before);
+        assert_eq!(
+            s.one(Command::CancelTimer {
+                topic: "t".into(),
+                message_id: "c".into()
+            }),
+            Outcome::Done
+        );
+        s.now = 10_000;
+        s.one(Command::FireTimers);
+        assert_eq!(s.next(), 2, "a cancelled timer never fires");
+    }
+
+    #[test]
+    fn a_repeated_dedup_id_answers_the_first_result_and_stores_nothing() {
+        let mut s = Sim::new();
+        assert_eq!(
+            s.publish("m1", 0, Some("d"), PublishMode::Visible),
+            Outcome::Appended { base_offset: 0 }
+        );
+        let again = s.publish("m2", 1, Some("d"), PublishMode::Visible);
+        assert!(
+            matches!(&again, Outcome::Duplicate { first } if first.message_id == "m1" && first.offset == Some(0))
+        );
+        assert_eq!(s.next(), 1);
+        s.now += DEDUP_WINDOW_MS + 1;
+        assert_eq!(
+            s.publish("m3", 2, Some("d"), PublishMode::Visible),
+            Outcome::Appended { base_offset: 1 }
+        );
+    }
+
+    #[test]
+    fn transactions_commit_rollback_idempotent_and_checked_then_rolled_back() {
+        let mut s = Sim::new();
+        s.one(Command::ConfigureProducerGroup {
+            producer_group: "p".into(),
+            check_immunity_ms: Some(100),
+            check_interval_ms: Some(50),
+            max_checks: Some(2),
+        });
+        let half = |tx: &str| PublishMode::Half {
+            transaction_id: tx.into(),
+            producer_group: "p".into(),
+            check_immunity_ms: None,
+        };
+        s.publish("m1", 0, None, half("x1"));
+        s.publish("m2", 1, None, half("x2"));
+        s.publish("m3", 2, None, half("x3"));
+        assert_eq!(s.next(), 0, "half messages are invisible");
+        assert_eq!(
+            s.one(Command::Decide {
+                transaction_id: "x1".into(),
+                commit: true
+            }),
+            Outcome::Decided { committed: true }
+        );
+        assert_eq!(s.next(), 1);
+        assert_eq!(
+            s.one(Command::Decide {
+                transaction_id: "x1".into(),
+                commit: true
+            }),
+            Outcome::Decided { committed: true }
+        );
+        assert!(matches!(
+            s.one(Command::Decide {
+                transaction_id: "x1".into(),
+                commit: false
+            }),
+            Outcome::Rejected {
+                rejection: Rejection::Conflict(_)
+            }
+        ));
+        assert_eq!(
+            s.one(Command::Decide {
+                transaction_id: "x2".into(),
+                commit: false
+            }),
+            Outcome::Decided { committed: false }
+        );
+        assert!(matches!(
+            s.one(Command::Decide {
+                transaction_id: "nope".into(),
+                commit: true
+            }),
+            Outcome::Rejected {
+                rejection: Rejection::TransactionNotFound(_)
+            }
+        ));
+        assert_eq!(s.next(), 1);
+        // x3: no check before the immunity, then two checks, then rolled back.
+        assert_eq!(
+            s.one(Command::CheckTransactions),
+            Outcome::Checks { checks: vec![] }
+        );
+        s.now += 100;
+        let Outcome::Checks { checks } = s.one(Command::CheckTransactions) else {
+            panic!()
+        };
+        assert_eq!(checks.len(), 1);
+        assert_eq!((checks[0].check_times, checks[0].webhook), (1, false));
+        let Outcome::Checks { checks } = s.one(Command::ClaimChecks {
+            producer_group: "p".into(),
+            max: 10,
+        }) else {
+            panic!()
+        };
+        assert_eq!(checks.len(), 1, "a poller gets the unclaimed check");
+        let Outcome::Checks { checks } = s.one(Command::ClaimChecks {
+            producer_group: "p".into(),
+            max: 10,
+        }) else {
+            panic!()
+        };
+        assert!(checks.is_empty(), "only once");
+        s.now += 50;
+        s.one(Command::CheckTransactions);
+        s.now += 50;
+        s.one(Command::CheckTransactions);
+        assert!(s.state.halves.is_empty());
+        assert!(matches!(
+            s.one(Command::Decide {
+                transaction_id: "x3".into(),
+                commit: true
+            }),
+            Outcome::Rejected {
+                rejection: Rejection::Conflict(_)
+            }
+        ));
+        assert_eq!(s.next(), 1);
+    }
+
+    #[test]
+    fn redrive_makes_dead_letters_visible_to_the_group_again() {
+        let mut s = Sim::new();
+        s.publish("m1", 0, None, PublishMode::Visible);
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: GroupDef {
+                subscriptions: vec![Subscription {
+                    topic: "t".into(),
+                    filter: None,
+                    sql: None,
+                }],
+                mode: GroupMode::Clustering,
+                start_from: StartFrom::Earliest,
+                max_retries: 0,
+                invisible_ms: 10,
+                retry_backoff_ms: vec![0],
+            },
+        });
+        let lease = |s: &mut Sim| {
+            let candidates = s.state.candidates("g", "", s.now, 10);
+            s.one(Command::Lease {
+                group: "g".into(),
+                consumer: String::new(),
+                invisible_ms: 10,
+                max: 10,
+                candidates,
+                skipped: vec![],
+                message_groups: vec![],
+            })
+        };
+        assert!(matches!(lease(&mut s), Outcome::Leased { grants, .. } if grants.len() == 1));
+        s.now += 20;
+        s.one(Command::ExpireLeases);
+        let dlq = &s.state.topics["DLQ.g"].queues[0];
+        assert_eq!(dlq.next_offset, 1);
+        assert!(matches!(lease(&mut s), Outcome::Leased { grants, .. } if grants.is_empty()));
+        assert_eq!(
+            s.one(Command::Redrive {
+                group: "g".into(),
+                max: 100
+            }),
+            Outcome::Redriven { moved: 1 }
+        );
+        assert_eq!(s.state.topics["DLQ.g"].queues[0].min_offset, 1);
+        let Outcome::Leased { grants, .. } = lease(&mut s) else {
+            panic!()
+        };
+        assert_eq!(grants.len(), 1);
+        assert_eq!(
+            grants[0].at,
+            QueueOffset {
+                topic: "t".into(),
+                queue: 0,
+                offset: 0
+            }
+        );
+        assert_eq!(grants[0].attempt, 1, "attempts reset");
+    }
+}

@@ -84,7 +84,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/topics/{topic}/messages/{message_id}",
             get(lookup_message).delete(cancel_message),
         )
-        .route("/v1/transactions/{transaction_id}", post(decide))
+        .route(
+            "/v1/transactions/{transaction_id}",
+            post(decide).get(get_transaction),
+        )
         .route("/v1/producer-groups/{group}", put(put_producer_group))
         .route(
             "/v1/producer-groups/{group}/instances/{instance}",
@@ -171,9 +174,14 @@ fn reserved(kind: &str, name: &str) -> Result<(), ApiError> {
 /// On a follower a definition made on another gateway arrives within a tail interval: before
 /// answering 404 for a name this gateway does not know, read the log once more.
 async fn refresh_unless(st: &AppState, known: impl Fn(&segment_writer::manifest::State) -> bool) {
-    if !known(&st.node.state()) {
-        let wait = st.node.settings().tail_interval * 2;
-        st.node.wait_applied(st.node.version() + 1, wait).await;
+    // Read on while new versions keep arriving (this gateway may be several behind), within
+    // a bound.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    let wait = st.node.settings().tail_interval * 2;
+    while !known(&st.node.state()) && tokio::time::Instant::now() < until {
+        if !st.node.wait_applied(st.node.version() + 1, wait).await {
+            break;
+        }
     }
 }
 
@@ -1555,6 +1563,40 @@ async fn decide(
         .into_response()),
         o => Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
     }
+}
+
+/// `GET /v1/transactions/{id}` (an extension): the state of a transaction, for operators and
+/// producers that lost track of a decision.
+async fn get_transaction(
+    State(st): St,
+    Path(transaction_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    let view = |s: &segment_writer::manifest::State| {
+        if let Some(h) = s.halves.get(&transaction_id) {
+            Some((
+                h.producer_group.clone(),
+                json!({"transaction_id": transaction_id, "state": "pending", "producer_group": h.producer_group, "message_id": h.message.message_id, "topic": h.message.topic, "check_times": h.checks}),
+            ))
+        } else {
+            s.decisions.get(&transaction_id).map(|d| {
+                (
+                    d.producer_group.clone(),
+                    json!({"transaction_id": transaction_id, "state": if d.committed { "committed" } else { "rolled_back" }, "producer_group": d.producer_group}),
+                )
+            })
+        }
+    };
+    refresh_unless(&st, |s| view(s).is_some()).await;
+    let Some((group, v)) = view(&st.node.state()) else {
+        return Err(ApiError::NotFound {
+            code: "TransactionNotFound",
+            message: format!("transaction {transaction_id} does not exist"),
+        });
+    };
+    claims.require(Action::Pub, &format!("producer/{group}"))?;
+    Ok(Json(v).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1176,6 +1176,64 @@ mod tests {
     }
 
     #[test]
+    fn fifo_leases_one_per_message_group_in_order() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        s.one(append("t", 0, 3));
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: group_def(5),
+        });
+        let at = |o: u64| QueueOffset {
+            topic: "t".into(),
+            queue: 0,
+            offset: o,
+        };
+        let a = || Some("A".to_string());
+        let b = || Some("B".to_string());
+        let mut lease = |s: &mut Sim, offsets: &[u64], groups: Vec<Option<String>>| {
+            match s.one(Command::Lease {
+                group: "g".into(),
+                consumer: String::new(),
+                invisible_ms: 1000,
+                max: 10,
+                candidates: offsets.iter().map(|&o| at(o)).collect(),
+                skipped: vec![],
+                message_groups: groups,
+            }) {
+                Outcome::Leased { version, grants } => (
+                    version,
+                    grants.iter().map(|g| g.at.offset).collect::<Vec<_>>(),
+                ),
+                o => panic!("{o:?}"),
+            }
+        };
+        // 0 and 1 are of A, 2 of B: A's second waits for its first.
+        let (v, got) = lease(&mut s, &[0, 1, 2], vec![a(), a(), b()]);
+        assert_eq!(got, vec![0, 2]);
+        assert_eq!(lease(&mut s, &[1], vec![a()]).1, Vec::<u64>::new());
+        // A nack keeps the group blocked until the same message is delivered again and acked.
+        s.one(Command::Settle {
+            group: "g".into(),
+            consumer: String::new(),
+            at: at(0),
+            lease_version: v,
+            action: SettleAction::Nack { delay_ms: 0 },
+        });
+        assert_eq!(lease(&mut s, &[1], vec![a()]).1, Vec::<u64>::new());
+        let (v2, got) = lease(&mut s, &[0], vec![a()]);
+        assert_eq!(got, vec![0]);
+        s.one(Command::Settle {
+            group: "g".into(),
+            consumer: String::new(),
+            at: at(0),
+            lease_version: v2,
+            action: SettleAction::Ack,
+        });
+        assert_eq!(lease(&mut s, &[1], vec![a()]).1, vec![1]);
+    }
+
+    #[test]
     fn a_repeated_request_applies_once_and_answers_the_same() {
         let mut s = Sim::new();
         s.one(topic("t", 1));

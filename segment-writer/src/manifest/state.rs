@@ -1191,8 +1191,8 @@ mod tests {
         };
         let a = || Some("A".to_string());
         let b = || Some("B".to_string());
-        let mut lease = |s: &mut Sim, offsets: &[u64], groups: Vec<Option<String>>| {
-            match s.one(Command::Lease {
+        let lease = |s: &mut Sim, offsets: &[u64], groups: Vec<Option<String>>| match s.one(
+            Command::Lease {
                 group: "g".into(),
                 consumer: String::new(),
                 invisible_ms: 1000,
@@ -1200,13 +1200,13 @@ mod tests {
                 candidates: offsets.iter().map(|&o| at(o)).collect(),
                 skipped: vec![],
                 message_groups: groups,
-            }) {
-                Outcome::Leased { version, grants } => (
-                    version,
-                    grants.iter().map(|g| g.at.offset).collect::<Vec<_>>(),
-                ),
-                o => panic!("{o:?}"),
-            }
+            },
+        ) {
+            Outcome::Leased { version, grants } => (
+                version,
+                grants.iter().map(|g| g.at.offset).collect::<Vec<_>>(),
+            ),
+            o => panic!("{o:?}"),
         };
         // 0 and 1 are of A, 2 of B: A's second waits for its first.
         let (v, got) = lease(&mut s, &[0, 1, 2], vec![a(), a(), b()]);

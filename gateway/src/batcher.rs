@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use segment_writer::hedge::Hedger;
 use segment_writer::manifest::{Command, DedupRecord, Outcome, PublishMode};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
@@ -127,6 +128,7 @@ async fn run(
     settings: BatchSettings,
 ) {
     let slots = Arc::new(Semaphore::new(settings.max_inflight_batches.max(1)));
+    let hedger = Arc::new(Hedger::new(true, Duration::from_millis(2)));
     let mut flushes = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
         let permit = slots
@@ -148,9 +150,9 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (node, reader) = (node.clone(), reader.clone());
+        let (node, reader, hedger) = (node.clone(), reader.clone(), hedger.clone());
         flushes.spawn(async move {
-            flush(&node, &reader, jobs).await;
+            flush(&node, &reader, &hedger, jobs).await;
             drop(permit);
         });
         while flushes.try_join_next().is_some() {}
@@ -158,7 +160,7 @@ async fn run(
     while flushes.join_next().await.is_some() {}
 }
 
-async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
+async fn flush(node: &Node, reader: &Reader, hedger: &Hedger, jobs: Vec<Job>) {
     // Order the batch by (topic, queue), keeping publish order within a queue.
     let mut order: Vec<(usize, usize)> = jobs
         .iter()
@@ -221,7 +223,15 @@ async fn flush(node: &Node, reader: &Reader, jobs: Vec<Job>) {
         }
     }
     crate::metrics::observe_batch(bytes.len());
-    if let Err(e) = segment_store::put_segment(node.store(), &name, bytes).await {
+    let put = segment_store::put_segment_hedged(
+        node.store(),
+        &name,
+        bytes,
+        hedger,
+        node.clock().as_ref(),
+    )
+    .await;
+    if let Err(e) = put {
         let e = ApiError::from(e);
         for job in jobs {
             let _ = job.reply.send(Err(ApiError::Unavailable(e.to_string())));

@@ -8,7 +8,7 @@
 //! ```
 //! `segment64k`: each operation PUTs a 64 KiB segment, then commits its Append (the publish
 //! path); `none`: the Append alone (the commit path). `s3` uses `FERRYMQ_TEST_S3_BUCKET` and
-//! the `AWS_*` variables.
+//! the `AWS_*` variables. `FERRYMQ_HEDGE=0` turns hedged PUTs off (the baseline).
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // a benchmark binary
 
@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use segment_writer::clock::{Clock, TokioClock};
 use segment_writer::faulty::{FaultConfig, FaultyStore};
+use segment_writer::hedge::Hedger;
 use segment_writer::manifest::{Command, TopicDef, TopicKind};
 use segment_writer::node::{LocalForwarder, Node, NodeSettings};
 use segment_writer::segment::{Message, encode};
-use segment_writer::segment_store::put_segment;
+use segment_writer::segment_store::put_segment_hedged;
 use segment_writer::store::Store;
 
 #[tokio::main]
@@ -56,12 +57,16 @@ async fn main() {
         clock.clone(),
     ));
     let store = base.wrapped(faulty.clone());
+    let hedge = std::env::var("FERRYMQ_HEDGE").map_or(true, |v| v != "0");
+    let hedger = Arc::new(Hedger::new(hedge, Duration::from_millis(2)));
     let local = Arc::new(LocalForwarder::default());
     let mut ns = Vec::new();
     for i in 0..nodes {
+        let mut settings = NodeSettings::new(format!("n{i}"), format!("n{i}"));
+        settings.log.hedge = hedge;
         let n = Node::start(
             store.clone(),
-            NodeSettings::new(format!("n{i}"), format!("n{i}")),
+            settings,
             clock.clone(),
             local.clone(),
             i as u64,
@@ -97,12 +102,14 @@ async fn main() {
     let mut tasks = Vec::new();
     for (i, n) in ns.iter().enumerate() {
         for c in 0..clients {
-            let (n, stop, store, segment, payload) = (
+            let (n, stop, store, segment, payload, hedger, clock) = (
                 n.clone(),
                 stop.clone(),
                 store.clone(),
                 segment.clone(),
                 payload.to_string(),
+                hedger.clone(),
+                clock.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 let mut h = Histogram::<u64>::new(3).unwrap();
@@ -112,7 +119,15 @@ async fn main() {
                     let name = format!("segments/bench/{i}-{c}-{k}.seg");
                     k += 1;
                     if payload == "segment64k"
-                        && put_segment(&store, &name, segment.clone()).await.is_err()
+                        && put_segment_hedged(
+                            &store,
+                            &name,
+                            segment.clone(),
+                            &hedger,
+                            clock.as_ref(),
+                        )
+                        .await
+                        .is_err()
                     {
                         continue;
                     }

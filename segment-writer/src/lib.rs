@@ -13,11 +13,12 @@
 //! - [`segment`]: the segment codec.
 //! - [`manifest`]: commands, state, apply, the log and checkpoints.
 //! - [`node`]: group commit, sequencer leadership, forwarding and tailing.
-//! - [`clock`]: injected time.
+//! - [`clock`]: injected time; [`hedge`]: hedged PUTs against the latency tail.
 
 pub mod clock;
 pub mod error;
 pub mod faulty;
+pub mod hedge;
 pub mod manifest;
 pub mod node;
 pub mod paths;

@@ -25,6 +25,26 @@ pub async fn put_segment(store: &Store, name: &str, bytes: Bytes) -> Result<()> 
     Ok(())
 }
 
+/// Writes a segment, hedging a slow PUT with a second identical one (same name, same bytes).
+pub async fn put_segment_hedged(
+    store: &Store,
+    name: &str,
+    bytes: Bytes,
+    hedger: &crate::hedge::Hedger,
+    clock: &dyn crate::clock::Clock,
+) -> Result<()> {
+    let path = store.paths.segment(name);
+    hedger
+        .run(
+            clock,
+            || store.inner.put(&path, PutPayload::from(bytes.clone())),
+            Result::is_ok,
+        )
+        .await
+        .map_err(|e| Error::store("put", &path, e))?;
+    Ok(())
+}
+
 /// Reads a whole segment.
 pub async fn read_segment(store: &Store, name: &str) -> Result<Vec<Message>> {
     let bytes = get_segment_bytes(store, name).await?;

@@ -525,6 +525,20 @@ async fn transactions_commit_rollback_and_check_backs(backend: Backend) {
             .status,
         200
     );
+    // A dead instance of the same group (nothing listens there): the live one answers instead.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/check", l.local_addr().unwrap())
+    };
+    assert_eq!(
+        api.put(
+            "/v1/producer-groups/hooked/instances/i0",
+            json!({"check_url": dead, "ttl_ms": 60_000})
+        )
+        .await
+        .status,
+        200
+    );
     let (hooked_id, _) = publish_half(&api, "tx", "by webhook", "hooked").await;
     // Poll check-back: nobody registered; the poller answers commit.
     assert_eq!(

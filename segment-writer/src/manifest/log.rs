@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::command::{Delta, Entry, FORMAT, Outcome};
 use super::state::State;
 use crate::clock::Clock;
+use crate::hedge::Hedger;
 use crate::paths::Paths;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -40,6 +41,9 @@ pub struct LogSettings {
     pub replay_parallelism: usize,
     /// Attempts of one put before the commit fails as unavailable. Default 3.
     pub put_attempts: u32,
+    /// Send a second identical create when one takes longer than the recent p90 (hedged
+    /// PUTs). Default true.
+    pub hedge: bool,
 }
 
 impl Default for LogSettings {
@@ -49,6 +53,7 @@ impl Default for LogSettings {
             gc_grace: Duration::from_secs(600),
             replay_parallelism: 32,
             put_attempts: 3,
+            hedge: true,
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct ManifestLog {
     rng: rand::rngs::SmallRng,
     last_full_refresh: tokio::time::Instant,
     last_checkpoint: u64,
+    hedger: Hedger,
 }
 
 fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> {
@@ -113,6 +119,7 @@ impl ManifestLog {
     ) -> Result<Self> {
         let mut log = ManifestLog {
             store,
+            hedger: Hedger::new(settings.hedge, Duration::from_millis(2)),
             settings,
             last_full_refresh: clock.instant(),
             clock,
@@ -360,13 +367,26 @@ impl ManifestLog {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let inner = &self.store.inner;
             let put = self
-                .store
-                .inner
-                .put_opts(
-                    &path,
-                    PutPayload::from(bytes.clone()),
-                    PutMode::Create.into(),
+                .hedger
+                .run(
+                    self.clock.as_ref(),
+                    || {
+                        inner.put_opts(
+                            &path,
+                            PutPayload::from(bytes.clone()),
+                            PutMode::Create.into(),
+                        )
+                    },
+                    |r| {
+                        matches!(
+                            r,
+                            Ok(_)
+                                | Err(object_store::Error::AlreadyExists { .. }
+                                    | object_store::Error::Precondition { .. })
+                        )
+                    },
                 )
                 .await;
             match put {

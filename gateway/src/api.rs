@@ -975,11 +975,35 @@ async fn receive(
             let mut read: BTreeMap<QueueOffset, Stored> = BTreeMap::new();
             for ((topic, queue), mut offsets) in by_queue {
                 offsets.sort_unstable();
-                for m in st
+                let msgs = match st
                     .reader
                     .read_offsets(&st.node.shared_state(), &topic, queue, &offsets)
-                    .await?
+                    .await
                 {
+                    Ok(m) => m,
+                    // A corrupt segment must not stall the group: read one by one and pass
+                    // over (and count) what cannot be read; a store outage still fails.
+                    Err(segment_writer::Error::Corrupt { .. }) => {
+                        let mut ok = Vec::new();
+                        for &o in &offsets {
+                            match st
+                                .reader
+                                .read_offsets(&st.node.shared_state(), &topic, queue, &[o])
+                                .await
+                            {
+                                Ok(m) => ok.extend(m),
+                                Err(e @ segment_writer::Error::Corrupt { .. }) => {
+                                    crate::metrics::observe_corrupt_object();
+                                    tracing::error!(error = %e, %topic, queue, offset = o, "unreadable message passed over");
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        ok
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for m in msgs {
                     read.insert(
                         QueueOffset {
                             topic: m.topic.clone(),

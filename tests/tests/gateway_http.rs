@@ -889,3 +889,140 @@ async fn killing_the_sequencer_under_load_loses_nothing(backend: Backend) {
     eprintln!("{} acknowledged, {} stored", acked.len(), seen.len());
 }
 on_real_stores!(killing_the_sequencer_under_load_loses_nothing);
+
+/// The segment objects in the store.
+async fn segment_objects(store: &segment_writer::store::Store) -> Vec<object_store::path::Path> {
+    use futures::TryStreamExt;
+    let mut v: Vec<_> = store
+        .inner
+        .list(Some(&store.paths.segment_dir()))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .unwrap();
+    v.sort();
+    v
+}
+
+async fn a_corrupt_segment_fails_only_its_range_and_is_counted(backend: Backend) {
+    use object_store::ObjectStoreExt;
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let mut gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    assert_eq!(
+        api.put("/v1/topics/c", json!({"queues": 1})).await.status,
+        201
+    );
+    assert_eq!(
+        api.put(
+            "/v1/groups/cg",
+            json!({"subscriptions": [{"topic": "c"}], "start_from": "earliest"})
+        )
+        .await
+        .status,
+        201
+    );
+    let publish = |body: &'static str| {
+        let api = api.clone();
+        async move {
+            let msgs: Vec<Value> = (0..5)
+                .map(|i| json!({"body": format!("{body}{i}")}))
+                .collect();
+            let r = api
+                .post("/v1/topics/c/messages", json!({"messages": msgs}))
+                .await;
+            assert_eq!(r.status, 200);
+        }
+    };
+    publish("first").await;
+    let before = segment_objects(&ts.store).await;
+    publish("second").await;
+    let after = segment_objects(&ts.store).await;
+    assert_eq!(before.len(), 1);
+    assert_eq!(after.len(), 2);
+    // Damage the first segment (same length, flipped bytes), and restart so no cache has it.
+    let damaged = before[0].clone();
+    let mut bytes = ts
+        .store
+        .inner
+        .get(&damaged)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid - 8..mid + 8] {
+        *b ^= 0xFF;
+    }
+    ts.store.inner.put(&damaged, bytes.into()).await.unwrap();
+    gw.restart().await;
+    let api = Api::admin(&gw);
+
+    let bad = api
+        .get("/v1/topics/c/queues/0/messages?offset=0&max=5")
+        .await;
+    assert_eq!(bad.status, 500, "{:?}", bad.body);
+    let name = damaged.filename().unwrap();
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(name),
+        "{:?}",
+        bad.body
+    );
+    let good = api
+        .get("/v1/topics/c/queues/0/messages?offset=5&max=5")
+        .await;
+    assert_eq!(good.status, 200);
+    let bodies: Vec<&str> = good.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["second0", "second1", "second2", "second3", "second4"]
+    );
+    // A group passes over what it cannot read and keeps delivering the rest.
+    let r = api
+        .post(
+            "/v1/groups/cg/receive",
+            json!({"max_messages": 20, "wait_ms": 1000}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let got: Vec<&str> = r.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["second0", "second1", "second2", "second3", "second4"]);
+    let metrics = reqwest::get(format!("{}/metrics", gw.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferrymq_corrupt_objects_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 1.0, "{metrics}");
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", gw.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+on_real_stores!(a_corrupt_segment_fails_only_its_range_and_is_counted);

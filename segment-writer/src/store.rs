@@ -8,11 +8,12 @@
 //! - `memory://`: in-process, for unit tests and simulation (lost on exit).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::paths::Paths;
 use crate::{Error, Result};
@@ -85,8 +86,29 @@ impl Store {
                 if bucket.is_empty() {
                     return Err(Error::Invalid(format!("store URL {url:?} names no bucket")));
                 }
-                let s3 = AmazonS3Builder::from_env()
+                // Bounded retries and timeouts: an unreachable store must fail requests within
+                // seconds (503 to the client, who retries), not after object_store's default
+                // of up to 3 minutes. Explicit AWS_* settings still win where given.
+                let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig {
+                            init_backoff: Duration::from_millis(50),
+                            max_backoff: Duration::from_secs(1),
+                            base: 2.0,
+                        },
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(10),
+                    });
+                for (key, default, env) in [
+                    (ClientConfigKey::Timeout, "30s", "AWS_TIMEOUT"),
+                    (ClientConfigKey::ConnectTimeout, "3s", "AWS_CONNECT_TIMEOUT"),
+                ] {
+                    if std::env::var_os(env).is_none() {
+                        builder = builder.with_config(AmazonS3ConfigKey::Client(key), default);
+                    }
+                }
+                let s3 = builder
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot configure S3 for {url:?}: {e}")))?;
                 Ok(Store {

@@ -1026,3 +1026,102 @@ async fn a_corrupt_segment_fails_only_its_range_and_is_counted(backend: Backend)
     );
 }
 on_real_stores!(a_corrupt_segment_fails_only_its_range_and_is_counted);
+
+/// A local directory whose `segments` and `manifest` folders are replaced by plain files is an
+/// unreachable store: publishes get 503 quickly, `/readyz` turns 503, and service resumes by
+/// itself when the folders return, with every acknowledged message intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_outage_answers_503_quickly_and_service_resumes() {
+    let ts = stores::fresh(Backend::Local).unwrap();
+    let dir = std::path::PathBuf::from(ts.url.strip_prefix("file://").unwrap());
+    let gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    assert_eq!(
+        api.put("/v1/topics/o", json!({"queues": 1})).await.status,
+        201
+    );
+    let ok = api
+        .post(
+            "/v1/topics/o/messages",
+            json!({"messages": [{"body": "before"}]}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let readyz = || {
+        let base = gw.base.clone();
+        async move {
+            reqwest::get(format!("{base}/readyz"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(readyz().await, 200);
+
+    let away = |name: &str| {
+        std::fs::rename(dir.join(name), dir.join(format!("{name}.away"))).unwrap();
+        std::fs::write(dir.join(name), b"not a folder").unwrap();
+    };
+    let back = |name: &str| {
+        std::fs::remove_file(dir.join(name)).unwrap();
+        std::fs::rename(dir.join(format!("{name}.away")), dir.join(name)).unwrap();
+    };
+    away("segments");
+    away("manifest");
+    let t = Instant::now();
+    let r = api
+        .post(
+            "/v1/topics/o/messages",
+            json!({"messages": [{"body": "during"}]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "Unavailable"),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "503 took {:?}",
+        t.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while readyz().await != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed 200 during the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    back("segments");
+    back("manifest");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz().await != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = api
+        .post(
+            "/v1/topics/o/messages",
+            json!({"messages": [{"body": "after"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let pulled = api
+        .get("/v1/topics/o/queues/0/messages?offset=0&max=10")
+        .await;
+    let bodies: Vec<&str> = pulled.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["before", "after"],
+        "the failed publish left nothing"
+    );
+}

@@ -46,6 +46,20 @@ pub struct Limits {
     pub max_delay_ms: i64,
 }
 
+/// A long-poll's place among the bounded number of waiters (`None` for a request that does
+/// not wait); beyond the bound a waiting request gets 429 at once.
+fn long_poll_slot(
+    st: &AppState,
+    wait_ms: u64,
+) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, ApiError> {
+    if wait_ms == 0 {
+        return Ok(None);
+    }
+    st.long_polls.try_acquire().map(Some).map_err(|_| {
+        ApiError::TooManyRequests("too many long-polls waiting on this gateway; retry later".into())
+    })
+}
+
 /// Everything a handler needs.
 #[derive(Debug)]
 pub struct AppState {
@@ -57,6 +71,8 @@ pub struct AppState {
     pub forward_key: ForwardKey,
     pub limits: Limits,
     pub round_robin: AtomicU64,
+    /// Bounds the long-polls waiting at once (`--max-long-polls`).
+    pub long_polls: tokio::sync::Semaphore,
     pub ready: AtomicBool,
     pub store_url: String,
 }
@@ -650,6 +666,7 @@ async fn pull(
             st.limits.max_wait_ms
         )));
     }
+    let _waiter = long_poll_slot(&st, q.wait_ms)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms);
     refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
     loop {
@@ -940,6 +957,7 @@ async fn receive(
     if invisible_ms <= 0 || invisible_ms > 12 * 3600 * 1000 {
         return Err(ApiError::bad("invisible_ms must be 1..=43200000"));
     }
+    let _waiter = long_poll_slot(&st, b.wait_ms)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
     loop {
         let now = st.node.clock().now_ms();
@@ -1743,6 +1761,7 @@ async fn poll_checks(
             st.limits.max_wait_ms
         )));
     }
+    let _waiter = long_poll_slot(&st, b.wait_ms)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
     loop {
         if st.node.state().checks_waiting(&group) {

@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// Bytes of recent segments kept in memory (the hot tail).
     #[arg(long, env = "FERRYMQ_HOT_TAIL_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub hot_tail_bytes: usize,
+    /// Long-polls (receive, pull, check polls with `wait_ms` > 0) waiting at once; beyond
+    /// it they get 429. Each holds a connection and a few KiB.
+    #[arg(long, env = "FERRYMQ_MAX_LONG_POLLS", default_value_t = 10_000)]
+    pub max_long_polls: usize,
     /// Largest message body.
     #[arg(long, env = "FERRYMQ_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -240,6 +240,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_delay_ms: 40 * 86_400_000,
         },
         round_robin: AtomicU64::new(rand::random::<u32>().into()),
+        long_polls: tokio::sync::Semaphore::new(args.max_long_polls),
         ready: AtomicBool::new(true),
         store_url: url.clone(),
     });

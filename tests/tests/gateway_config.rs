@@ -306,3 +306,57 @@ async fn publishes_beyond_the_in_flight_bound_get_429_and_change_nothing() {
         "exactly the acknowledged publishes are stored"
     );
 }
+
+/// Long-polls are bounded: beyond `--max-long-polls` a waiting receive gets 429 at once, a
+/// non-waiting one is served, and a slot frees when a waiter returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_polls_beyond_the_bound_get_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let gw = Gateway::start(&url, &["--max-long-polls", "2"]).await;
+    let api = Api::admin(&gw);
+    assert_eq!(api.put("/v1/topics/lp", json!({})).await.status, 201);
+    assert_eq!(
+        api.put(
+            "/v1/groups/lpg",
+            json!({"subscriptions": [{"topic": "lp"}]})
+        )
+        .await
+        .status,
+        201
+    );
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.post("/v1/groups/lpg/receive", json!({"wait_ms": 2000}))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let third = api
+        .post("/v1/groups/lpg/receive", json!({"wait_ms": 2000}))
+        .await;
+    assert_eq!((third.status, third.code()), (429, "TooManyRequests"));
+    let pull = api
+        .get("/v1/topics/lp/queues/0/messages?wait_ms=1000")
+        .await;
+    assert_eq!(pull.status, 429);
+    assert_eq!(
+        api.post("/v1/groups/lpg/receive", json!({"wait_ms": 0}))
+            .await
+            .status,
+        200
+    );
+    for w in waiters {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    assert_eq!(
+        api.post("/v1/groups/lpg/receive", json!({"wait_ms": 100}))
+            .await
+            .status,
+        200
+    );
+}

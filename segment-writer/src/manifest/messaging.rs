@@ -23,6 +23,14 @@ pub const DEDUP_PER_TOPIC: usize = 100_000;
 /// How long a transaction decision is remembered (API.md: 24 h).
 pub const DECISION_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
+/// At most this many decisions are remembered; beyond it the oldest are forgotten early (a
+/// later contradicting decision of those is then a 404, not a 409).
+pub const DECISIONS_KEPT: usize = 100_000;
+
+/// Expired dedup ids and decisions are swept every this many versions (and whenever a map
+/// outgrows its bound), so a publish does not scan the window.
+pub const SWEEP_EVERY: u64 = 1024;
+
 /// A message stored in a segment but not in a queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
@@ -163,6 +171,7 @@ impl State {
         Some(base)
     }
 
+    /// Drops expired dedup ids of `topic`, then the oldest beyond [`DEDUP_PER_TOPIC`].
     fn prune_dedup(&mut self, topic: &str, now: i64) {
         if let Some(m) = self.dedup.get_mut(topic) {
             m.retain(|_, r| now - r.time_ms <= DEDUP_WINDOW_MS);
@@ -175,6 +184,19 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The periodic sweep of the windows (deterministic: by version).
+    pub(super) fn sweep_windows(&mut self, now: i64) {
+        if !self.version.is_multiple_of(SWEEP_EVERY) {
+            return;
+        }
+        let topics: Vec<String> = self.dedup.keys().cloned().collect();
+        for t in topics {
+            self.prune_dedup(&t, now);
+        }
+        self.dedup.retain(|_, m| !m.is_empty());
+        self.prune_decisions(now);
     }
 
     pub(super) fn publish_one(
@@ -195,8 +217,12 @@ impl State {
             )));
         }
         if let Some(id) = dedup_id {
-            self.prune_dedup(&message.topic, now);
-            if let Some(first) = self.dedup.get(&message.topic).and_then(|m| m.get(id)) {
+            let first = self
+                .dedup
+                .get(&message.topic)
+                .and_then(|m| m.get(id))
+                .filter(|r| now - r.time_ms <= DEDUP_WINDOW_MS);
+            if let Some(first) = first {
                 return Ok(Outcome::Duplicate {
                     first: first.clone(),
                 });
@@ -256,11 +282,12 @@ impl State {
             }
         };
         if let Some(id) = dedup_id {
-            self.dedup
-                .entry(message.topic.clone())
-                .or_default()
-                .insert(id.to_string(), record);
-            self.prune_dedup(&message.topic, now);
+            let m = self.dedup.entry(message.topic.clone()).or_default();
+            m.insert(id.to_string(), record);
+            // Amortized: sweep when 10% over the bound.
+            if m.len() > DEDUP_PER_TOPIC + DEDUP_PER_TOPIC / 10 {
+                self.prune_dedup(&message.topic, now);
+            }
         }
         Ok(outcome)
     }
@@ -292,6 +319,25 @@ impl State {
     fn prune_decisions(&mut self, now: i64) {
         self.decisions
             .retain(|_, d| now - d.time_ms <= DECISION_WINDOW_MS);
+        if self.decisions.len() > DECISIONS_KEPT {
+            let mut times: Vec<(i64, String)> = self
+                .decisions
+                .iter()
+                .map(|(k, d)| (d.time_ms, k.clone()))
+                .collect();
+            times.sort();
+            let extra = self.decisions.len() - DECISIONS_KEPT;
+            for (_, k) in times.into_iter().take(extra) {
+                self.decisions.remove(&k);
+            }
+        }
+    }
+
+    fn remember_decision(&mut self, id: String, decision: Decision, now: i64) {
+        self.decisions.insert(id, decision);
+        if self.decisions.len() > DECISIONS_KEPT + DECISIONS_KEPT / 10 {
+            self.prune_decisions(now);
+        }
     }
 
     pub(super) fn decide(
@@ -300,8 +346,11 @@ impl State {
         commit: bool,
         now: i64,
     ) -> Result<Outcome, Rejection> {
-        self.prune_decisions(now);
-        if let Some(d) = self.decisions.get(transaction_id) {
+        if let Some(d) = self
+            .decisions
+            .get(transaction_id)
+            .filter(|d| now - d.time_ms <= DECISION_WINDOW_MS)
+        {
             return if d.committed == commit {
                 Ok(Outcome::Decided { committed: commit })
             } else {
@@ -322,19 +371,19 @@ impl State {
         if commit {
             self.append_pointer(&half.message);
         }
-        self.decisions.insert(
+        self.remember_decision(
             transaction_id.to_string(),
             Decision {
                 committed: commit,
                 time_ms: now,
                 producer_group: half.producer_group.clone(),
             },
+            now,
         );
         Ok(Outcome::Decided { committed: commit })
     }
 
     pub(super) fn check_transactions(&mut self, now: i64) -> Outcome {
-        self.prune_decisions(now);
         let due: Vec<String> = self
             .halves
             .iter()
@@ -350,13 +399,14 @@ impl State {
             let settings = self.producer_settings(&group);
             if h.checks >= settings.max_checks {
                 self.halves.remove(&id);
-                self.decisions.insert(
+                self.remember_decision(
                     id,
                     Decision {
                         committed: false,
                         time_ms: now,
                         producer_group: group,
                     },
+                    now,
                 );
                 continue;
             }

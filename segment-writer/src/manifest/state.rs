@@ -258,6 +258,7 @@ impl State {
         self.time_ms = self.time_ms.max(delta.time_ms);
         let now = self.time_ms;
         self.prune_requests(now);
+        self.sweep_windows(now);
         let mut out = Vec::with_capacity(delta.entries.len());
         for entry in &delta.entries {
             out.push(self.apply_entry(entry, now));

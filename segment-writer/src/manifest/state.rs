@@ -198,6 +198,9 @@ pub struct State {
     pub groups: BTreeMap<String, Group>,
     /// origin → seq → outcome, for the idempotency window.
     pub requests: BTreeMap<String, BTreeMap<u64, RecordedRequest>>,
+    /// The archive catalogue, retention progress and compactor lease (`manifest::archive`).
+    #[serde(default)]
+    pub archive: super::archive::Archive,
 }
 
 /// Why a delta cannot be applied to this state (the log is damaged or skipped a version).
@@ -280,6 +283,7 @@ impl State {
                 self.topics
                     .remove(topic)
                     .ok_or_else(|| Rejection::TopicNotFound(topic.clone()))?;
+                self.detach_archive(topic);
                 for g in self.groups.values_mut() {
                     for per_topic in g.cursors.values_mut() {
                         per_topic.remove(topic);
@@ -405,6 +409,11 @@ impl State {
                 });
                 Ok(Outcome::Done)
             }
+            Command::ArchiveFile { .. }
+            | Command::DropRanges { .. }
+            | Command::CompactorLease { .. }
+            | Command::ReleaseCompactorLease { .. }
+            | Command::ExpireArchive { .. } => self.apply_archive(command, now),
         }
     }
 

@@ -365,6 +365,9 @@ async fn archive_queue(
             let (f, _) = file.as_mut().expect("a file is open");
             f.push(m).await?;
             at += 1;
+            if f.rows().is_multiple_of(4096) {
+                observer.step("write rows");
+            }
         }
     }
     if let Some((f, _)) = file.take() {
@@ -403,6 +406,7 @@ async fn commit_file(
     .await?;
     match out.pop() {
         Some(Outcome::Done) => {
+            observer.step("file committed");
             debug!(path = %written.path, rows = written.rows, "archived");
             report.files += 1;
             report.rows += written.rows;

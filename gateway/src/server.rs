@@ -30,15 +30,15 @@ use crate::forward::{ForwardKey, HttpForwarder};
 use crate::reader::Reader;
 use crate::receipt::ReceiptKey;
 
-const SECRET_FILE: &str = "jwt-secret";
-const CLUSTER_SECRET_FILE: &str = "cluster-secret";
+pub(crate) const SECRET_FILE: &str = "jwt-secret";
+pub(crate) const CLUSTER_SECRET_FILE: &str = "cluster-secret";
 
-fn default_store() -> anyhow::Result<String> {
+pub(crate) fn default_store() -> anyhow::Result<String> {
     let dir = std::env::current_dir()?.join("ferrymq-data");
     Ok(format!("file://{}", dir.display()))
 }
 
-fn local_dir(url: &str) -> Option<PathBuf> {
+pub(crate) fn local_dir(url: &str) -> Option<PathBuf> {
     url.strip_prefix("file://").map(PathBuf::from)
 }
 
@@ -243,6 +243,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store_url: url.clone(),
     });
     let background = spawn_background(node.clone(), reader.clone(), counter.clone());
+    let compactor = args
+        .compact_interval
+        .map(|every| crate::compact::spawn_background(node.clone(), every, &args.compactor));
     let app = crate::api::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
         .layer(TraceLayer::new_for_http())
@@ -273,6 +276,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = batcher_task.await;
     node.shutdown().await;
     background.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
     info!("stopped");
     Ok(())
 }

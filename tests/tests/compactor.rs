@@ -56,7 +56,7 @@ async fn publish(api: &Api, batches: u64, per_batch: u64, seed: u64, out: &mut P
         let bodies: Vec<Vec<u8>> = (0..per_batch)
             .map(|i| {
                 let n = seed * 1_000_000 + b * per_batch + i;
-                if n % 97 == 0 {
+                if n.is_multiple_of(97) {
                     vec![0, 0xff, (n % 251) as u8, 0x80]
                 } else {
                     json_body(&mut rng, n)

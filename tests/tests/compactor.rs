@@ -467,3 +467,41 @@ async fn killing_the_compactor_never_loses_or_duplicates(backend: Backend) {
     );
 }
 on_real_stores!(killing_the_compactor_never_loses_or_duplicates);
+
+async fn the_background_compactor_archives_and_trims(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    let gw = Gateway::start(
+        &ts.url,
+        &["--compact-interval", "500ms", "--segment-grace", "0s"],
+    )
+    .await;
+    let api = Api::admin(&gw);
+    setup(&api, 0).await;
+    let mut published = Published::new();
+    publish(&api, 3, 200, 7, &mut published).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let files = api.get("/v1/archive").await;
+        let rows: u64 = files.body["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rows"].as_u64().unwrap())
+            .sum();
+        let state = manifest(&ts.store).await;
+        let trimmed = TOPICS
+            .iter()
+            .all(|t| state.topics[*t].queues.iter().all(|q| q.ranges.is_empty()));
+        if rows == 600 && trimmed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background compactor did not archive and trim in 30 s: {rows} rows\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pull_all(&api, &published).await;
+}
+on_real_stores!(the_background_compactor_archives_and_trims);

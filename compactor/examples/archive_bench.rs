@@ -154,9 +154,9 @@ async fn main() {
 import duckdb, sys, time
 con = duckdb.connect()
 rel = f"read_parquet('{sys.argv[1]}/archive/**/*.parquet', hive_partitioning = true)"
-q = f"""select json_extract_string(cast(body as varchar), '$.region') as region,
+q = f"""select json_extract_string(decode(body), '$.region') as region,
                count(*) as n,
-               round(sum(cast(json_extract(cast(body as varchar), '$.amount') as double)), 2) as amount,
+               round(sum(cast(json_extract(decode(body), '$.amount') as double)), 2) as amount,
                count(distinct message_id) as ids
         from {rel} group by region order by region"""
 t = time.perf_counter(); rows = con.execute(q).fetchall(); t1 = time.perf_counter() - t

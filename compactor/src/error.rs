@@ -27,6 +27,9 @@ pub enum Error {
     /// The manifest refused a command.
     #[error("the manifest refused: {0}")]
     Rejected(Rejection),
+    /// A setting cannot work (e.g. a zstd level out of range): fix the configuration.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
 }
 
 /// The result type of the compactor.
@@ -57,7 +60,7 @@ impl Error {
         match self {
             Error::Core(e) => e.is_retryable(),
             Error::Unavailable { .. } | Error::LeaseHeld(_) => true,
-            Error::Corrupt { .. } | Error::Rejected(_) => false,
+            Error::Corrupt { .. } | Error::Rejected(_) | Error::Invalid(_) => false,
         }
     }
 }

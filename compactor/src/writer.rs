@@ -51,7 +51,7 @@ impl Default for FileSettings {
 
 fn properties(s: &FileSettings) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(s.zstd_level)
-        .map_err(|e| Error::corrupt("(settings)", format!("bad zstd level: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("zstd level {}: {e}", s.zstd_level)))?;
     let offset_col = crate::schema::COLUMNS
         .iter()
         .position(|c| *c == "offset")
@@ -111,6 +111,21 @@ impl std::fmt::Debug for FileWriter {
             .field("path", &self.path)
             .field("next_offset", &self.next_offset)
             .finish()
+    }
+}
+
+/// The sink's I/O errors are the store's (retry); anything else is an encoding failure.
+fn write_error(path: &str, e: parquet::errors::ParquetError) -> Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => Error::Unavailable {
+            operation: "put",
+            path: path.to_string(),
+            source: object_store::Error::Generic {
+                store: "archive",
+                source: inner,
+            },
+        },
+        e => Error::corrupt(path, e),
     }
 }
 
@@ -178,32 +193,18 @@ impl FileWriter {
     }
 
     fn write_error(&self, e: parquet::errors::ParquetError) -> Error {
-        // The sink's I/O errors are the store's; anything else is an encoding failure.
-        match e {
-            parquet::errors::ParquetError::External(inner) => Error::Unavailable {
-                operation: "put",
-                path: self.path.clone(),
-                source: object_store::Error::Generic {
-                    store: "archive",
-                    source: inner,
-                },
-            },
-            e => Error::corrupt(&self.path, e),
-        }
+        write_error(&self.path, e)
     }
 
     /// Writes the footer and completes the upload; returns what the file holds.
     pub async fn finish(mut self, store: &Store) -> Result<WrittenFile> {
         self.write_batch().await?;
         let path = self.path.clone();
-        let meta = self.writer.close().await.map_err(|e| Error::Unavailable {
-            operation: "put",
-            path: path.clone(),
-            source: object_store::Error::Generic {
-                store: "archive",
-                source: Box::new(e),
-            },
-        })?;
+        let meta = self
+            .writer
+            .close()
+            .await
+            .map_err(|e| write_error(&path, e))?;
         let key = store.paths.relative(&path);
         let head = store
             .inner

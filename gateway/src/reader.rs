@@ -59,9 +59,9 @@ fn archive_error(e: compactor::Error) -> segment_writer::Error {
             source,
         },
         compactor::Error::Corrupt { path, reason } => E::Corrupt { path, reason },
-        e @ (compactor::Error::LeaseHeld(_) | compactor::Error::Rejected(_)) => {
-            E::Invalid(e.to_string())
-        }
+        e @ (compactor::Error::LeaseHeld(_)
+        | compactor::Error::Rejected(_)
+        | compactor::Error::Invalid(_)) => E::Invalid(e.to_string()),
     }
 }
 

@@ -299,6 +299,7 @@ pub fn rows(batch: &RecordBatch) -> Result<Vec<Row>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     pub(crate) fn sample(i: u64) -> Message {
         Message {
@@ -318,6 +319,63 @@ mod tests {
             producer_group: i.is_multiple_of(7).then(|| "pg".to_string()),
             publish_time_ms: 1_700_000_000_000 + i as i64,
             deliver_at_ms: (i % 2 == 1).then_some(1_800_000_000_000),
+        }
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        (
+            (
+                "\\PC{0,12}",
+                "[A-Za-z0-9]{1,26}",
+                proptest::collection::vec(any::<u8>(), 0..64),
+                proptest::option::of("\\PC{0,8}"),
+                proptest::collection::vec("\\PC{0,6}", 0..3),
+            ),
+            (
+                proptest::collection::btree_map("\\PC{0,6}", "\\PC{0,6}", 0..3),
+                proptest::option::of("\\PC{0,8}"),
+                proptest::option::of("\\PC{0,8}"),
+                any::<i64>(),
+                proptest::option::of(any::<i64>()),
+            ),
+        )
+            .prop_map(
+                |(
+                    (topic, message_id, body, tag, keys),
+                    (properties, message_group, producer_group, publish, deliver),
+                )| Message {
+                    topic,
+                    message_id,
+                    body: Bytes::from(body),
+                    tag,
+                    keys,
+                    properties,
+                    message_group,
+                    producer_group,
+                    publish_time_ms: publish,
+                    deliver_at_ms: deliver,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn any_messages_round_trip_through_a_batch(
+            msgs in proptest::collection::vec(arb_message(), 0..20),
+            queue in 0u32..1024,
+            first in 0u64..(1 << 62),
+        ) {
+            let mut b = BatchBuilder::new();
+            for (i, m) in msgs.iter().enumerate() {
+                b.push(&m.topic, queue, first + i as u64, m);
+            }
+            let back = rows(&b.finish().expect("batch")).expect("rows");
+            prop_assert_eq!(back.len(), msgs.len());
+            for (i, r) in back.into_iter().enumerate() {
+                prop_assert_eq!(r.offset, first + i as u64);
+                prop_assert_eq!(r.queue, queue);
+                prop_assert_eq!(&r.message, &msgs[i]);
+            }
         }
     }
 

@@ -298,3 +298,61 @@ async fn retention_deletes_exactly_the_segments_no_one_needs() {
     assert_eq!(got.len(), 30);
     n.shutdown().await;
 }
+
+#[tokio::test]
+async fn ranged_reads_return_exactly_the_offsets_asked_for_across_row_groups() {
+    let store = Store::memory();
+    let settings = FileSettings {
+        row_group_rows: 128,
+        page_rows: 16,
+        ..FileSettings::default()
+    };
+    let msgs: Vec<Message> = (0..1000).map(|i| msg("t", i, 1_000 + i as i64)).collect();
+    let name = Paths::archive_name("t", "1970-01-01", 0, "f");
+    let mut w =
+        crate::writer::FileWriter::create(&store, name, "t", 2, 5_000, &settings).expect("writer");
+    for m in &msgs {
+        w.push(m).await.expect("push");
+    }
+    let written = w.finish(&store).await.expect("finish");
+    assert_eq!(written.row_groups, 8);
+    assert_eq!((written.min_offset, written.max_offset), (5_000, 6_000));
+    assert_eq!((written.min_time_ms, written.max_time_ms), (1_000, 1_999));
+    let file = segment_writer::manifest::ArchivedFile {
+        path: written.path,
+        min_offset: written.min_offset,
+        max_offset: written.max_offset,
+        min_time_ms: written.min_time_ms,
+        max_time_ms: written.max_time_ms,
+        rows: written.rows,
+        bytes: written.bytes,
+    };
+    let reader = ArchiveReader::new(store.clone());
+    for (start, len) in [
+        (5_000, 1),
+        (5_127, 2),
+        (5_128, 128),
+        (5_500, 300),
+        (5_999, 5),
+        (4_990, 20),
+    ] {
+        let got = reader
+            .read_file(&file, start..start + len)
+            .await
+            .expect("read");
+        let want: Vec<(u64, Message)> = (start.max(5_000)..(start + len).min(6_000))
+            .map(|o| (o, msgs[(o - 5_000) as usize].clone()))
+            .collect();
+        assert_eq!(got, want, "offsets {start}..{}", start + len);
+    }
+    // A catalogue entry that disagrees with the file is refused, not misread.
+    let wrong = segment_writer::manifest::ArchivedFile {
+        rows: 999,
+        max_offset: 5_999,
+        ..file
+    };
+    assert!(matches!(
+        reader.read_file(&wrong, 5_000..5_010).await,
+        Err(crate::Error::Corrupt { .. })
+    ));
+}

@@ -8,6 +8,7 @@
 //! after the write but before the catalogue commit leaves an orphan that the next pass
 //! collects after a grace.
 
+use arrow_array::RecordBatch;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
@@ -17,6 +18,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use segment_writer::segment::Message;
 use segment_writer::store::Store;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::schema::{BatchBuilder, schema};
 use crate::{Error, Result};
@@ -93,7 +96,12 @@ pub struct WrittenFile {
 
 /// Writes one archive file of `topic`/`queue` starting at `first_offset`.
 pub struct FileWriter {
-    writer: AsyncArrowWriter<BufWriter>,
+    /// Batches to the encoding task; `None` once finished.
+    tx: Option<mpsc::Sender<RecordBatch>>,
+    /// Encodes and uploads on its own task, so decoding segments and building batches (this
+    /// side) overlaps encoding and compressing (that side) on a second core. Aborted if the
+    /// writer is dropped unfinished, so an abandoned file is never completed.
+    task: Option<JoinHandle<Result<usize>>>,
     batch: BatchBuilder,
     path: String,
     topic: String,
@@ -103,6 +111,14 @@ pub struct FileWriter {
     min_time_ms: i64,
     max_time_ms: i64,
     message_bytes: u64,
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for FileWriter {
@@ -146,10 +162,26 @@ impl FileWriter {
     ) -> Result<FileWriter> {
         let key = store.paths.relative(&path);
         let sink = BufWriter::with_capacity(store.inner.clone(), key, 8 * 1024 * 1024);
-        let writer = AsyncArrowWriter::try_new(sink, schema(), Some(properties(settings)?))
+        let mut writer = AsyncArrowWriter::try_new(sink, schema(), Some(properties(settings)?))
             .map_err(|e| Error::corrupt(&path, e))?;
+        let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+        let task_path = path.clone();
+        let task = tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                writer
+                    .write(&b)
+                    .await
+                    .map_err(|e| write_error(&task_path, e))?;
+            }
+            let meta = writer
+                .close()
+                .await
+                .map_err(|e| write_error(&task_path, e))?;
+            Ok(meta.num_row_groups())
+        });
         Ok(FileWriter {
-            writer,
+            tx: Some(tx),
+            task: Some(task),
             batch: BatchBuilder::new(),
             path,
             topic: topic.to_string(),
@@ -189,22 +221,39 @@ impl FileWriter {
             .batch
             .finish()
             .map_err(|e| Error::corrupt(&self.path, e))?;
-        self.writer.write(&b).await.map_err(|e| self.write_error(e))
+        let sent = match &self.tx {
+            Some(tx) => tx.send(b).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            // The encoding task stopped: its error says why.
+            self.tx = None;
+            Err(self.join().await.err().unwrap_or_else(|| {
+                Error::corrupt(
+                    &self.path,
+                    "the encoder stopped before the file was finished",
+                )
+            }))
+        }
     }
 
-    fn write_error(&self, e: parquet::errors::ParquetError) -> Error {
-        write_error(&self.path, e)
+    async fn join(&mut self) -> Result<usize> {
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| Error::corrupt(&self.path, "the file was already finished"))?;
+        task.await
+            .map_err(|e| Error::corrupt(&self.path, format!("the encoder failed: {e}")))?
     }
 
     /// Writes the footer and completes the upload; returns what the file holds.
     pub async fn finish(mut self, store: &Store) -> Result<WrittenFile> {
         self.write_batch().await?;
         let path = self.path.clone();
-        let meta = self
-            .writer
-            .close()
-            .await
-            .map_err(|e| write_error(&path, e))?;
+        self.tx = None;
+        let row_groups = self.join().await?;
         let key = store.paths.relative(&path);
         let head = store
             .inner
@@ -220,7 +269,7 @@ impl FileWriter {
             rows: self.next_offset - self.first_offset,
             bytes: head.size,
             message_bytes: self.message_bytes,
-            row_groups: meta.num_row_groups(),
+            row_groups,
         })
     }
 }

@@ -1,4 +1,28 @@
-//! FerryMQ's compactor: turns committed segments into a Hive-partitioned Parquet archive and
-//! garbage-collects segments past retention. (Being built: see issue 6.)
+//! FerryMQ's compactor: turns committed segments into a Hive-partitioned Parquet archive that
+//! DuckDB, Spark, Trino or Athena query straight from the bucket, reads archived offsets back,
+//! and applies retention and garbage collection of segments.
+//!
+//! - [`schema`]: the archive's columns and the message ↔ Arrow conversion.
+//! - [`writer`]: one archive file (zstd, row groups, statistics and page index on offsets and times).
+//! - [`reader`]: ranged reads of archived offsets through the footer and page index.
+//! - [`pass`]: one compaction pass under the cluster-wide compactor lease.
+//! - [`gc`]: retention of offset ranges, segment and orphan collection, archive retention.
+//!
+//! The catalogue (which file holds which offsets) lives in the manifest
+//! (`segment_writer::manifest::archive`): a file is written first and catalogued second, and
+//! the manifest refuses an entry that would archive an offset twice.
 
+pub mod error;
+pub mod gc;
+pub mod pass;
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+pub use error::{Error, Result};
+pub use pass::{CompactSettings, Observer, PassReport, Quiet, run_pass};
+pub use reader::ArchiveReader;
 pub use segment_writer::paths::Paths;
+
+#[cfg(test)]
+mod tests;

@@ -122,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/groups/{group}/invisibility", post(invisibility))
         .route("/v1/groups/{group}/reset", post(reset))
         .route("/v1/cluster", get(cluster))
+        .route("/v1/archive", get(archive))
         .route(FORWARD_PATH, post(forward))
         .fallback(|| async {
             ApiError::NotFound {
@@ -1335,6 +1336,44 @@ async fn cluster(State(st): St, headers: HeaderMap) -> ApiResult {
         gateways.push(json!({"gateway": q.gateway, "address": q.address, "sequencer": true}));
     }
     Ok(Json(json!({"manifest_version": s.version, "gateways": gateways, "store": st.store_url, "sequencer_epoch": s.sequencer.as_ref().map(|q| q.epoch)})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveQuery {
+    #[serde(default)]
+    topic: Option<String>,
+}
+
+/// The archive catalogue: every Parquet file with its queue, offsets and publish times.
+async fn archive(
+    State(st): St,
+    headers: HeaderMap,
+    query: Result<Query<ArchiveQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let claims = st.verifier.verify(&headers)?;
+    claims.require(Action::Admin, "archive")?;
+    let Query(q) = query.map_err(|e| ApiError::bad(format!("bad query: {e}")))?;
+    if let Some(t) = &q.topic {
+        check_name("topic", t, 127)?;
+    }
+    let s = st.node.state();
+    let wanted = |t: &str| q.topic.as_deref().is_none_or(|w| w == t);
+    let file_json = |topic: &str, queue: u32, f: &segment_writer::manifest::ArchivedFile| {
+        json!({"path": f.path, "topic": topic, "queue": queue, "min_offset": f.min_offset,
+               "max_offset": f.max_offset, "min_time_ms": f.min_time_ms,
+               "max_time_ms": f.max_time_ms, "rows": f.rows, "bytes": f.bytes})
+    };
+    let mut files = Vec::new();
+    for (topic, queues) in s.archive.queues.iter().filter(|(t, _)| wanted(t)) {
+        for (queue, qa) in queues {
+            files.extend(qa.files.iter().map(|f| file_json(topic, *queue, f)));
+        }
+    }
+    for d in s.archive.detached.iter().filter(|d| wanted(&d.topic)) {
+        files.push(file_json(&d.topic, d.queue, &d.file));
+    }
+    Ok(Json(json!({ "files": files })).into_response())
 }
 
 async fn forward(State(st): St, headers: HeaderMap, body: Body) -> ApiResult {

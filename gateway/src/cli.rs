@@ -1,4 +1,4 @@
-//! The `ferrymq` command line. Every `serve` setting is a flag with a `FERRYMQ_*` environment
+//! The `ferrymq` command line (`serve`, `token`, `bench`, `compact`). Every `serve` setting is a flag with a `FERRYMQ_*` environment
 //! twin and may also come from a TOML file (`--config`): a flag beats the environment, which
 //! beats the file, which beats the default. This is the one place that lists every setting.
 
@@ -20,6 +20,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up; boxing buys nothing
 pub enum Command {
     /// Run a gateway.
     Serve(ServeArgs),
@@ -27,6 +28,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Drive load against a running gateway and print throughput and latency percentiles.
     Bench(crate::bench::BenchArgs),
+    /// Run one compaction pass: archive everything committed before it began as Parquet, then
+    /// apply retention and delete unneeded segments. Safe beside running gateways.
+    Compact(crate::compact::CompactArgs),
 }
 
 /// Settings of `ferrymq serve`.
@@ -94,6 +98,12 @@ pub struct ServeArgs {
     /// Inject a latency profile into the store (`s3-standard`, `s3-express`, `minio-lan`), for benchmarks.
     #[arg(long, env = "FERRYMQ_STORE_PROFILE")]
     pub store_profile: Option<String>,
+    /// Run the compactor in this gateway every this long (off by default; one compactor is
+    /// active cluster-wide at a time, through a lease in the manifest).
+    #[arg(long, env = "FERRYMQ_COMPACT_INTERVAL", value_parser = humantime::parse_duration)]
+    pub compact_interval: Option<Duration>,
+    #[command(flatten)]
+    pub compactor: crate::compact::CompactorFlags,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -187,5 +197,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Compact(args) => crate::compact::run(args).await,
     }
 }

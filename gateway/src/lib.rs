@@ -1,6 +1,7 @@
 //! FerryMQ's gateway: the HTTP API over the durable core.
 //!
-//! - [`cli`]: the `ferrymq` command line (`serve`, `token`, `bench`) and its settings.
+//! - [`cli`]: the `ferrymq` command line (`serve`, `token`, `bench`, `compact`) and its settings.
+//! - [`compact`]: `ferrymq compact` and the optional background compactor of `serve`.
 //! - [`server`]: wiring: store, node, router, background tasks, graceful shutdown.
 //! - [`auth`]: JWT verification and permissions; [`receipt`]: signed receipt handles.
 //! - [`api`]: the `/v1` handlers; [`error`]: the one mapping of errors to HTTP.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod batcher;
 pub mod bench;
 pub mod cli;
+pub mod compact;
 pub mod error;
 pub mod filter;
 pub mod forward;

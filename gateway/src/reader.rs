@@ -3,13 +3,16 @@
 //! The hot tail is a byte-bounded cache of recent segments, decoded: filled by this gateway's
 //! own batches as it writes them and, on followers, by fetching each new segment once when the
 //! delta that appends it is applied. A read of recent data costs no object-store GET; older
-//! data is read from its segment with ranged GETs (footer, index, the blocks needed).
+//! data is read from its segment with ranged GETs (footer, index, the blocks needed); offsets
+//! whose ranges retention dropped are read from the Parquet archive through the catalogue
+//! (also when a segment vanished between planning a read and reading it: it was archived).
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use segment_writer::manifest::{OffsetRange, State};
+use compactor::ArchiveReader;
+use segment_writer::manifest::{OffsetRange, QueueArchive, State};
 use segment_writer::segment::Message;
 use segment_writer::segment_store;
 use segment_writer::store::Store;
@@ -38,6 +41,28 @@ pub struct Reader {
     store: Store,
     max_bytes: usize,
     cache: Mutex<Lru>,
+    archive: ArchiveReader,
+}
+
+/// The core's error for an archive read failure (the gateway maps core errors to HTTP).
+fn archive_error(e: compactor::Error) -> segment_writer::Error {
+    use segment_writer::Error as E;
+    match e {
+        compactor::Error::Core(e) => e,
+        compactor::Error::Unavailable {
+            operation,
+            path,
+            source,
+        } => E::Unavailable {
+            operation,
+            path,
+            source,
+        },
+        compactor::Error::Corrupt { path, reason } => E::Corrupt { path, reason },
+        e @ (compactor::Error::LeaseHeld(_)
+        | compactor::Error::Rejected(_)
+        | compactor::Error::Invalid(_)) => E::Invalid(e.to_string()),
+    }
 }
 
 /// One piece of a read: ordinals of one segment.
@@ -52,6 +77,7 @@ impl Reader {
     /// A reader keeping at most `max_bytes` of segments in memory.
     pub fn new(store: Store, max_bytes: usize) -> Self {
         Reader {
+            archive: ArchiveReader::new(store.clone()),
             store,
             max_bytes,
             cache: Mutex::new(Lru::default()),
@@ -153,7 +179,7 @@ impl Reader {
         offset: u64,
         max: usize,
     ) -> segment_writer::Result<Vec<Stored>> {
-        let pieces = {
+        let (from, segments_from, next, archive) = {
             let s = state.read().expect("state lock poisoned");
             let Some(q) = s
                 .topics
@@ -162,11 +188,80 @@ impl Reader {
             else {
                 return Ok(Vec::new());
             };
-            plan(&q.ranges, offset.max(q.min_offset), q.next_offset, max)
+            let from = offset.max(q.min_offset);
+            let segments_from = q.ranges.first().map_or(q.next_offset, |r| r.base);
+            let archive = s.archive.queue(topic, queue).cloned();
+            (from, segments_from, q.next_offset, archive)
+        };
+        let stored = |offset: u64, message: Message, origin_topic: Option<String>| Stored {
+            topic: topic.to_string(),
+            queue,
+            offset,
+            message,
+            origin_topic,
         };
         let mut out = Vec::new();
+        // Offsets below the first range were dropped by retention: the archive holds them.
+        if from < segments_from {
+            let Some(qa) = &archive else {
+                return Err(segment_writer::Error::Corrupt {
+                    path: format!("manifest {topic}/{queue}"),
+                    reason: format!("offset {from} has no segment and no archive file"),
+                });
+            };
+            let end = segments_from.min(next);
+            let got = self
+                .archive
+                .read(qa, from, end, max)
+                .await
+                .map_err(archive_error)?;
+            for (o, m) in got {
+                out.push(stored(o, m, None));
+            }
+            if out.len() >= max || out.last().is_none_or(|s| s.offset + 1 < end) {
+                return Ok(out);
+            }
+        }
+        let pieces = {
+            let s = state.read().expect("state lock poisoned");
+            let Some(q) = s
+                .topics
+                .get(topic)
+                .and_then(|t| t.queues.get(queue as usize))
+            else {
+                return Ok(out);
+            };
+            let at = out.last().map_or(from, |s| s.offset + 1);
+            plan(&q.ranges, at, q.next_offset, max - out.len())
+        };
         for p in pieces {
-            let msgs = self.read_piece(&p.segment, p.ordinals.clone()).await?;
+            let msgs = match self.read_piece(&p.segment, p.ordinals.clone()).await {
+                Ok(m) => m,
+                Err(e) => {
+                    // Retention may have dropped the range and deleted the segment since the
+                    // plan: read the archived copy.
+                    let n = u64::from(p.ordinals.end - p.ordinals.start);
+                    let end = p.first_offset + n;
+                    let archived = |qa: &QueueArchive| qa.archived_to >= end;
+                    let fresh = state
+                        .read()
+                        .expect("state lock poisoned")
+                        .archive
+                        .queue(topic, queue)
+                        .cloned();
+                    match fresh.filter(archived) {
+                        Some(qa) => self
+                            .archive
+                            .read(&qa, p.first_offset, end, n as usize)
+                            .await
+                            .map_err(archive_error)?
+                            .into_iter()
+                            .map(|(_, m)| m)
+                            .collect(),
+                        None => return Err(e),
+                    }
+                }
+            };
             for (i, message) in msgs.into_iter().enumerate() {
                 out.push(Stored {
                     topic: topic.to_string(),

@@ -30,15 +30,15 @@ use crate::forward::{ForwardKey, HttpForwarder};
 use crate::reader::Reader;
 use crate::receipt::ReceiptKey;
 
-const SECRET_FILE: &str = "jwt-secret";
-const CLUSTER_SECRET_FILE: &str = "cluster-secret";
+pub(crate) const SECRET_FILE: &str = "jwt-secret";
+pub(crate) const CLUSTER_SECRET_FILE: &str = "cluster-secret";
 
-fn default_store() -> anyhow::Result<String> {
+pub(crate) fn default_store() -> anyhow::Result<String> {
     let dir = std::env::current_dir()?.join("ferrymq-data");
     Ok(format!("file://{}", dir.display()))
 }
 
-fn local_dir(url: &str) -> Option<PathBuf> {
+pub(crate) fn local_dir(url: &str) -> Option<PathBuf> {
     url.strip_prefix("file://").map(PathBuf::from)
 }
 
@@ -247,6 +247,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let background = spawn_background(node.clone(), reader.clone(), counter.clone());
     let scheduler =
         crate::scheduler::spawn(node.clone(), reader.clone(), Duration::from_millis(10));
+    let compactor = args
+        .compact_interval
+        .map(|every| crate::compact::spawn_background(node.clone(), every, &args.compactor));
     let app = crate::api::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
         .layer(TraceLayer::new_for_http())
@@ -278,6 +281,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     node.shutdown().await;
     background.abort();
     scheduler.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
     info!("stopped");
     Ok(())
 }

@@ -71,6 +71,22 @@ impl Paths {
         format!("{ARCHIVE}/topic={topic}/date={date}/hour={hour:02}/{id}.parquet")
     }
 
+    /// The folder of the Parquet archive, for LIST (orphan collection).
+    pub fn archive_dir(&self) -> Path {
+        self.join(ARCHIVE)
+    }
+
+    /// The name relative to the prefix of a full key under it (inverse of [`Paths::relative`]).
+    pub fn strip_prefix(&self, path: &Path) -> Option<String> {
+        let s = path.as_ref();
+        if self.prefix.is_empty() {
+            return Some(s.to_string());
+        }
+        s.strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .map(str::to_string)
+    }
+
     /// The full key of a file given its name relative to the prefix.
     pub fn relative(&self, name: &str) -> Path {
         self.join(name)
@@ -112,5 +128,10 @@ mod tests {
             Paths::archive_name("t", "2026-11-25", 7, "x"),
             "archive/topic=t/date=2026-11-25/hour=07/x.parquet"
         );
+        let q = Paths::new("pre");
+        let name = Paths::archive_name("t", "d", 1, "x");
+        assert_eq!(q.strip_prefix(&q.relative(&name)), Some(name.clone()));
+        assert_eq!(p.strip_prefix(&p.relative(&name)), Some(name));
+        assert_eq!(q.strip_prefix(&Path::from("other/x")), None);
     }
 }

@@ -220,6 +220,37 @@ pub enum Command {
     /// Make up to `max` dead letters of `group` visible to it again, attempts reset, and
     /// remove them from `DLQ.<group>`.
     Redrive { group: String, max: u32 },
+    /// Catalogue a Parquet file holding offsets `min_offset..max_offset` of a queue; refused
+    /// unless `min_offset` is the queue's archived-up-to offset (see `manifest::archive`).
+    ArchiveFile {
+        topic: String,
+        queue: u32,
+        path: String,
+        min_offset: u64,
+        max_offset: u64,
+        min_time_ms: i64,
+        max_time_ms: i64,
+        rows: u64,
+        bytes: u64,
+    },
+    /// Drop the queue's offset ranges below `below` that are archived, past retention and
+    /// consumed by every cursor (apply decides how far; archived offsets stay readable).
+    DropRanges {
+        topic: String,
+        queue: u32,
+        below: u64,
+    },
+    /// Take or renew the compactor lease for `ttl_ms` of delta time.
+    CompactorLease { holder: String, ttl_ms: i64 },
+    /// Give the compactor lease up, if held by `holder`.
+    ReleaseCompactorLease { holder: String },
+    /// Forget the queue's oldest archive file (archive retention); offsets no longer held by a
+    /// segment become unreadable.
+    ExpireArchive {
+        topic: String,
+        queue: u32,
+        path: String,
+    },
 }
 
 /// What [`Command::PublishOne`] does with its message.

@@ -3,17 +3,20 @@
 //! - [`command`]: what a delta carries and what applying it answers.
 //! - [`state`]: the state and its deterministic [`State::apply`].
 //! - [`messaging`]: timers, half messages, producer groups, dedup and re-drive.
+//! - [`archive`]: the archive catalogue, retention of offset ranges, the compactor lease.
 //! - [`log`]: reading, committing (create-if-absent) and checkpointing the log.
 //!
 //! Invariant: the state at version `v` is a pure function of versions `1..=v` (or of a
 //! checkpoint at `c` and versions `c+1..=v`). Times come from the deltas, never from the clock
 //! of the replica that applies them.
 
+pub mod archive;
 pub mod command;
 pub mod log;
 pub mod messaging;
 pub mod state;
 
+pub use archive::{Archive, ArchivedFile, QueueArchive};
 pub use command::Grant;
 pub use command::{
     CheckDue, Command, DedupRecord, Delta, Entry, GroupDef, GroupMode, Outcome, PublishMode,

@@ -230,6 +230,9 @@ pub struct State {
     /// topic → dedup id → first result, for [`DEDUP_WINDOW_MS`].
     #[serde(default)]
     pub dedup: BTreeMap<String, BTreeMap<String, DedupRecord>>,
+    /// The archive catalogue, retention progress and compactor lease (`manifest::archive`).
+    #[serde(default)]
+    pub archive: super::archive::Archive,
 }
 
 /// Why a delta cannot be applied to this state (the log is damaged or skipped a version).
@@ -313,6 +316,7 @@ impl State {
                 self.topics
                     .remove(topic)
                     .ok_or_else(|| Rejection::TopicNotFound(topic.clone()))?;
+                self.detach_archive(topic);
                 for g in self.groups.values_mut() {
                     for per_topic in g.cursors.values_mut() {
                         per_topic.remove(topic);
@@ -494,6 +498,11 @@ impl State {
                 });
                 Ok(Outcome::Done)
             }
+            Command::ArchiveFile { .. }
+            | Command::DropRanges { .. }
+            | Command::CompactorLease { .. }
+            | Command::ReleaseCompactorLease { .. }
+            | Command::ExpireArchive { .. } => self.apply_archive(command, now),
         }
     }
 

@@ -1,0 +1,66 @@
+//! The compactor's errors, coarse and prescriptive: retry later ([`Error::Unavailable`], and a
+//! held lease), treat the data as corrupt ([`Error::Corrupt`]), or a refusal that names why.
+
+use segment_writer::manifest::Rejection;
+
+/// An error of the compactor or the archive reader.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The durable core failed (store unavailable, commit outcome unknown, corrupt segment).
+    #[error(transparent)]
+    Core(#[from] segment_writer::Error),
+    /// The object store failed on an archive file. Retry later; nothing half-done is visible.
+    #[error("object store unavailable during {operation} of {path}: {source}")]
+    Unavailable {
+        operation: &'static str,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// An archive file could not be written or read as Parquet, or holds other rows than the
+    /// catalogue says.
+    #[error("corrupt archive file {path}: {reason}")]
+    Corrupt { path: String, reason: String },
+    /// Another compactor holds the lease: try again after it expires.
+    #[error("another compactor is running: {0}")]
+    LeaseHeld(String),
+    /// The manifest refused a command.
+    #[error("the manifest refused: {0}")]
+    Rejected(Rejection),
+    /// A setting cannot work (e.g. a zstd level out of range): fix the configuration.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// The result type of the compactor.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn store(
+        operation: &'static str,
+        path: impl ToString,
+        source: object_store::Error,
+    ) -> Self {
+        Error::Unavailable {
+            operation,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl ToString, reason: impl ToString) -> Self {
+        Error::Corrupt {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Whether running the pass again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_retryable(),
+            Error::Unavailable { .. } | Error::LeaseHeld(_) => true,
+            Error::Corrupt { .. } | Error::Rejected(_) | Error::Invalid(_) => false,
+        }
+    }
+}

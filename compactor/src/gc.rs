@@ -1,0 +1,173 @@
+//! Retention and garbage collection, run by the lease holder at the end of a pass.
+//!
+//! - **Retention**: each queue's offset ranges that are archived, past the topic's
+//!   `retention_hours` and consumed by every cursor are dropped ([`Command::DropRanges`]; the
+//!   manifest re-checks all three at apply). Their offsets stay readable from Parquet.
+//! - **Segments**: a segment object is deleted only when no state pointer names it
+//!   ([`segment_writer::manifest::State::referenced_segments`], read *after* the LIST, through
+//!   a commit, so the state is at least as new as the listing) and it is older than a grace
+//!   (segments are written before the commit that references them).
+//! - **Orphans**: archive files that no catalogue entry names, older than a grace.
+//! - **Archive retention** (off by default): the oldest files of a queue whose newest message
+//!   is older than the setting are removed from the catalogue, then deleted.
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+use object_store::path::Path;
+use segment_writer::manifest::{Command, Outcome};
+use segment_writer::node::Node;
+use tracing::info;
+
+use crate::pass::{CompactSettings, Observer, PassReport, submit, take_lease};
+use crate::{Error, Result};
+
+async fn list(node: &Node, dir: &Path) -> Result<Vec<ObjectMeta>> {
+    node.store()
+        .inner
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store("list", dir, e))
+}
+
+async fn delete(node: &Node, paths: Vec<Path>) -> Result<u64> {
+    if paths.is_empty() {
+        return Ok(0);
+    }
+    let n = paths.len() as u64;
+    let first = paths[0].clone();
+    node.store()
+        .inner
+        .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed())
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| Error::store("delete", first, e))?;
+    Ok(n)
+}
+
+/// Deletes archive files that no catalogue entry names and that are older than the grace.
+pub async fn collect_orphans(
+    node: &Node,
+    s: &CompactSettings,
+    observer: &dyn Observer,
+) -> Result<u64> {
+    let store = node.store().clone();
+    let listed = list(node, &store.paths.archive_dir()).await?;
+    // The catalogue as of a commit after the LIST.
+    take_lease(node, s).await?;
+    let catalogued = node.state().archive.paths();
+    let cutoff = node.clock().now_ms() - s.orphan_grace.as_millis() as i64;
+    let doomed: Vec<Path> = listed
+        .into_iter()
+        .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
+        .filter(|m| {
+            store
+                .paths
+                .strip_prefix(&m.location)
+                .is_some_and(|rel| !catalogued.contains(&rel))
+        })
+        .map(|m| m.location)
+        .collect();
+    if !doomed.is_empty() {
+        observer.step("delete orphans");
+        info!(count = doomed.len(), "deleting orphan archive files");
+    }
+    delete(node, doomed).await
+}
+
+/// Drops ranges past retention, expires archive files past the archive retention, and deletes
+/// segments no longer referenced.
+pub async fn retention(
+    node: &Node,
+    s: &CompactSettings,
+    observer: &dyn Observer,
+    report: &mut PassReport,
+) -> Result<()> {
+    // 1. Offset ranges.
+    let commands: Vec<Command> = {
+        let state = node.state();
+        let now = state.time_ms.max(node.clock().now_ms());
+        let mut out = Vec::new();
+        for (topic, t) in &state.topics {
+            for (qi, q) in t.queues.iter().enumerate() {
+                let Some(first) = q.ranges.first() else {
+                    continue;
+                };
+                let to = state.droppable_to(topic, qi as u32, now);
+                if to > first.base {
+                    out.push(Command::DropRanges {
+                        topic: topic.clone(),
+                        queue: qi as u32,
+                        below: to,
+                    });
+                }
+            }
+        }
+        out
+    };
+    if !commands.is_empty() {
+        observer.step("drop ranges");
+        report.queues_trimmed = commands.len() as u64;
+        submit(node, commands).await?;
+    }
+
+    // 2. Archive retention.
+    if let Some(keep) = s.archive_retention {
+        let (commands, paths): (Vec<Command>, Vec<String>) = {
+            let state = node.state();
+            let cutoff = state.time_ms.max(node.clock().now_ms()) - keep.as_millis() as i64;
+            let mut out = (Vec::new(), Vec::new());
+            for (topic, qs) in &state.archive.queues {
+                for (queue, qa) in qs {
+                    for f in qa.files.iter().take_while(|f| f.max_time_ms < cutoff) {
+                        out.0.push(Command::ExpireArchive {
+                            topic: topic.clone(),
+                            queue: *queue,
+                            path: f.path.clone(),
+                        });
+                        out.1.push(f.path.clone());
+                    }
+                }
+            }
+            out
+        };
+        if !commands.is_empty() {
+            observer.step("expire archive");
+            let (_, outcomes) = submit(node, commands).await?;
+            let store = node.store().clone();
+            let catalogued = node.state().archive.paths();
+            let doomed: Vec<Path> = paths
+                .iter()
+                .zip(&outcomes)
+                .filter(|(p, o)| matches!(o, Outcome::Done) && !catalogued.contains(*p))
+                .map(|(p, _)| store.paths.relative(p))
+                .collect();
+            observer.step("delete expired archive");
+            report.archive_files_expired = delete(node, doomed).await?;
+        }
+    }
+
+    // 3. Segments.
+    let store = node.store().clone();
+    let listed = list(node, &store.paths.segment_dir()).await?;
+    take_lease(node, s).await?;
+    let referenced = node.state().referenced_segments();
+    let cutoff = node.clock().now_ms() - s.segment_grace.as_millis() as i64;
+    let doomed: Vec<Path> = listed
+        .into_iter()
+        .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
+        .filter(|m| {
+            store
+                .paths
+                .strip_prefix(&m.location)
+                .is_some_and(|rel| !referenced.contains(&rel))
+        })
+        .map(|m| m.location)
+        .collect();
+    if !doomed.is_empty() {
+        observer.step("delete segments");
+        info!(count = doomed.len(), "deleting unreferenced segments");
+    }
+    report.segments_deleted = delete(node, doomed).await?;
+    Ok(())
+}

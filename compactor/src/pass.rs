@@ -1,0 +1,455 @@
+//! One compaction pass: archive everything committed before the pass began, then apply
+//! retention and collect garbage.
+//!
+//! 1. Take the compactor lease (a manifest command; one active compactor cluster-wide). The
+//!    version that grants it is the pass's cut: per queue, offsets `archived_to..next_offset`
+//!    as of that version are archived, nothing later.
+//! 2. Collect orphans: archive files that no catalogue entry names and older than a grace (a
+//!    compactor died between writing a file and committing it).
+//! 3. Per queue, in offset order, write files (split at each UTC hour of publish time and at
+//!    `max_file_rows`), each **first written, then catalogued** with
+//!    [`Command::ArchiveFile`]. The manifest refuses an entry that does not start at the
+//!    queue's archived-to offset, so a retried or raced commit never archives twice; a refused
+//!    file is deleted at once.
+//! 4. Retention and segment garbage collection ([`crate::gc`]).
+//! 5. Release the lease.
+//!
+//! A crash anywhere leaves the catalogue consistent: a file is either catalogued whole or an
+//! orphan that step 2 of a later pass deletes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStoreExt;
+use segment_writer::manifest::{Command, OffsetRange, Outcome, Rejection, State};
+use segment_writer::node::Node;
+use segment_writer::paths::Paths;
+use segment_writer::segment::Message;
+use segment_writer::segment_store;
+use segment_writer::store::Store;
+use tracing::{debug, info, warn};
+
+use crate::writer::{FileSettings, FileWriter, WrittenFile};
+use crate::{Error, Result};
+
+/// Settings of a pass. Defaults suit a cron job or the background compactor.
+#[derive(Debug, Clone)]
+pub struct CompactSettings {
+    /// This compactor's id in the lease.
+    pub holder: String,
+    /// The lease lasts this long (delta time) and is renewed before each file. Default 5 min.
+    pub lease_ttl: Duration,
+    /// Parquet layout.
+    pub file: FileSettings,
+    /// Rows per archive file at most. Default 10,000,000.
+    pub max_file_rows: u64,
+    /// Decoded segments kept in memory while archiving (a segment holds many queues). Larger:
+    /// fewer repeated GETs of one segment. Default 256 MiB.
+    pub segment_cache_bytes: usize,
+    /// An uncatalogued archive file is deleted once older than this. It must exceed the time
+    /// from a file's write to its commit. Default 1 h.
+    pub orphan_grace: Duration,
+    /// An unreferenced segment is deleted once older than this. It must exceed the time from
+    /// a segment's PUT to its commit (a submit times out after 10 s). Default 1 h.
+    pub segment_grace: Duration,
+    /// Archive files whose newest message is older than this are deleted (with their
+    /// catalogue entries). Default: never.
+    pub archive_retention: Option<Duration>,
+    /// Apply retention and collect segments after archiving. Default true.
+    pub retention: bool,
+}
+
+impl CompactSettings {
+    /// Defaults with this holder id.
+    pub fn new(holder: impl Into<String>) -> Self {
+        CompactSettings {
+            holder: holder.into(),
+            lease_ttl: Duration::from_secs(300),
+            file: FileSettings::default(),
+            max_file_rows: 10_000_000,
+            segment_cache_bytes: 256 * 1024 * 1024,
+            orphan_grace: Duration::from_secs(3600),
+            segment_grace: Duration::from_secs(3600),
+            archive_retention: None,
+            retention: true,
+        }
+    }
+}
+
+/// Watches a pass: progress for a progress line, and named steps (tests crash at them).
+pub trait Observer: Send + Sync {
+    /// The pass will archive `rows` messages.
+    fn planned(&self, _rows: u64) {}
+    /// `rows` more messages (`bytes` message bytes) were archived.
+    fn archived(&self, _rows: u64, _bytes: u64) {}
+    /// A step of the pass is about to happen (e.g. `"commit file"`).
+    fn step(&self, _what: &str) {}
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Files written and catalogued.
+    pub files: u64,
+    pub rows: u64,
+    /// Message bytes archived.
+    pub message_bytes: u64,
+    /// Parquet bytes written.
+    pub parquet_bytes: u64,
+    /// Queues whose offset ranges were dropped after retention.
+    pub queues_trimmed: u64,
+    pub segments_deleted: u64,
+    pub orphans_deleted: u64,
+    pub archive_files_expired: u64,
+    /// The manifest version the pass archived up to.
+    pub cut_version: u64,
+    pub elapsed: Duration,
+}
+
+/// A byte-bounded LRU of decoded segments.
+struct SegmentCache {
+    store: Store,
+    max_bytes: usize,
+    map: HashMap<String, (Arc<Vec<Message>>, usize, u64)>,
+    total: usize,
+    tick: u64,
+}
+
+impl SegmentCache {
+    fn new(store: Store, max_bytes: usize) -> Self {
+        SegmentCache {
+            store,
+            max_bytes,
+            map: HashMap::new(),
+            total: 0,
+            tick: 0,
+        }
+    }
+
+    async fn get(&mut self, name: &str) -> Result<Arc<Vec<Message>>> {
+        self.tick += 1;
+        if let Some(v) = self.map.get_mut(name) {
+            v.2 = self.tick;
+            return Ok(v.0.clone());
+        }
+        let msgs = Arc::new(segment_store::read_segment(&self.store, name).await?);
+        let bytes: usize = msgs.iter().map(Message::approx_size).sum();
+        while self.total + bytes > self.max_bytes && !self.map.is_empty() {
+            let victim = self
+                .map
+                .iter()
+                .min_by_key(|(_, v)| v.2)
+                .map(|(k, _)| k.clone())
+                .expect("the map is not empty");
+            if let Some(v) = self.map.remove(&victim) {
+                self.total -= v.1;
+            }
+        }
+        self.total += bytes;
+        self.map
+            .insert(name.to_string(), (msgs.clone(), bytes, self.tick));
+        Ok(msgs)
+    }
+}
+
+/// `YYYY-MM-DD` and hour (UTC) of a Unix millisecond time.
+pub fn date_hour(ms: i64) -> (String, u32) {
+    let days = ms.div_euclid(86_400_000);
+    let hour = (ms.rem_euclid(86_400_000) / 3_600_000) as u32;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    (format!("{y:04}-{m:02}-{d:02}"), hour)
+}
+
+/// Submits commands and waits until this node has applied them.
+pub(crate) async fn submit(node: &Node, commands: Vec<Command>) -> Result<(u64, Vec<Outcome>)> {
+    let c = node.submit(commands).await?;
+    if !node.wait_applied(c.version, Duration::from_secs(30)).await {
+        return Err(Error::Core(segment_writer::Error::CommitFailed(format!(
+            "version {} committed but not applied here within 30 s",
+            c.version
+        ))));
+    }
+    Ok((c.version, c.outcomes))
+}
+
+/// Takes or renews the lease; returns the version that granted it.
+pub(crate) async fn take_lease(node: &Node, s: &CompactSettings) -> Result<u64> {
+    let (v, mut out) = submit(
+        node,
+        vec![Command::CompactorLease {
+            holder: s.holder.clone(),
+            ttl_ms: s.lease_ttl.as_millis() as i64,
+        }],
+    )
+    .await?;
+    match out.pop() {
+        Some(Outcome::Done) => Ok(v),
+        Some(Outcome::Rejected {
+            rejection: Rejection::Conflict(m),
+        }) => Err(Error::LeaseHeld(m)),
+        Some(Outcome::Rejected { rejection }) => Err(Error::Rejected(rejection)),
+        other => Err(Error::Rejected(Rejection::Invalid(format!(
+            "unexpected lease outcome {other:?}"
+        )))),
+    }
+}
+
+/// One queue's work: offsets `from..to` found in `ranges`.
+struct QueueWork {
+    topic: String,
+    queue: u32,
+    from: u64,
+    to: u64,
+    ranges: Vec<OffsetRange>,
+}
+
+fn plan(state: &State) -> Result<Vec<QueueWork>> {
+    let mut out = Vec::new();
+    for (name, t) in &state.topics {
+        for (qi, q) in t.queues.iter().enumerate() {
+            let queue = qi as u32;
+            let from = state.archive.archived_to(name, queue).max(q.min_offset);
+            if from >= q.next_offset {
+                continue;
+            }
+            if q.ranges.first().is_none_or(|r| r.base > from) {
+                return Err(Error::Core(segment_writer::Error::Invalid(format!(
+                    "{name}/{queue}: offset {from} is neither archived nor in a segment"
+                ))));
+            }
+            let first = q
+                .ranges
+                .partition_point(|r| r.base + u64::from(r.count) <= from);
+            out.push(QueueWork {
+                topic: name.clone(),
+                queue,
+                from,
+                to: q.next_offset,
+                ranges: q.ranges[first..].to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Runs one pass on `node` (a running manifest node on the store).
+pub async fn run_pass(
+    node: &Node,
+    settings: &CompactSettings,
+    observer: &dyn Observer,
+) -> Result<PassReport> {
+    let started = node.clock().instant();
+    let store = node.store().clone();
+    observer.step("take lease");
+    let cut = take_lease(node, settings).await?;
+    let mut report = PassReport {
+        cut_version: cut,
+        ..PassReport::default()
+    };
+    let work = plan(&node.state())?;
+    observer.planned(work.iter().map(|w| w.to - w.from).sum());
+    info!(cut, queues = work.len(), "compaction pass: archiving");
+
+    report.orphans_deleted = crate::gc::collect_orphans(node, settings, observer).await?;
+
+    let mut cache = SegmentCache::new(store.clone(), settings.segment_cache_bytes);
+    let mut last_lease = node.clock().instant();
+    for w in work {
+        archive_queue(
+            node,
+            settings,
+            observer,
+            &mut cache,
+            &w,
+            &mut last_lease,
+            &mut report,
+        )
+        .await?;
+    }
+
+    if settings.retention {
+        crate::gc::retention(node, settings, observer, &mut report).await?;
+    }
+    observer.step("release lease");
+    if let Err(e) = node
+        .submit(vec![Command::ReleaseCompactorLease {
+            holder: settings.holder.clone(),
+        }])
+        .await
+    {
+        warn!(error = %e, "releasing the compactor lease failed; it expires on its own");
+    }
+    report.elapsed = started.elapsed();
+    info!(
+        files = report.files,
+        rows = report.rows,
+        message_bytes = report.message_bytes,
+        parquet_bytes = report.parquet_bytes,
+        segments_deleted = report.segments_deleted,
+        orphans_deleted = report.orphans_deleted,
+        elapsed = ?report.elapsed,
+        "compaction pass done"
+    );
+    Ok(report)
+}
+
+async fn archive_queue(
+    node: &Node,
+    s: &CompactSettings,
+    observer: &dyn Observer,
+    cache: &mut SegmentCache,
+    w: &QueueWork,
+    last_lease: &mut tokio::time::Instant,
+    report: &mut PassReport,
+) -> Result<()> {
+    let store = node.store().clone();
+    let mut file: Option<(FileWriter, i64)> = None;
+    let mut at = w.from;
+    for r in &w.ranges {
+        if at >= w.to {
+            break;
+        }
+        let start = at.max(r.base);
+        let stop = (r.base + u64::from(r.count)).min(w.to);
+        if stop <= start {
+            continue;
+        }
+        let msgs = cache.get(&r.segment).await?;
+        let first = (r.first_ordinal as u64 + (start - r.base)) as usize;
+        let last = (r.first_ordinal as u64 + (stop - r.base)) as usize;
+        let slice = msgs
+            .get(first..last)
+            .ok_or_else(|| segment_writer::Error::Corrupt {
+                path: r.segment.clone(),
+                reason: format!("holds {} messages, the manifest needs {last}", msgs.len()),
+            })?;
+        for m in slice {
+            let hour_index = m.publish_time_ms.div_euclid(3_600_000);
+            let split = file
+                .as_ref()
+                .is_some_and(|(f, h)| *h != hour_index || f.rows() >= s.max_file_rows);
+            if split {
+                let (f, _) = file.take().expect("a file is open");
+                if !commit_file(node, observer, f, w, report).await? {
+                    return Ok(());
+                }
+            }
+            if file.is_none() {
+                if last_lease.elapsed() > s.lease_ttl / 3 {
+                    take_lease(node, s).await?;
+                    *last_lease = node.clock().instant();
+                }
+                let (date, hour) = date_hour(m.publish_time_ms);
+                let id = ulid::Ulid::new().to_string();
+                let name = Paths::archive_name(&w.topic, &date, hour, &id);
+                observer.step("open file");
+                let f = FileWriter::create(&store, name, &w.topic, w.queue, at, &s.file)?;
+                file = Some((f, hour_index));
+            }
+            let (f, _) = file.as_mut().expect("a file is open");
+            f.push(m).await?;
+            at += 1;
+            if f.rows().is_multiple_of(4096) {
+                observer.step("write rows");
+            }
+        }
+    }
+    if let Some((f, _)) = file.take() {
+        commit_file(node, observer, f, w, report).await?;
+    }
+    Ok(())
+}
+
+/// Finishes a file and catalogues it; false if the manifest refused it (someone else archived
+/// these offsets), in which case the file was deleted and the queue is left alone.
+async fn commit_file(
+    node: &Node,
+    observer: &dyn Observer,
+    f: FileWriter,
+    w: &QueueWork,
+    report: &mut PassReport,
+) -> Result<bool> {
+    let store = node.store().clone();
+    observer.step("finish file");
+    let written: WrittenFile = f.finish(&store).await?;
+    observer.step("commit file");
+    let (_, mut out) = submit(
+        node,
+        vec![Command::ArchiveFile {
+            topic: w.topic.clone(),
+            queue: w.queue,
+            path: written.path.clone(),
+            min_offset: written.min_offset,
+            max_offset: written.max_offset,
+            min_time_ms: written.min_time_ms,
+            max_time_ms: written.max_time_ms,
+            rows: written.rows,
+            bytes: written.bytes,
+        }],
+    )
+    .await?;
+    match out.pop() {
+        Some(Outcome::Done) => {
+            observer.step("file committed");
+            debug!(path = %written.path, rows = written.rows, "archived");
+            report.files += 1;
+            report.rows += written.rows;
+            report.message_bytes += written.message_bytes;
+            report.parquet_bytes += written.bytes;
+            observer.archived(written.rows, written.message_bytes);
+            Ok(true)
+        }
+        Some(Outcome::Rejected { rejection }) => {
+            warn!(path = %written.path, %rejection, "archive file refused; deleting it");
+            if !node.state().archive.contains_path(&written.path) {
+                let key = store.paths.relative(&written.path);
+                store
+                    .inner
+                    .delete(&key)
+                    .await
+                    .map_err(|e| Error::store("delete", &key, e))?;
+            }
+            match rejection {
+                Rejection::Conflict(_) => Ok(false),
+                r => Err(Error::Rejected(r)),
+            }
+        }
+        other => Err(Error::Rejected(Rejection::Invalid(format!(
+            "unexpected archive outcome {other:?}"
+        )))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_and_hour_are_utc() {
+        assert_eq!(date_hour(0), ("1970-01-01".to_string(), 0));
+        assert_eq!(
+            date_hour(1_767_225_600_000 + 13 * 3_600_000 + 59_999),
+            ("2026-01-01".to_string(), 13)
+        );
+        assert_eq!(
+            date_hour(1_709_164_800_000 - 1),
+            ("2024-02-28".to_string(), 23)
+        );
+    }
+}

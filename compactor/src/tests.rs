@@ -1,0 +1,362 @@
+//! End-to-end tests of a pass on an in-memory store: archive, read back byte-equal, never
+//! twice, orphans and segments collected, needed segments kept.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use segment_writer::clock::TokioClock;
+use segment_writer::manifest::{
+    Command, GroupDef, GroupMode, StartFrom, Subscription, TopicDef, TopicKind,
+};
+use segment_writer::node::{LocalForwarder, Node, NodeSettings};
+use segment_writer::paths::Paths;
+use segment_writer::segment::{self, Message};
+use segment_writer::segment_store;
+use segment_writer::store::Store;
+
+use crate::writer::FileSettings;
+use crate::{ArchiveReader, CompactSettings, Quiet, run_pass};
+
+async fn node(store: &Store) -> Node {
+    let fwd = Arc::new(LocalForwarder::default());
+    let n = Node::start(
+        store.clone(),
+        NodeSettings::new("n1", "a1"),
+        TokioClock::shared(),
+        fwd.clone(),
+        1,
+    )
+    .await
+    .expect("node");
+    fwd.register(&n);
+    n
+}
+
+fn msg(topic: &str, i: u64, time: i64) -> Message {
+    Message {
+        topic: topic.into(),
+        message_id: format!("m-{topic}-{i}"),
+        body: Bytes::from(format!("{{\"order\":{i},\"amount\":{}}}", i * 7)),
+        tag: i.is_multiple_of(2).then(|| "A".into()),
+        keys: vec![format!("k{i}")],
+        properties: [("p".to_string(), i.to_string())].into(),
+        publish_time_ms: time,
+        ..Message::default()
+    }
+}
+
+/// Publishes `n` messages per queue of `topic` in segments of `per_segment`, the first
+/// `n / 2` an hour earlier than the rest (so files split by hour).
+async fn publish(
+    node: &Node,
+    topic: &str,
+    queues: u32,
+    n: u64,
+    per_segment: u64,
+) -> Vec<Vec<Message>> {
+    let store = node.store().clone();
+    let mut all = vec![Vec::new(); queues as usize];
+    let base = 1_767_225_600_000;
+    let mut i = 0;
+    while i < n {
+        let count = per_segment.min(n - i);
+        let mut msgs = Vec::new();
+        for q in 0..queues {
+            for k in 0..count {
+                let time = if i + k < n / 2 {
+                    base
+                } else {
+                    base + 3_600_000
+                };
+                let m = msg(topic, (i + k) * 100 + u64::from(q), time);
+                all[q as usize].push(m.clone());
+                msgs.push(m);
+            }
+        }
+        let name = Paths::segment_name("2026-01-01", &ulid::Ulid::new());
+        segment_store::put_segment(&store, &name, segment::encode(&msgs))
+            .await
+            .expect("put segment");
+        let commands = (0..queues)
+            .map(|q| Command::Append {
+                topic: topic.into(),
+                queue: q,
+                segment: name.clone(),
+                first_ordinal: (u64::from(q) * count) as u32,
+                count: count as u32,
+                publish_time_ms: base,
+            })
+            .collect();
+        node.submit(commands).await.expect("append");
+        i += count;
+    }
+    all
+}
+
+async fn create_topic(node: &Node, topic: &str, queues: u32, retention_hours: u32) {
+    node.submit(vec![Command::CreateTopic {
+        topic: topic.into(),
+        def: TopicDef {
+            kind: TopicKind::Normal,
+            queues,
+            retention_hours,
+        },
+    }])
+    .await
+    .expect("topic");
+}
+
+fn settings() -> CompactSettings {
+    let mut s = CompactSettings::new("test");
+    s.file = FileSettings {
+        row_group_rows: 100,
+        page_rows: 16,
+        ..FileSettings::default()
+    };
+    s.orphan_grace = Duration::ZERO;
+    s.segment_grace = Duration::ZERO;
+    s
+}
+
+async fn keys(store: &Store, dir: object_store::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = store
+        .inner
+        .list(Some(&dir))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .expect("list");
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_pass_archives_every_offset_once_and_reads_back_identical_bytes() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 2, 1_000_000).await;
+    let published = publish(&n, "t", 2, 250, 40).await;
+
+    let report = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!(report.rows, 500);
+    // Two hours per queue: two files each.
+    assert_eq!(report.files, 4);
+    assert_eq!(report.segments_deleted, 0, "retention not reached");
+
+    let reader = ArchiveReader::new(store.clone());
+    for q in 0..2u32 {
+        let qa = n.state().archive.queue("t", q).cloned().expect("archived");
+        assert_eq!(qa.archived_to, 250);
+        assert!(
+            qa.files[0]
+                .path
+                .contains("topic=t/date=2026-01-01/hour=00/")
+        );
+        assert!(qa.files[1].path.contains("/hour=01/"));
+        let all = reader.read(&qa, 0, 250, 1000).await.expect("read all");
+        let got: Vec<Message> = all.iter().map(|(_, m)| m.clone()).collect();
+        assert_eq!(got, published[q as usize]);
+        // A few offsets from the middle of a row group, across a file boundary.
+        let some = reader.read(&qa, 120, 250, 10).await.expect("read some");
+        assert_eq!(
+            some.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            (120..130).collect::<Vec<_>>()
+        );
+        assert_eq!(some[0].1, published[q as usize][120]);
+    }
+
+    // A second pass has nothing to do.
+    let again = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!((again.files, again.rows), (0, 0));
+    // New messages are archived incrementally from where the last pass stopped.
+    publish(&n, "t", 2, 10, 10).await;
+    let third = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!(third.rows, 20);
+    assert_eq!(n.state().archive.archived_to("t", 0), 260);
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_file_for_already_archived_offsets_is_refused_and_deleted() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 1_000_000).await;
+    publish(&n, "t", 1, 20, 20).await;
+    run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    let before = keys(&store, store.paths.archive_dir()).await;
+    let out = n
+        .submit(vec![Command::ArchiveFile {
+            topic: "t".into(),
+            queue: 0,
+            path: "archive/topic=t/date=x/hour=00/dup.parquet".into(),
+            min_offset: 0,
+            max_offset: 20,
+            min_time_ms: 0,
+            max_time_ms: 0,
+            rows: 20,
+            bytes: 1,
+        }])
+        .await
+        .expect("submit");
+    assert!(matches!(
+        out.outcomes[0],
+        segment_writer::manifest::Outcome::Rejected { .. }
+    ));
+    assert_eq!(keys(&store, store.paths.archive_dir()).await, before);
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn orphans_are_collected_and_catalogued_files_kept() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 1_000_000).await;
+    publish(&n, "t", 1, 20, 20).await;
+    run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    let kept = keys(&store, store.paths.archive_dir()).await;
+    assert_eq!(kept.len(), 2, "one file per hour");
+    let orphan = store
+        .paths
+        .relative(&Paths::archive_name("t", "2026-01-01", 0, "orphan"));
+    store
+        .inner
+        .put(&orphan, PutPayload::from_static(b"half"))
+        .await
+        .expect("put");
+    let mut young = settings();
+    young.orphan_grace = Duration::from_secs(3600);
+    assert_eq!(
+        run_pass(&n, &young, &Quiet)
+            .await
+            .expect("pass")
+            .orphans_deleted,
+        0
+    );
+    // The grace compares the store's wall-clock times with the node's clock (wall time read
+    // once, then monotonic): let a few milliseconds pass so they cannot straddle the put.
+    #[allow(clippy::disallowed_methods)] // a test waits in real time on purpose
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        run_pass(&n, &settings(), &Quiet)
+            .await
+            .expect("pass")
+            .orphans_deleted,
+        1
+    );
+    assert_eq!(keys(&store, store.paths.archive_dir()).await, kept);
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_exactly_the_segments_no_one_needs() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 0).await;
+    create_topic(&n, "u", 1, 0).await;
+    publish(&n, "t", 1, 30, 10).await;
+    publish(&n, "u", 1, 30, 10).await;
+    // A group on u has consumed nothing: u's segments stay.
+    n.submit(vec![Command::CreateGroup {
+        group: "g".into(),
+        def: GroupDef {
+            subscriptions: vec![Subscription {
+                topic: "u".into(),
+                filter: None,
+                sql: None,
+            }],
+            mode: GroupMode::Clustering,
+            start_from: StartFrom::Earliest,
+            max_retries: 1,
+            invisible_ms: 1000,
+            retry_backoff_ms: vec![1],
+        },
+    }])
+    .await
+    .expect("group");
+    // A stray segment that nothing references (a failed publish) goes.
+    let stray = Paths::segment_name("2026-01-01", &ulid::Ulid::new());
+    segment_store::put_segment(&store, &stray, segment::encode(&[msg("t", 1, 0)]))
+        .await
+        .expect("put");
+    let report = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!(
+        report.segments_deleted, 4,
+        "t's three segments and the stray one"
+    );
+    let st = n.state().clone();
+    assert!(st.topics["t"].queues[0].ranges.is_empty());
+    assert_eq!(st.topics["t"].queues[0].min_offset, 0);
+    let left = keys(&store, store.paths.segment_dir()).await;
+    let referenced: Vec<String> = st.referenced_segments().into_iter().collect();
+    assert_eq!(left, referenced, "exactly the referenced segments remain");
+    assert_eq!(referenced.len(), 3);
+    // t's dropped offsets are still readable from the archive.
+    let qa = st.archive.queue("t", 0).cloned().expect("archived");
+    let got = ArchiveReader::new(store.clone())
+        .read(&qa, 0, 30, 100)
+        .await
+        .expect("read");
+    assert_eq!(got.len(), 30);
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn ranged_reads_return_exactly_the_offsets_asked_for_across_row_groups() {
+    let store = Store::memory();
+    let settings = FileSettings {
+        row_group_rows: 128,
+        page_rows: 16,
+        ..FileSettings::default()
+    };
+    let msgs: Vec<Message> = (0..1000).map(|i| msg("t", i, 1_000 + i as i64)).collect();
+    let name = Paths::archive_name("t", "1970-01-01", 0, "f");
+    let mut w =
+        crate::writer::FileWriter::create(&store, name, "t", 2, 5_000, &settings).expect("writer");
+    for m in &msgs {
+        w.push(m).await.expect("push");
+    }
+    let written = w.finish(&store).await.expect("finish");
+    assert_eq!(written.row_groups, 8);
+    assert_eq!((written.min_offset, written.max_offset), (5_000, 6_000));
+    assert_eq!((written.min_time_ms, written.max_time_ms), (1_000, 1_999));
+    let file = segment_writer::manifest::ArchivedFile {
+        path: written.path,
+        min_offset: written.min_offset,
+        max_offset: written.max_offset,
+        min_time_ms: written.min_time_ms,
+        max_time_ms: written.max_time_ms,
+        rows: written.rows,
+        bytes: written.bytes,
+    };
+    let reader = ArchiveReader::new(store.clone());
+    for (start, len) in [
+        (5_000, 1),
+        (5_127, 2),
+        (5_128, 128),
+        (5_500, 300),
+        (5_999, 5),
+        (4_990, 20),
+    ] {
+        let got = reader
+            .read_file(&file, start..start + len)
+            .await
+            .expect("read");
+        let want: Vec<(u64, Message)> = (start.max(5_000)..(start + len).min(6_000))
+            .map(|o| (o, msgs[(o - 5_000) as usize].clone()))
+            .collect();
+        assert_eq!(got, want, "offsets {start}..{}", start + len);
+    }
+    // A catalogue entry that disagrees with the file is refused, not misread.
+    let wrong = segment_writer::manifest::ArchivedFile {
+        rows: 999,
+        max_offset: 5_999,
+        ..file
+    };
+    assert!(matches!(
+        reader.read_file(&wrong, 5_000..5_010).await,
+        Err(crate::Error::Corrupt { .. })
+    ));
+}

@@ -1,0 +1,526 @@
+//! The compactor against real processes and real stores (a local directory and the S3 server):
+//! publish over HTTP, run `ferrymq compact`, then query the archive with DuckDB (from the test
+//! venv, `FERRYMQ_TEST_PYTHON`), pull compacted offsets after retention deleted their
+//! segments, kill the compactor at random steps, and check the bucket holds exactly the
+//! segments the manifest still references.
+//!
+//! Sizes: 100,000 messages on the local directory; 15,000 on the S3 server (moto is a
+//! single-threaded Python server, and the whole file must stay well under two minutes).
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test code: a panic is the failure report; real processes run on real time
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use rand::{Rng, SeedableRng};
+use segment_writer::clock::TokioClock;
+use segment_writer::manifest::{LogSettings, ManifestLog, State};
+use segment_writer::store::Store;
+use serde_json::{Value, json};
+
+use ferrymq_tests::common::gateway::{Api, Gateway, SECRET, binary};
+use ferrymq_tests::common::stores::{Backend, TestStore, fresh};
+use ferrymq_tests::on_real_stores;
+
+const TOPICS: [&str; 3] = ["orders", "clicks", "audit"];
+const QUEUES: u32 = 4;
+
+/// What was published: (topic, queue, offset) → (message_id, body).
+type Published = BTreeMap<(String, u32, u64), (String, Vec<u8>)>;
+
+fn json_body(rng: &mut rand::rngs::SmallRng, i: u64) -> Vec<u8> {
+    let items: Vec<Value> = (0..rng.random_range(1..4))
+        .map(|k| json!({"sku": format!("SKU-{:05}", rng.random_range(0..5000)), "qty": k + 1}))
+        .collect();
+    let status = ["new", "paid", "shipped"][rng.random_range(0..3)];
+    serde_json::to_vec(&json!({
+        "order_id": i,
+        "customer": format!("customer-{}", rng.random_range(0..2000)),
+        "amount": rng.random_range(1..100_000) as f64 / 100.0,
+        "currency": "EUR",
+        "items": items,
+        "status": status,
+    }))
+    .unwrap()
+}
+
+/// Publishes `batches` batches of `per_batch` messages round-robin over the topics, four
+/// requests in flight; a few bodies are binary.
+async fn publish(api: &Api, batches: u64, per_batch: u64, seed: u64, out: &mut Published) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut requests = Vec::new();
+    for b in 0..batches {
+        let topic = TOPICS[(b % 3) as usize];
+        let bodies: Vec<Vec<u8>> = (0..per_batch)
+            .map(|i| {
+                let n = seed * 1_000_000 + b * per_batch + i;
+                if n.is_multiple_of(97) {
+                    vec![0, 0xff, (n % 251) as u8, 0x80]
+                } else {
+                    json_body(&mut rng, n)
+                }
+            })
+            .collect();
+        requests.push((topic, bodies));
+    }
+    let results: Vec<(String, Vec<Vec<u8>>, Value)> = futures::stream::iter(requests)
+        .map(|(topic, bodies)| async move {
+            let messages: Vec<Value> = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| match std::str::from_utf8(b) {
+                    Ok(s) => json!({"body": s, "tag": "T", "keys": [format!("k{i}")], "properties": {"i": i.to_string()}}),
+                    Err(_) => json!({"body_base64": base64::engine::general_purpose::STANDARD.encode(b)}),
+                })
+                .collect();
+            let r = api
+                .post(
+                    &format!("/v1/topics/{topic}/messages"),
+                    json!({ "messages": messages }),
+                )
+                .await;
+            assert_eq!(r.status, 200, "publish: {:?}", r.body);
+            (topic.to_string(), bodies, r.body)
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for (topic, bodies, body) in results {
+        for (res, b) in body["results"].as_array().unwrap().iter().zip(bodies) {
+            let key = (
+                topic.clone(),
+                res["queue"].as_u64().unwrap() as u32,
+                res["offset"].as_u64().unwrap(),
+            );
+            let id = res["message_id"].as_str().unwrap().to_string();
+            assert!(out.insert(key, (id, b)).is_none(), "an offset acked twice");
+        }
+    }
+}
+
+async fn setup(api: &Api, retention_hours: u32) {
+    for t in TOPICS {
+        let r = api
+            .put(
+                &format!("/v1/topics/{t}"),
+                json!({"queues": QUEUES, "retention_hours": retention_hours}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+}
+
+/// Runs `ferrymq compact` on `store`; returns (exit code, stdout, stderr).
+async fn compact(store: &str, extra: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(binary())
+        .arg("compact")
+        .arg("--store")
+        .arg(store)
+        .arg("--jwt-secret")
+        .arg(SECRET)
+        .arg("--json")
+        .args(extra)
+        .env("FERRYMQ_LOG", "warn")
+        .output()
+        .await
+        .expect("run ferrymq compact");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a pass to completion, waiting out a lease left by a killed compactor.
+async fn compact_ok(store: &str, extra: &[&str]) -> Value {
+    for _ in 0..60 {
+        let (code, stdout, stderr) = compact(store, extra).await;
+        if code == 0 {
+            return serde_json::from_str(stdout.trim()).expect("summary JSON");
+        }
+        assert!(
+            stderr.contains("another compactor is running"),
+            "compact failed ({code}): {stderr}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("the compactor lease was never free");
+}
+
+/// The manifest state as a fresh reader sees it.
+async fn manifest(store: &Store) -> State {
+    let log = ManifestLog::open(
+        store.clone(),
+        LogSettings::default(),
+        TokioClock::shared(),
+        "test-reader".into(),
+        0,
+    )
+    .await
+    .expect("open manifest");
+    log.state().read().unwrap().clone()
+}
+
+async fn list(store: &Store, dir: object_store::path::Path) -> BTreeSet<String> {
+    store
+        .inner
+        .list(Some(&dir))
+        .map_ok(|m| store.paths.strip_prefix(&m.location).unwrap())
+        .try_collect()
+        .await
+        .expect("list")
+}
+
+const DUCKDB: &str = r#"
+import duckdb, importlib.util, os, sys
+root = sys.argv[1]
+con = duckdb.connect()
+if root.startswith("s3://"):
+    ext = list(importlib.util.find_spec("duckdb_ext").submodule_search_locations)[0]
+    con.execute(f"SET extension_directory='{ext}/extensions'")
+    con.execute("LOAD httpfs")
+    endpoint = os.environ["AWS_ENDPOINT"].split("://", 1)[1]
+    con.execute(f"""CREATE SECRET (TYPE s3, KEY_ID '{os.environ["AWS_ACCESS_KEY_ID"]}',
+        SECRET '{os.environ["AWS_SECRET_ACCESS_KEY"]}', REGION '{os.environ["AWS_REGION"]}',
+        ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)""")
+rel = f"read_parquet('{root}/archive/**/*.parquet', hive_partitioning = true)"
+for topic, n, distinct in con.execute(f"""select topic, count(*), count(distinct (queue, "offset"))
+        from {rel} group by topic order by topic""").fetchall():
+    print(f"count\t{topic}\t{n}\t{distinct}")
+for topic, queue, offset, mid, body in con.execute(
+        f"""select topic, queue, "offset", message_id, hex(body) from {rel}""").fetchall():
+    print(f"row\t{topic}\t{queue}\t{offset}\t{mid}\t{body}")
+"#;
+
+/// DuckDB's view of the archive: per-topic (rows, distinct offsets) and every row.
+fn duckdb(root: &str) -> (BTreeMap<String, (u64, u64)>, Published) {
+    let python = std::env::var("FERRYMQ_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("FERRYMQ_TEST_PYTHON is not set: run scripts/test (it installs DuckDB)")
+    });
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(DUCKDB)
+        .arg(root)
+        .output()
+        .expect("run DuckDB");
+    assert!(
+        out.status.success(),
+        "DuckDB failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut counts = BTreeMap::new();
+    let mut rows = Published::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f[0] {
+            "count" => {
+                counts.insert(
+                    f[1].to_string(),
+                    (f[2].parse().unwrap(), f[3].parse().unwrap()),
+                );
+            }
+            "row" => {
+                let body = (0..f[5].len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&f[5][i..i + 2], 16).unwrap())
+                    .collect();
+                rows.insert(
+                    (
+                        f[1].to_string(),
+                        f[2].parse().unwrap(),
+                        f[3].parse().unwrap(),
+                    ),
+                    (f[4].to_string(), body),
+                );
+            }
+            _ => panic!("unexpected DuckDB output {line}"),
+        }
+    }
+    (counts, rows)
+}
+
+/// The archive root DuckDB reads: the local directory or `s3://bucket/prefix`.
+fn archive_root(ts: &TestStore) -> String {
+    match ts.url.strip_prefix("file://") {
+        Some(dir) => dir.to_string(),
+        None => ts.url.clone(),
+    }
+}
+
+fn per_topic(p: &Published) -> BTreeMap<String, (u64, u64)> {
+    let mut m = BTreeMap::new();
+    for (t, _, _) in p.keys() {
+        let e = m.entry(t.clone()).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += 1;
+    }
+    m
+}
+
+/// Pulls every offset of every queue and compares ids and bodies with what was published.
+async fn pull_all(api: &Api, published: &Published) {
+    let mut got = Published::new();
+    for t in TOPICS {
+        for q in 0..QUEUES {
+            let mut offset = 0;
+            loop {
+                let r = api
+                    .get(&format!(
+                        "/v1/topics/{t}/queues/{q}/messages?offset={offset}&max=1000"
+                    ))
+                    .await;
+                assert_eq!(r.status, 200, "pull {t}/{q}@{offset}: {:?}", r.body);
+                let msgs = r.body["messages"].as_array().unwrap();
+                if msgs.is_empty() {
+                    break;
+                }
+                for m in msgs {
+                    let body = match m.get("body").and_then(Value::as_str) {
+                        Some(s) => s.as_bytes().to_vec(),
+                        None => base64::engine::general_purpose::STANDARD
+                            .decode(m["body_base64"].as_str().unwrap())
+                            .unwrap(),
+                    };
+                    got.insert(
+                        (t.to_string(), q, m["offset"].as_u64().unwrap()),
+                        (m["message_id"].as_str().unwrap().to_string(), body),
+                    );
+                }
+                offset = r.body["next_offset"].as_u64().unwrap();
+            }
+        }
+    }
+    assert_eq!(got.len(), published.len(), "pulled every offset");
+    assert!(
+        got == *published,
+        "pulled messages differ from the published ones"
+    );
+}
+
+async fn archive_query_pull_and_retention(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    let (batches, per_batch) = match backend {
+        Backend::S3 => (15, 1000),
+        _ => (100, 1000),
+    };
+    let gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    // Retention 0: every archived, consumed range may go at once.
+    setup(&api, 0).await;
+    // A group on `audit` that has consumed nothing: its segments must stay.
+    let r = api
+        .put(
+            "/v1/groups/keeper",
+            json!({"subscriptions": [{"topic": "audit"}], "start_from": "earliest"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut published = Published::new();
+    publish(&api, batches, per_batch, 1, &mut published).await;
+    assert_eq!(published.len() as u64, batches * per_batch);
+
+    let summary = compact_ok(&ts.url, &["--segment-grace", "0s"]).await;
+    assert_eq!(
+        summary["rows"].as_u64(),
+        Some(batches * per_batch),
+        "{summary}"
+    );
+
+    // DuckDB counts per topic and reads every body byte-equal.
+    let (counts, rows) = duckdb(&archive_root(&ts));
+    assert_eq!(counts, per_topic(&published), "DuckDB counts per topic");
+    assert!(
+        rows == published,
+        "DuckDB rows differ from the published messages"
+    );
+
+    // The catalogue lists the same rows.
+    let files = api.get("/v1/archive").await;
+    assert_eq!(files.status, 200);
+    let listed: u64 = files.body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(listed, batches * per_batch);
+    let only = api.get("/v1/archive?topic=orders").await;
+    assert!(
+        only.body["files"].as_array().unwrap().iter().all(
+            |f| f["topic"] == "orders" && f["path"].as_str().unwrap().contains("topic=orders/")
+        )
+    );
+
+    // Retention dropped orders' and clicks' ranges; audit's are kept for the group.
+    let state = manifest(&ts.store).await;
+    for t in ["orders", "clicks"] {
+        assert!(
+            state.topics[t].queues.iter().all(|q| q.ranges.is_empty()),
+            "{t} trimmed"
+        );
+    }
+    assert!(
+        state.topics["audit"]
+            .queues
+            .iter()
+            .all(|q| !q.ranges.is_empty())
+    );
+    // The bucket holds exactly the segments the manifest still references.
+    let segments = list(&ts.store, ts.store.paths.segment_dir()).await;
+    assert_eq!(
+        segments,
+        state.referenced_segments(),
+        "no needed segment deleted, none unneeded kept"
+    );
+    assert!(
+        summary["segments_deleted"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+
+    // Pulls of compacted offsets (orders and clicks now come from Parquet) are identical.
+    pull_all(&api, &published).await;
+
+    // A second pass archives nothing new and keeps everything.
+    let again = compact_ok(&ts.url, &["--segment-grace", "0s"]).await;
+    assert_eq!(again["rows"].as_u64(), Some(0));
+    assert_eq!(
+        list(&ts.store, ts.store.paths.segment_dir()).await,
+        segments
+    );
+}
+on_real_stores!(archive_query_pull_and_retention);
+
+/// Ten runs crash at a seeded step of the pass (as if killed there), five more are SIGKILLed at
+/// a seeded moment; a final run completes. Every message is then archived exactly once, and
+/// no uncatalogued file is left.
+async fn killing_the_compactor_never_loses_or_duplicates(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    let gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    setup(&api, 1_000_000).await;
+    let mut published = Published::new();
+    let flags = [
+        "--segment-grace",
+        "0s",
+        "--orphan-grace",
+        "0s",
+        "--compact-lease-ttl",
+        "1s",
+    ];
+    let mut crashed = 0;
+    for seed in 0..10u64 {
+        // New messages each round, so every pass has files to write.
+        publish(&api, 3, 300, 100 + seed, &mut published).await;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let step = rng.random_range(1..=24u64).to_string();
+        let mut args = flags.to_vec();
+        args.extend(["--crash-after-steps", step.as_str()]);
+        // Wait out the lease a killed run left (1 s), then run until the crash point.
+        loop {
+            let (code, _, stderr) = compact(&ts.url, &args).await;
+            match code {
+                86 => crashed += 1,
+                0 => {}
+                _ => {
+                    assert!(
+                        stderr.contains("another compactor is running"),
+                        "seed {seed}: compact failed ({code}): {stderr}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            }
+            break;
+        }
+    }
+    assert!(
+        crashed >= 8,
+        "only {crashed} of 10 runs crashed: the crash points are too late"
+    );
+    // And SIGKILL at random moments (mid-write, mid-commit), not only at step boundaries.
+    for seed in 10..15u64 {
+        publish(&api, 3, 300, 100 + seed, &mut published).await;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut child = tokio::process::Command::new(binary())
+            .args(["compact", "--store", &ts.url, "--jwt-secret", SECRET])
+            .args(flags)
+            .env("FERRYMQ_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ferrymq compact");
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..400))).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    compact_ok(&ts.url, &flags).await;
+
+    // Every message archived exactly once, in catalogued files only (orphans collected).
+    let state = manifest(&ts.store).await;
+    for t in TOPICS {
+        for (q, ql) in state.topics[t].queues.iter().enumerate() {
+            assert_eq!(
+                state.archive.archived_to(t, q as u32),
+                ql.next_offset,
+                "{t}/{q}"
+            );
+        }
+    }
+    let files = list(&ts.store, ts.store.paths.archive_dir()).await;
+    assert_eq!(
+        files,
+        state.archive.paths(),
+        "no orphan left, no catalogued file missing"
+    );
+    let (counts, rows) = duckdb(&archive_root(&ts));
+    assert_eq!(
+        counts,
+        per_topic(&published),
+        "rows per topic, each offset once"
+    );
+    assert!(
+        rows == published,
+        "DuckDB rows differ from the published messages"
+    );
+}
+on_real_stores!(killing_the_compactor_never_loses_or_duplicates);
+
+async fn the_background_compactor_archives_and_trims(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    let gw = Gateway::start(
+        &ts.url,
+        &["--compact-interval", "500ms", "--segment-grace", "0s"],
+    )
+    .await;
+    let api = Api::admin(&gw);
+    setup(&api, 0).await;
+    let mut published = Published::new();
+    publish(&api, 3, 200, 7, &mut published).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let files = api.get("/v1/archive").await;
+        let rows: u64 = files.body["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rows"].as_u64().unwrap())
+            .sum();
+        let state = manifest(&ts.store).await;
+        let trimmed = TOPICS
+            .iter()
+            .all(|t| state.topics[*t].queues.iter().all(|q| q.ranges.is_empty()));
+        if rows == 600 && trimmed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background compactor did not archive and trim in 30 s: {rows} rows\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pull_all(&api, &published).await;
+}
+on_real_stores!(the_background_compactor_archives_and_trims);

@@ -360,3 +360,51 @@ async fn ranged_reads_return_exactly_the_offsets_asked_for_across_row_groups() {
         Err(crate::Error::Corrupt { .. })
     ));
 }
+
+#[tokio::test]
+async fn segments_of_pending_timers_and_half_messages_are_kept() {
+    use segment_writer::manifest::PublishMode;
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 0).await;
+    let mut names = Vec::new();
+    for mode in [
+        PublishMode::Timer {
+            deliver_at_ms: i64::MAX / 2,
+        },
+        PublishMode::Half {
+            transaction_id: "tx".into(),
+            producer_group: "p".into(),
+            check_immunity_ms: Some(86_400_000),
+        },
+    ] {
+        let name = Paths::segment_name("2026-01-01", &ulid::Ulid::new());
+        segment_store::put_segment(&store, &name, segment::encode(&[msg("t", 1, 0)]))
+            .await
+            .expect("put");
+        n.submit(vec![Command::PublishOne {
+            topic: "t".into(),
+            queue: 0,
+            segment: name.clone(),
+            ordinal: 0,
+            publish_time_ms: 0,
+            message_id: format!("m-{}", names.len()),
+            dedup_id: None,
+            mode,
+        }])
+        .await
+        .expect("publish");
+        names.push(name);
+    }
+    let report = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!(report.segments_deleted, 0);
+    let left = keys(&store, store.paths.segment_dir()).await;
+    for name in &names {
+        assert!(
+            left.iter()
+                .any(|k| k.ends_with(name.rsplit('/').next().unwrap_or(name))),
+            "{name} was deleted while pending: {left:?}"
+        );
+    }
+    n.shutdown().await;
+}

@@ -638,6 +638,18 @@ fn default_pull_max() -> usize {
     100
 }
 
+/// A long-poll's wait for something to change: false once `deadline` has passed. Wakes on a
+/// new version (a publish, a due timer, an expiry) or after at most a second (time-based
+/// visibility such as retry backoff needs no new version).
+async fn wait_longer(st: &AppState, deadline: tokio::time::Instant) -> bool {
+    if tokio::time::Instant::now() >= deadline {
+        return false;
+    }
+    let wake = deadline.min(tokio::time::Instant::now() + Duration::from_millis(1000));
+    wait_for_change(st, wake).await;
+    true
+}
+
 async fn wait_for_change(st: &AppState, deadline: tokio::time::Instant) -> bool {
     let mut rx = st.node.watch_version();
     rx.borrow_and_update();
@@ -1109,12 +1121,9 @@ async fn receive(
                 continue;
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if !wait_longer(&st, deadline).await {
             return Ok(Json(json!({"messages": []})).into_response());
         }
-        // Wake on a new version (a publish, an expiry heartbeat) or at the deadline.
-        let wake = deadline.min(tokio::time::Instant::now() + Duration::from_millis(1000));
-        wait_for_change(&st, wake).await;
     }
 }
 
@@ -1822,11 +1831,9 @@ async fn poll_checks(
                 return Ok(Json(json!({"checks": out})).into_response());
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if !wait_longer(&st, deadline).await {
             return Ok(Json(json!({"checks": []})).into_response());
         }
-        let wake = deadline.min(tokio::time::Instant::now() + Duration::from_millis(1000));
-        wait_for_change(&st, wake).await;
     }
 }
 

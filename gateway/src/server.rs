@@ -189,10 +189,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let clock: Arc<dyn Clock> = TokioClock::shared();
     let base = Store::open(&url)?;
+    let mut faults = profile.unwrap_or_default();
+    let mut fault_seed = rand::random();
+    if let Some(f) = args.store_faults {
+        faults.error_rate = f.errors;
+        faults.lost_response_rate = f.lost;
+        faults.timeout_rate = f.timeouts;
+        fault_seed = f.seed.unwrap_or(fault_seed);
+        warn!(
+            ?f,
+            fault_seed, "injecting store faults (--store-faults): for tests only"
+        );
+    }
     let counter = Arc::new(FaultyStore::new(
         base.inner.clone(),
-        profile.unwrap_or_default(),
-        rand::random(),
+        faults,
+        fault_seed,
         clock.clone(),
     ));
     let store = base.wrapped(counter.clone());
@@ -341,6 +353,7 @@ fn spawn_background(
             node.clock().sleep(Duration::from_millis(250)).await;
             let c = counter.counts();
             crate::metrics::observe_store_requests(c.puts, c.gets, c.lists, c.deletes);
+            crate::metrics::observe_store_injected_faults(c.injected_faults);
             if node.is_stopped() {
                 return;
             }

@@ -223,7 +223,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..LogSettings::default()
     };
     info!(store = %url, gateway = %gateway_id, %address, "opening the manifest");
-    let node = Node::start(store.clone(), ns, clock.clone(), forwarder, rand::random()).await?;
+    // A store that fails now and then (an S3 503) must not stop a gateway from starting: the
+    // manifest load is retried while its error is transient, for about a minute.
+    let mut attempt = 0u64;
+    let node = loop {
+        let fwd = forwarder.clone();
+        match Node::start(
+            store.clone(),
+            ns.clone(),
+            clock.clone(),
+            fwd,
+            rand::random(),
+        )
+        .await
+        {
+            Ok(node) => break node,
+            Err(e) if e.is_retryable() && attempt < 60 => {
+                attempt += 1;
+                warn!(error = %e, attempt, "loading the manifest failed; retrying");
+                clock
+                    .sleep(Duration::from_millis(100 * attempt.min(10)))
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let reader = Arc::new(Reader::new(store.clone(), args.hot_tail_bytes));
     let (batcher, batcher_task) = Batcher::start(
         node.clone(),

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint a JWT from the configured HS256 secret.
     Token(TokenArgs),
     /// Drive load against a running gateway and print throughput and latency percentiles.
@@ -228,7 +228,7 @@ pub fn install_tracing(cli: &Cli) {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::server::run(args).await,
+        Command::Serve(args) => crate::server::run(*args).await,
         Command::Token(args) => {
             let secret = match args.jwt_secret {
                 Some(s) => s,

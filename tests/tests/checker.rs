@@ -52,7 +52,7 @@ struct Config {
 }
 
 impl Config {
-    fn from_env(mut self) -> Config {
+    fn with_env(mut self) -> Config {
         fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
             let v = std::env::var(format!("FERRYMQ_CHECKER_{name}")).ok()?;
             Some(
@@ -972,7 +972,7 @@ async fn run_checker(backend: Backend, config: Config) {
     let Some(ts) = stores::fresh(backend) else {
         return;
     };
-    let config = config.from_env();
+    let config = config.with_env();
     eprintln!("checker: seed {} on {} ({config:?})", config.seed, ts.url);
     let mut gateways = Vec::new();
     for i in 0..config.gateways {
@@ -1062,7 +1062,7 @@ async fn run_checker(backend: Backend, config: Config) {
     while load_start.elapsed() < Duration::from_secs(config.secs) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let s = load_start.elapsed().as_secs();
-        if s % 30 == 0 {
+        if s.is_multiple_of(30) {
             let h = run.history.lock().unwrap();
             eprintln!(
                 "checker: {s} s, {} publishes, {} deliveries, {} kills",

@@ -199,9 +199,22 @@ struct Run {
     token: String,
     history: Mutex<History>,
     batches: AtomicU64,
+    /// The fault-free gateway started for the final pull (index [`READER`]).
+    reader: std::sync::OnceLock<String>,
 }
 
+/// The gateway index that names [`Run::reader`].
+const READER: usize = usize::MAX;
+
 impl Run {
+    fn base(&self, g: usize) -> &str {
+        if g == READER {
+            self.reader.get().expect("the reader gateway is started")
+        } else {
+            &self.bases[g]
+        }
+    }
+
     fn now_us(&self) -> u64 {
         self.t0.elapsed().as_micros() as u64
     }
@@ -218,7 +231,7 @@ impl Run {
         let start = self.now_us();
         let mut rb = self
             .http
-            .request(method, format!("{}{path}", self.bases[g]))
+            .request(method, format!("{}{path}", self.base(g)))
             .bearer_auth(&self.token);
         if let Some(b) = body {
             rb = rb.json(b);
@@ -555,10 +568,11 @@ async fn killer(
 /// Everything the final pull finds: (topic, queue, offset) → (body, message_id).
 type Pulled = BTreeMap<(String, u64, u64), (String, String)>;
 
-/// Pulls every queue of every topic from gateway 0, after it caught up with the others.
+/// Pulls every queue of every topic from the reader gateway, after it caught up with the
+/// others.
 async fn pull_everything(run: &Run, violations: &mut Vec<String>) -> Pulled {
     let mut head = 0;
-    for g in 1..run.bases.len() {
+    for g in 0..run.bases.len() {
         for _ in 0..100 {
             let (o, v, _, _) = run
                 .request("admin", g, reqwest::Method::GET, "/v1/cluster", None)
@@ -573,12 +587,12 @@ async fn pull_everything(run: &Run, violations: &mut Vec<String>) -> Pulled {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (o, v, _, _) = run
-            .request("admin", 0, reqwest::Method::GET, "/v1/cluster", None)
+            .request("admin", READER, reqwest::Method::GET, "/v1/cluster", None)
             .await;
         if o == Outcome::Ok && v["manifest_version"].as_u64().unwrap_or(0) >= head {
             break;
         }
-        assert!(Instant::now() < deadline, "gateway 0 never caught up");
+        assert!(Instant::now() < deadline, "the reader never caught up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut pulled = Pulled::new();
@@ -587,7 +601,7 @@ async fn pull_everything(run: &Run, violations: &mut Vec<String>) -> Pulled {
             let (o, v, _, _) = run
                 .request(
                     "admin",
-                    0,
+                    READER,
                     reqwest::Method::GET,
                     &format!("/v1/topics/{topic}"),
                     None,
@@ -616,7 +630,7 @@ async fn pull_everything(run: &Run, violations: &mut Vec<String>) -> Pulled {
                 let (o, v, _, _) = run
                     .request(
                         "pull",
-                        0,
+                        READER,
                         reqwest::Method::GET,
                         &format!(
                             "/v1/topics/{topic}/queues/{q}/messages?offset={offset}&max={page}"
@@ -1004,6 +1018,7 @@ async fn run_checker(backend: Backend, config: Config) {
         token: token(&["admin:*"]),
         history: Mutex::default(),
         batches: AtomicU64::new(0),
+        reader: std::sync::OnceLock::new(),
         config: config.clone(),
     });
     let put = reqwest::Method::PUT;
@@ -1126,6 +1141,11 @@ async fn run_checker(backend: Backend, config: Config) {
     }
     let drain_secs = drain_start.elapsed().as_secs_f64();
 
+    // The final pull goes through a fresh gateway without injected faults: it reads what the
+    // bucket holds (replaying the log from the last checkpoint), and pulls are not slowed by
+    // the 503s a faulty segment read causes.
+    let reader = Gateway::start(&ts.url, &["--lease-ttl", "1s", "--tail-interval", "30ms"]).await;
+    run.reader.set(reader.base.clone()).expect("set once");
     let mut violations = Vec::new();
     let pull_start = Instant::now();
     let pulled = pull_everything(&run, &mut violations).await;

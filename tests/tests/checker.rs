@@ -1271,8 +1271,9 @@ async fn checker_s3() {
     run_checker(Backend::S3, test_config(12, 5)).await;
 }
 
-/// The long run by hand (ignored by the test command): 10 minutes, a kill every 20 s, unless
-/// `FERRYMQ_CHECKER_*` says otherwise; `FERRYMQ_CHECKER_STORE=s3` runs on the S3 server.
+/// The long run by hand (ignored by the test command): 10 minutes, a kill every 20 s, six
+/// consumers, unless `FERRYMQ_CHECKER_*` says otherwise; `FERRYMQ_CHECKER_STORE=s3` runs on
+/// the S3 server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "long; run by hand, see docs/reliability.md"]
 async fn by_hand() {
@@ -1281,6 +1282,8 @@ async fn by_hand() {
         _ => Backend::Local,
     };
     let mut config = test_config(600, 20);
-    config.drain_secs = 120;
+    // Three consumers fall behind four producers over ten minutes; six keep up.
+    config.consumers = 6;
+    config.drain_secs = 300;
     run_checker(backend, config).await;
 }

@@ -360,7 +360,7 @@ async fn producer(run: Arc<Run>, p: usize, stop: Arc<AtomicBool>) {
             } else {
                 "rollback"
             };
-            decide(&run, &mut rng, &b, &id, action).await;
+            decide(&run, &mut rng, &b, &id, action, g).await;
         }
         if outcome != Outcome::Ok {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -368,11 +368,21 @@ async fn producer(run: Arc<Run>, p: usize, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Sends a decision until it gets a definite answer (200 or 4xx), as a producer would.
-async fn decide(run: &Run, rng: &mut SmallRng, body: &str, id: &str, action: &'static str) {
+/// Sends a decision until it gets a definite answer (200 or 4xx), as a producer would: to the
+/// gateway that acknowledged the half message (read your writes holds there), and to another
+/// one after no answer. A follower that has not yet applied the half message may answer 404
+/// (see docs/reliability.md), so the first try does not go to a random gateway.
+async fn decide(
+    run: &Run,
+    rng: &mut SmallRng,
+    body: &str,
+    id: &str,
+    action: &'static str,
+    first: usize,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut g = first;
     loop {
-        let g = rng.random_range(0..run.bases.len());
         let (outcome, v, start, end) = run
             .request(
                 "decide",
@@ -398,6 +408,9 @@ async fn decide(run: &Run, rng: &mut SmallRng, body: &str, id: &str, action: &'s
         let definite = matches!(outcome, Outcome::Ok | Outcome::Status(400..=499));
         if definite || Instant::now() > deadline {
             return;
+        }
+        if outcome == Outcome::NoAnswer {
+            g = rng.random_range(0..run.bases.len());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

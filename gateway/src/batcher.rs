@@ -248,6 +248,13 @@ async fn flush(node: &Node, reader: &Reader, hedger: &Hedger, jobs: Vec<Job>) {
             }
         }
         Ok(c) => {
+            // Read your writes: a half or delayed message is acknowledged only once this
+            // gateway has applied its version, so that a decision or a cancel sent here right
+            // after finds it (a follower learns the outcome before it has tailed the version;
+            // found by the history checker as a 404 on a transaction just acknowledged).
+            if c.outcomes.iter().any(|o| matches!(o, Outcome::Done)) {
+                node.wait_applied(c.version, Duration::from_secs(5)).await;
+            }
             for (j, job) in jobs.into_iter().enumerate() {
                 let mut offsets = Vec::with_capacity(job.items.len());
                 let mut failure = None;

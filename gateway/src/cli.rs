@@ -23,7 +23,7 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once at start-up; boxing buys nothing
 pub enum Command {
     /// Run a gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint a JWT from the configured HS256 secret.
     Token(TokenArgs),
     /// Drive load against a running gateway and print throughput and latency percentiles.
@@ -104,9 +104,65 @@ pub struct ServeArgs {
     pub compact_interval: Option<Duration>,
     #[command(flatten)]
     pub compactor: crate::compact::CompactorFlags,
+    /// Inject store faults, for tests and benchmarks only: `errors=0.05,lost=0.01,timeouts=0,seed=7`
+    /// (fractions of calls that fail, of puts that land but report an error, of calls that hang
+    /// 2 s then fail; the seed of the fault generator). Composes with `--store-profile`.
+    #[arg(long, env = "FERRYMQ_STORE_FAULTS", hide = true)]
+    pub store_faults: Option<StoreFaults>,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
+}
+
+/// Injected store faults (`--store-faults`): rates in `[0, 1]` and an optional seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreFaults {
+    /// Fraction of store calls that fail before reaching the store.
+    pub errors: f64,
+    /// Fraction of puts that land in the store but report an error.
+    pub lost: f64,
+    /// Fraction of calls that hang, then fail without reaching the store.
+    pub timeouts: f64,
+    /// Seed of the fault generator (random when absent).
+    pub seed: Option<u64>,
+}
+
+impl std::str::FromStr for StoreFaults {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut f = StoreFaults::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not key=value"))?;
+            let rate = || match value.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(format!("{key}={value:?} is not a rate in [0, 1]")),
+            };
+            match key {
+                "errors" => f.errors = rate()?,
+                "lost" => f.lost = rate()?,
+                "timeouts" => f.timeouts = rate()?,
+                "seed" => {
+                    f.seed = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("seed={value:?} is not an integer"))?,
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown fault {key:?} (errors, lost, timeouts, seed)"
+                    ));
+                }
+            }
+        }
+        if f.errors + f.lost + f.timeouts > 1.0 {
+            return Err("errors + lost + timeouts exceed 1".into());
+        }
+        Ok(f)
+    }
 }
 
 /// Settings of `ferrymq token`.
@@ -186,7 +242,7 @@ pub fn install_tracing(cli: &Cli) {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::server::run(args).await,
+        Command::Serve(args) => crate::server::run(*args).await,
         Command::Token(args) => {
             let secret = match args.jwt_secret {
                 Some(s) => s,
@@ -198,5 +254,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Compact(args) => crate::compact::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_faults_parse_and_reject() {
+        let f: StoreFaults = "errors=0.05, lost=0.01,seed=7".parse().expect("valid");
+        assert_eq!(
+            f,
+            StoreFaults {
+                errors: 0.05,
+                lost: 0.01,
+                timeouts: 0.0,
+                seed: Some(7)
+            }
+        );
+        assert_eq!("".parse::<StoreFaults>(), Ok(StoreFaults::default()));
+        for bad in [
+            "errors",
+            "errors=2",
+            "lost=-0.1",
+            "seed=x",
+            "typo=0.1",
+            "errors=0.6,lost=0.6",
+        ] {
+            assert!(bad.parse::<StoreFaults>().is_err(), "{bad}");
+        }
     }
 }

@@ -13,6 +13,7 @@ struct Metrics {
     batches: IntCounter,
     batch_bytes: Histogram,
     store_requests: IntCounterVec,
+    injected_faults: IntCounter,
     corrupt: IntCounter,
     http: IntCounterVec,
 }
@@ -52,6 +53,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["op"],
     )
     .expect("metric");
+    let injected_faults = IntCounter::new(
+        "ferrymq_store_injected_faults_total",
+        "Store calls failed on purpose by --store-faults or an outage (tests only)",
+    )
+    .expect("metric");
     let corrupt = IntCounter::new(
         "ferrymq_corrupt_objects_total",
         "Reads that found a damaged or missing object",
@@ -71,6 +77,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(batches.clone()),
         Box::new(batch_bytes.clone()),
         Box::new(store_requests.clone()),
+        Box::new(injected_faults.clone()),
         Box::new(corrupt.clone()),
         Box::new(http.clone()),
     ] {
@@ -83,6 +90,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         batches,
         batch_bytes,
         store_requests,
+        injected_faults,
         corrupt,
         http,
     }
@@ -113,6 +121,14 @@ pub fn observe_store_requests(puts: u64, gets: u64, lists: u64, deletes: u64) {
         if n > have {
             c.inc_by(n - have);
         }
+    }
+}
+
+/// Store calls failed by fault injection so far (set from the counting wrapper).
+pub fn observe_store_injected_faults(n: u64) {
+    let have = METRICS.injected_faults.get();
+    if n > have {
+        METRICS.injected_faults.inc_by(n - have);
     }
 }
 

@@ -17,6 +17,9 @@ use segment_writer::segment::Message;
 use segment_writer::segment_store;
 use segment_writer::store::Store;
 
+/// Tries of a segment read that failed with a transient store error.
+const READ_ATTEMPTS: u32 = 4;
+
 /// A message read at an offset.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -156,7 +159,18 @@ impl Reader {
                 return Ok(slice.to_vec());
             }
         }
-        segment_store::read_ordinals(&self.store, segment, ordinals).await
+        // A read spans many segments and each costs a few ranged GETs: one transient store
+        // error among them must not fail the whole receive or pull (found by the history
+        // checker: at 5% store errors a restarted gateway, its hot tail empty, failed nearly
+        // every receive of a lagging group). The store's own retries come first; this is the
+        // last resort, so it retries at once, a few times.
+        let mut attempt = 1;
+        loop {
+            match segment_store::read_ordinals(&self.store, segment, ordinals.clone()).await {
+                Err(e) if e.is_retryable() && attempt < READ_ATTEMPTS => attempt += 1,
+                result => return result,
+            }
+        }
     }
 
     /// The message at `ordinal` of `segment` (a timer or a half message).

@@ -189,10 +189,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let clock: Arc<dyn Clock> = TokioClock::shared();
     let base = Store::open(&url)?;
+    let mut faults = profile.unwrap_or_default();
+    let mut fault_seed = rand::random();
+    if let Some(f) = args.store_faults {
+        faults.error_rate = f.errors;
+        faults.lost_response_rate = f.lost;
+        faults.timeout_rate = f.timeouts;
+        fault_seed = f.seed.unwrap_or(fault_seed);
+        warn!(
+            ?f,
+            fault_seed, "injecting store faults (--store-faults): for tests only"
+        );
+    }
     let counter = Arc::new(FaultyStore::new(
         base.inner.clone(),
-        profile.unwrap_or_default(),
-        rand::random(),
+        faults,
+        fault_seed,
         clock.clone(),
     ));
     let store = base.wrapped(counter.clone());
@@ -211,7 +223,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..LogSettings::default()
     };
     info!(store = %url, gateway = %gateway_id, %address, "opening the manifest");
-    let node = Node::start(store.clone(), ns, clock.clone(), forwarder, rand::random()).await?;
+    // A store that fails now and then (an S3 503) must not stop a gateway from starting: the
+    // manifest load is retried while its error is transient, for about a minute.
+    let mut attempt = 0u64;
+    let node = loop {
+        let fwd = forwarder.clone();
+        match Node::start(
+            store.clone(),
+            ns.clone(),
+            clock.clone(),
+            fwd,
+            rand::random(),
+        )
+        .await
+        {
+            Ok(node) => break node,
+            Err(e) if e.is_retryable() && attempt < 60 => {
+                attempt += 1;
+                warn!(error = %e, attempt, "loading the manifest failed; retrying");
+                clock
+                    .sleep(Duration::from_millis(100 * attempt.min(10)))
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let reader = Arc::new(Reader::new(store.clone(), args.hot_tail_bytes));
     let (batcher, batcher_task) = Batcher::start(
         node.clone(),
@@ -348,6 +384,7 @@ fn spawn_background(
             node.clock().sleep(Duration::from_millis(250)).await;
             let c = counter.counts();
             crate::metrics::observe_store_requests(c.puts, c.gets, c.lists, c.deletes);
+            crate::metrics::observe_store_injected_faults(c.injected_faults);
             if node.is_stopped() {
                 return;
             }

@@ -107,6 +107,34 @@ fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> 
     Ok(d)
 }
 
+/// GETs an immutable object (`None` if absent), retrying a failed call a few times with a
+/// short backoff: opening a log reads hundreds of objects, and one transient store error among
+/// them must not fail the whole open (found by the history checker at 5% store errors).
+async fn get_retrying(
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    path: &object_store::path::Path,
+) -> Result<Option<Bytes>> {
+    const ATTEMPTS: u32 = 4;
+    let mut attempt = 1;
+    loop {
+        let got = match store.inner.get(path).await {
+            Ok(r) => r.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) if attempt < ATTEMPTS => {
+                debug!(error = %e, %path, attempt, "manifest get failed; retrying");
+                clock.sleep(Duration::from_millis(20 << attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(Error::store("get", path, e)),
+        }
+    }
+}
+
 impl ManifestLog {
     /// Opens the log: newest checkpoint plus the versions after it. `writer` names this
     /// incarnation in the deltas it writes; `seed` seeds its nonces.
@@ -225,16 +253,14 @@ impl ManifestLog {
             .map(|(_, v)| v)
             .collect();
         let store = self.store.clone();
+        let clock = self.clock.clone();
         let mut fetched = futures::stream::iter(run.into_iter().map(|v| {
-            let store = store.clone();
+            let (store, clock) = (store.clone(), clock.clone());
             async move {
                 let path = store.paths.log_version(v);
-                let r = store
-                    .inner
-                    .get(&path)
-                    .await
-                    .map_err(|e| Error::store("get", &path, e))?;
-                let bytes = r.bytes().await.map_err(|e| Error::store("get", &path, e))?;
+                let bytes = get_retrying(&store, &clock, &path)
+                    .await?
+                    .ok_or_else(|| Error::corrupt(&path, "listed log version vanished"))?;
                 decode_delta(&path, &bytes)
             }
         }))
@@ -278,13 +304,7 @@ impl ManifestLog {
     }
 
     async fn get(&self, path: &object_store::path::Path) -> Result<Option<Bytes>> {
-        match self.store.inner.get(path).await {
-            Ok(r) => Ok(Some(
-                r.bytes().await.map_err(|e| Error::store("get", path, e))?,
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::store("get", path, e)),
-        }
+        get_retrying(&self.store, &self.clock, path).await
     }
 
     /// GETs the versions after the state's until one is not found.

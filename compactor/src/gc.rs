@@ -7,7 +7,8 @@
 //!   ([`segment_writer::manifest::State::referenced_segments`], read *after* the LIST, through
 //!   a commit, so the state is at least as new as the listing) and it is older than a grace
 //!   (segments are written before the commit that references them).
-//! - **Orphans**: archive files that no catalogue entry names, older than a grace.
+//! - **Orphans**: archive files that no catalogue entry names, and timer spill objects the
+//!   state no longer references (loaded back, or their commit failed), older than a grace.
 //! - **Archive retention** (off by default): the oldest files of a queue whose newest message
 //!   is older than the setting are removed from the catalogue, then deleted.
 
@@ -45,7 +46,8 @@ async fn delete(node: &Node, paths: Vec<Path>) -> Result<u64> {
     Ok(n)
 }
 
-/// Deletes archive files that no catalogue entry names and that are older than the grace.
+/// Deletes archive files that no catalogue entry names and timer spill objects the state does
+/// not reference, older than the grace.
 pub async fn collect_orphans(
     node: &Node,
     s: &CompactSettings,
@@ -72,7 +74,34 @@ pub async fn collect_orphans(
         observer.step("delete orphans");
         info!(count = doomed.len(), "deleting orphan archive files");
     }
-    delete(node, doomed).await
+    let mut deleted = delete(node, doomed).await?;
+
+    // Timer spill objects the state no longer references: loaded back, or written by a
+    // spill whose commit failed.
+    let listed = list(node, &store.paths.timer_spill_dir()).await?;
+    take_lease(node, s).await?;
+    let referenced = node.state().referenced_timer_spills();
+    let cutoff = node.clock().now_ms() - s.orphan_grace.as_millis() as i64;
+    let doomed: Vec<Path> = listed
+        .into_iter()
+        .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
+        .filter(|m| {
+            store
+                .paths
+                .strip_prefix(&m.location)
+                .is_some_and(|rel| !referenced.contains(&rel))
+        })
+        .map(|m| m.location)
+        .collect();
+    if !doomed.is_empty() {
+        observer.step("delete timer spills");
+        info!(
+            count = doomed.len(),
+            "deleting timer spill objects no longer referenced"
+        );
+    }
+    deleted += delete(node, doomed).await?;
+    Ok(deleted)
 }
 
 /// Drops ranges past retention, expires archive files past the archive retention, and deletes

@@ -1347,7 +1347,10 @@ async fn cluster(State(st): St, headers: HeaderMap) -> ApiResult {
     if let Some(q) = s.sequencer.as_ref().filter(|q| q.gateway != me.gateway_id) {
         gateways.push(json!({"gateway": q.gateway, "address": q.address, "sequencer": true}));
     }
-    Ok(Json(json!({"manifest_version": s.version, "gateways": gateways, "store": st.store_url, "sequencer_epoch": s.sequencer.as_ref().map(|q| q.epoch)})).into_response())
+    let (inline, spilled) = s.timer_counts();
+    let timers =
+        json!({"inline": inline, "spilled": spilled, "spill_objects": s.spilled_timers.len()});
+    Ok(Json(json!({"manifest_version": s.version, "gateways": gateways, "store": st.store_url, "sequencer_epoch": s.sequencer.as_ref().map(|q| q.epoch), "delayed_messages": timers})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -1570,19 +1573,40 @@ async fn cancel_message(
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Pub, &format!("topic/{topic}"))?;
     refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
-    let pending = {
+    let (inline, spills) = {
         let s = st.node.state();
         if !s.topics.contains_key(&topic) {
             return Err(topic_not_found(&topic));
         }
-        s.timers
+        let inline = s
+            .timers
             .values()
-            .any(|p| p.topic == topic && p.message_id == message_id)
+            .any(|p| p.topic == topic && p.message_id == message_id);
+        (inline, s.spills_holding(&message_id))
     };
-    if pending {
+    // Not inline: the spills whose fingerprints match may hold it (immutable objects; a
+    // fingerprint can match by chance, so look).
+    let mut spilled_in = None;
+    if !inline {
+        for object in spills {
+            let file = segment_writer::manifest::timers::get_spill(st.node.store(), &object)
+                .await
+                .map_err(ApiError::from)?;
+            if file
+                .timers
+                .iter()
+                .any(|t| t.message.message_id == message_id && t.message.topic == topic)
+            {
+                spilled_in = Some(object);
+                break;
+            }
+        }
+    }
+    if inline || spilled_in.is_some() {
         let cancel = Command::CancelTimer {
             topic: topic.clone(),
             message_id: message_id.clone(),
+            spilled_in,
         };
         match one(submit_and_apply(&st, vec![cancel]).await?) {
             Ok(_) => return Ok(StatusCode::NO_CONTENT.into_response()),

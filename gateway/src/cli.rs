@@ -98,6 +98,20 @@ pub struct ServeArgs {
     /// Inject a latency profile into the store (`s3-standard`, `s3-express`, `minio-lan`), for benchmarks.
     #[arg(long, env = "FERRYMQ_STORE_PROFILE")]
     pub store_profile: Option<String>,
+    /// Delayed messages kept in the manifest itself (the earliest due); beyond this plus
+    /// `--timer-spill-chunk`, the sequencer moves those due last to spill objects in the bucket.
+    #[arg(long, env = "FERRYMQ_TIMER_KEEP_INLINE", default_value_t = 20_000)]
+    pub timer_keep_inline: usize,
+    /// Delayed messages per spill object.
+    #[arg(long, env = "FERRYMQ_TIMER_SPILL_CHUNK", default_value_t = 4_096)]
+    pub timer_spill_chunk: usize,
+    /// Only delayed messages due later than this are spilled.
+    #[arg(long, env = "FERRYMQ_TIMER_SPILL_HORIZON", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timer_spill_horizon: Duration,
+    /// A spill object is loaded back into the manifest this long before its first message is
+    /// due (less than `--timer-spill-horizon`).
+    #[arg(long, env = "FERRYMQ_TIMER_LOAD_AHEAD", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timer_load_ahead: Duration,
     /// Run the compactor in this gateway every this long (off by default; one compactor is
     /// active cluster-wide at a time, through a lease in the manifest).
     #[arg(long, env = "FERRYMQ_COMPACT_INTERVAL", value_parser = humantime::parse_duration)]

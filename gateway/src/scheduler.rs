@@ -4,14 +4,19 @@
 //! Only the sequencer ticks (every `tick`), so a due timer becomes visible within about one
 //! tick plus one commit. `check_times` is committed before each webhook call; a webhook that
 //! answers `commit` or `rollback` is turned into a decision like `POST /v1/transactions/{id}`.
+//!
+//! The spill keeper (also the sequencer's) moves timers due far ahead out of the manifest into
+//! spill objects and back ([`spawn_spill_keeper`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::manifest::timers::{self, SpillSettings};
 use segment_writer::manifest::{CheckDue, Command, Outcome};
 use segment_writer::node::Node;
+use segment_writer::paths::Paths;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
@@ -152,4 +157,69 @@ async fn call_webhook(node: &Node, reader: &Reader, client: &reqwest::Client, du
         }
         return;
     }
+}
+
+/// Starts the sequencer's timer spill keeper (`segment_writer::manifest::timers`): every
+/// 50 ms it loads back the spill due first if it is near, or else spills the chunk of timers
+/// due last if too many are inline. One object write or read and one commit per round.
+pub fn spawn_spill_keeper(node: Node, settings: SpillSettings) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            // Back off after failures (a store outage): 50 ms, then up to 5 s.
+            let pause = Duration::from_millis(50 << failures.min(7)).min(Duration::from_secs(5));
+            node.clock().sleep(pause).await;
+            if node.is_stopped() {
+                return;
+            }
+            if !node.is_sequencer() {
+                continue;
+            }
+            match keep_timers(&node, &settings).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %e, "spilling or loading timers failed");
+                }
+            }
+        }
+    })
+}
+
+/// One round of the spill keeper.
+async fn keep_timers(node: &Node, settings: &SpillSettings) -> segment_writer::Result<()> {
+    let now = node.state().time_ms.max(node.clock().now_ms());
+    let (load, plan) = {
+        let s = node.state();
+        match s.due_timer_spill(now, settings) {
+            Some(object) => (Some(object), None),
+            None => (None, s.plan_timer_spill(now, settings)),
+        }
+    };
+    let command = if let Some(object) = load {
+        let file = timers::get_spill(node.store(), &object).await?;
+        debug!(%object, timers = file.timers.len(), "loading spilled timers");
+        Command::LoadTimers {
+            object,
+            timers: file.timers,
+        }
+    } else if let Some(file) = plan {
+        let object = Paths::timer_spill_name(&ulid::Ulid::new());
+        timers::put_spill(node.store(), &object, &file).await?;
+        debug!(%object, timers = file.timers.len(), "spilling timers");
+        Command::SpillTimers {
+            object,
+            spill: file.summary(),
+        }
+    } else {
+        return Ok(());
+    };
+    let committed = node.submit(vec![command]).await?;
+    if let Some(Outcome::Rejected { rejection }) = committed.outcomes.first() {
+        // Timers published into the chunk meanwhile: planned again next round.
+        debug!(%rejection, "timer spill refused");
+    }
+    node.wait_applied(committed.version, Duration::from_secs(2))
+        .await;
+    Ok(())
 }

@@ -15,6 +15,7 @@ use axum::http::header::AUTHORIZATION;
 use rand::TryRngCore;
 use segment_writer::clock::{Clock, TokioClock};
 use segment_writer::faulty::{FaultConfig, FaultyStore};
+use segment_writer::manifest::timers::SpillSettings;
 use segment_writer::manifest::{Command, LogSettings};
 use segment_writer::node::{Node, NodeSettings};
 use segment_writer::store::{Store, StoreKind, kind_of};
@@ -152,6 +153,23 @@ fn secrets(args: &ServeArgs, url: &str, kind: StoreKind) -> anyhow::Result<Secre
     })
 }
 
+/// The timer spill settings of the `--timer-*` flags.
+fn timer_spill_settings(args: &ServeArgs) -> anyhow::Result<SpillSettings> {
+    let s = SpillSettings {
+        keep_inline: args.timer_keep_inline,
+        chunk: args.timer_spill_chunk,
+        horizon_ms: args.timer_spill_horizon.as_millis() as i64,
+        load_ahead_ms: args.timer_load_ahead.as_millis() as i64,
+    };
+    if s.chunk == 0 {
+        anyhow::bail!("--timer-spill-chunk must be at least 1");
+    }
+    if s.load_ahead_ms >= s.horizon_ms {
+        anyhow::bail!("--timer-load-ahead must be less than --timer-spill-horizon");
+    }
+    Ok(s)
+}
+
 /// Runs `ferrymq serve` until SIGTERM or ctrl-c.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let url = match &args.store {
@@ -180,6 +198,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
+    let spill = timer_spill_settings(&args)?;
     if args.check_config {
         println!(
             "configuration ok: store {url}, listen {}, advertise {address:?}",
@@ -283,6 +302,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let background = spawn_background(node.clone(), reader.clone(), counter.clone());
     let scheduler =
         crate::scheduler::spawn(node.clone(), reader.clone(), Duration::from_millis(10));
+    let spill_keeper = crate::scheduler::spawn_spill_keeper(node.clone(), spill);
     let compactor = args
         .compact_interval
         .map(|every| crate::compact::spawn_background(node.clone(), every, &args.compactor));
@@ -317,6 +337,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     node.shutdown().await;
     background.abort();
     scheduler.abort();
+    spill_keeper.abort();
     if let Some(c) = compactor {
         c.abort();
     }

@@ -8,6 +8,7 @@ const SEGMENTS: &str = "segments";
 const LOG: &str = "manifest/log";
 const CHECKPOINTS: &str = "manifest/checkpoints";
 const ARCHIVE: &str = "archive";
+const TIMERS: &str = "timers";
 
 /// Builds and parses the keys of one FerryMQ bucket prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,16 @@ impl Paths {
     /// `archive/topic=<t>/date=<d>/hour=<h>/<id>.parquet`, relative to the prefix.
     pub fn archive_name(topic: &str, date: &str, hour: u32, id: &str) -> String {
         format!("{ARCHIVE}/topic={topic}/date={date}/hour={hour:02}/{id}.parquet")
+    }
+
+    /// `timers/<ulid>.json`: a timer spill object, relative to the prefix.
+    pub fn timer_spill_name(id: &ulid::Ulid) -> String {
+        format!("{TIMERS}/{id}.json")
+    }
+
+    /// The folder of timer spill objects, for LIST (garbage collection).
+    pub fn timer_spill_dir(&self) -> Path {
+        self.join(TIMERS)
     }
 
     /// The folder of the Parquet archive, for LIST (orphan collection).

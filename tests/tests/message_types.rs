@@ -355,6 +355,122 @@ async fn delayed_messages_cancel_and_restart(backend: Backend) {
 }
 on_real_stores!(delayed_messages_cancel_and_restart);
 
+/// `GET /v1/cluster`'s count of delayed messages (inline, spilled).
+async fn timer_counts(api: &Api) -> (u64, u64) {
+    let c = api.get("/v1/cluster").await.body;
+    (
+        c["delayed_messages"]["inline"].as_u64().unwrap(),
+        c["delayed_messages"]["spilled"].as_u64().unwrap(),
+    )
+}
+
+async fn delayed_messages_spill_to_objects_and_back(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    // Tiny thresholds: at most 20 + 16 timers inline, spills of 16, loaded 1 s before due.
+    let flags = [
+        "--timer-keep-inline",
+        "20",
+        "--timer-spill-chunk",
+        "16",
+        "--timer-spill-horizon",
+        "3s",
+        "--timer-load-ahead",
+        "1s",
+    ];
+    let mut gw = Gateway::start(&ts.url, &flags).await;
+    let api = Api::admin(&gw);
+    assert_eq!(
+        api.put("/v1/topics/d", json!({"type": "delay", "queues": 2}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        api.put(
+            "/v1/groups/dg",
+            json!({"subscriptions": [{"topic": "d"}], "start_from": "earliest"})
+        )
+        .await
+        .status,
+        201
+    );
+    // 120 messages due from 5 s to about 12 s from now, published in four batches.
+    let t0 = now_ms();
+    let mut due: BTreeMap<String, i64> = BTreeMap::new();
+    let mut ids = Vec::new();
+    for b in 0..4 {
+        let messages: Vec<Value> = (0..30)
+            .map(|i| {
+                let n = b * 30 + i;
+                json!({"body": format!("t{n}"), "deliver_at": t0 + 5_000 + n * 60})
+            })
+            .collect();
+        let r = api
+            .post("/v1/topics/d/messages", json!({ "messages": messages }))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        for (i, x) in r.body["results"].as_array().unwrap().iter().enumerate() {
+            let n = b * 30 + i as i64;
+            due.insert(format!("t{n}"), t0 + 5_000 + n * 60);
+            ids.push(x["message_id"].as_str().unwrap().to_string());
+        }
+    }
+    // The keeper spills those due last until at most 36 are inline.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut counts = timer_counts(&api).await;
+    while counts.0 > 36 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        counts = timer_counts(&api).await;
+    }
+    assert!(
+        counts.0 <= 36 && counts.1 >= 84,
+        "inline, spilled: {counts:?}"
+    );
+    assert_eq!(counts.0 + counts.1, 120);
+    // Cancel the message due last (spilled): 204, then 404; it never arrives.
+    let last = ids.last().unwrap().clone();
+    let path = format!("/v1/topics/d/messages/{last}");
+    assert_eq!(api.call("DELETE", &path, None).await.status, 204);
+    assert_eq!(api.call("DELETE", &path, None).await.status, 404);
+    assert_eq!(timer_counts(&api).await.1, counts.1 - 1);
+    due.remove("t119");
+    // The spills survive a SIGKILL (they are in the bucket and the manifest).
+    gw.kill9();
+    gw.restart().await;
+    let api = Api::admin(&gw);
+    assert_eq!(timer_counts(&api).await.1, counts.1 - 1);
+    // Every message arrives once, never before it is due.
+    let mut got: BTreeMap<String, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < due.len() && Instant::now() < deadline {
+        let ms = receive(&api, "dg", json!({"wait_ms": 1000, "max_messages": 64})).await;
+        let at = now_ms();
+        let mut handles = Vec::new();
+        for m in ms {
+            let body = m["body"].as_str().unwrap().to_string();
+            let d = due[&body];
+            assert!(at >= d, "{body} delivered {} ms early", d - at);
+            assert!(got.insert(body.clone(), at - d).is_none(), "{body} twice");
+            handles.push(m["receipt_handle"].clone());
+        }
+        if !handles.is_empty() {
+            ack(&api, "dg", handles).await;
+        }
+    }
+    assert_eq!(got.len(), 119, "every message but the cancelled one");
+    let worst = got.values().max().copied().unwrap_or(0);
+    assert!(worst < 5_000, "a message came {worst} ms after due");
+    assert!(
+        receive(&api, "dg", json!({"wait_ms": 500}))
+            .await
+            .is_empty()
+    );
+    assert_eq!(timer_counts(&api).await, (0, 0));
+}
+on_real_stores!(delayed_messages_spill_to_objects_and_back);
+
 // ---------- transactions ----------
 
 /// A check-back webhook answering `action`, recording what it was sent.

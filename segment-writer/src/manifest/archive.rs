@@ -135,6 +135,11 @@ impl State {
             // Delayed messages not yet due and half messages point into segments too.
             .chain(self.timers.values().map(|p| p.segment.clone()))
             .chain(self.halves.values().map(|h| h.message.segment.clone()))
+            .chain(
+                self.spilled_timers
+                    .values()
+                    .flat_map(|t| t.segments.iter().cloned()),
+            )
             .collect()
     }
 

@@ -191,8 +191,25 @@ pub enum Command {
     },
     /// Append every timer due at the delta time to its queue (issued by the sequencer's ticker).
     FireTimers,
-    /// Cancel a delayed message not yet due.
-    CancelTimer { topic: String, message_id: String },
+    /// Cancel a delayed message not yet due: inline, or else in the spill `spilled_in` (where
+    /// the gateway found it).
+    CancelTimer {
+        topic: String,
+        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spilled_in: Option<String>,
+    },
+    /// Move the inline timers of `spill`'s key range to the spill object `object`
+    /// (`manifest::timers`); refused unless they match `spill` exactly.
+    SpillTimers {
+        object: String,
+        spill: super::timers::TimerSpill,
+    },
+    /// Put the timers of spill object `object` back inline (all of them, as read from it).
+    LoadTimers {
+        object: String,
+        timers: Vec<super::timers::SpilledTimer>,
+    },
     /// Commit or roll back a half message.
     Decide {
         transaction_id: String,

@@ -108,7 +108,7 @@ pub fn timer_key(deliver_at_ms: i64, message_id: &str) -> String {
     format!("{:020}/{message_id}", deliver_at_ms.max(0))
 }
 
-fn timer_due(key: &str) -> i64 {
+pub(super) fn timer_due(key: &str) -> i64 {
     key.split('/')
         .next()
         .and_then(|t| t.parse().ok())
@@ -301,19 +301,26 @@ impl State {
         }
     }
 
+    /// Cancels a timer inline, or else one the gateway found in the spill `spilled_in`.
     pub(super) fn cancel_timer(
         &mut self,
         topic: &str,
         message_id: &str,
+        spilled_in: Option<&str>,
     ) -> Result<Outcome, Rejection> {
         let key = self
             .timers
             .iter()
             .find(|(_, p)| p.message_id == message_id && p.topic == topic)
-            .map(|(k, _)| k.clone())
-            .ok_or_else(|| Rejection::MessageNotFound(message_id.to_string()))?;
-        self.timers.remove(&key);
-        Ok(Outcome::Done)
+            .map(|(k, _)| k.clone());
+        match (key, spilled_in) {
+            (Some(key), _) => {
+                self.timers.remove(&key);
+                Ok(Outcome::Done)
+            }
+            (None, Some(object)) => self.cancel_spilled(object, message_id),
+            (None, None) => Err(Rejection::MessageNotFound(message_id.to_string())),
+        }
     }
 
     fn prune_decisions(&mut self, now: i64) {
@@ -671,7 +678,8 @@ mod tests {
         assert!(matches!(
             s.one(Command::CancelTimer {
                 topic: "t".into(),
-                message_id: "a".into()
+                message_id: "a".into(),
+                spilled_in: None,
             }),
             Outcome::Rejected {
                 rejection: Rejection::MessageNotFound(_)
@@ -681,7 +689,8 @@ mod tests {
         assert_eq!(
             s.one(Command::CancelTimer {
                 topic: "t".into(),
-                message_id: "c".into()
+                message_id: "c".into(),
+                spilled_in: None,
             }),
             Outcome::Done
         );

@@ -3,6 +3,7 @@
 //! - [`command`]: what a delta carries and what applying it answers.
 //! - [`state`]: the state and its deterministic [`State::apply`].
 //! - [`messaging`]: timers, half messages, producer groups, dedup and re-drive.
+//! - [`timers`]: timers due far ahead spilled to objects and loaded back.
 //! - [`archive`]: the archive catalogue, retention of offset ranges, the compactor lease.
 //! - [`log`]: reading, committing (create-if-absent) and checkpointing the log.
 //!
@@ -15,6 +16,7 @@ pub mod command;
 pub mod log;
 pub mod messaging;
 pub mod state;
+pub mod timers;
 
 pub use archive::{Archive, ArchivedFile, QueueArchive};
 pub use command::Grant;

@@ -219,6 +219,9 @@ pub struct State {
     /// map is in due order.
     #[serde(default)]
     pub timers: BTreeMap<String, Pending>,
+    /// Timers moved to spill objects (`manifest::timers`), by object name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spilled_timers: BTreeMap<String, super::timers::TimerSpill>,
     /// Half messages by transaction id.
     #[serde(default)]
     pub halves: BTreeMap<String, Half>,
@@ -450,7 +453,13 @@ impl State {
                 self.fire_timers(now);
                 Ok(Outcome::Done)
             }
-            Command::CancelTimer { topic, message_id } => self.cancel_timer(topic, message_id),
+            Command::CancelTimer {
+                topic,
+                message_id,
+                spilled_in,
+            } => self.cancel_timer(topic, message_id, spilled_in.as_deref()),
+            Command::SpillTimers { object, spill } => self.spill_timers(object, spill),
+            Command::LoadTimers { object, timers } => self.load_timers(object, timers),
             Command::Decide {
                 transaction_id,
                 commit,

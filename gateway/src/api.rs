@@ -911,6 +911,10 @@ struct ReceiveBody {
     consumer: Option<String>,
 }
 
+/// Candidates a receive considers per queue of a FIFO topic (past message groups that have
+/// one in flight).
+const FIFO_LOOK_AHEAD: usize = 512;
+
 fn default_receive_max() -> u32 {
     32
 }
@@ -977,15 +981,14 @@ async fn receive(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
     loop {
         let now = st.node.clock().now_ms();
-        // Ordered topics look further ahead: a message group with one in flight is passed over.
-        let window = if ordered.is_empty() {
-            (b.max_messages as usize) * 2
-        } else {
-            (b.max_messages as usize * 2).max(512)
-        };
+        // Ordered topics look further ahead in each queue: a message group with one in flight
+        // is passed over. A lease asks for at most twice what it may grant.
+        let window = (b.max_messages as usize) * 2;
         let (candidates, blocked) = {
             let s = st.node.state();
-            let candidates = s.candidates(&group, &consumer, now, window);
+            let candidates = s.candidates_looking_ahead(&group, &consumer, now, window, |t| {
+                ordered.contains(t).then_some(window.max(FIFO_LOOK_AHEAD))
+            });
             let mut blocked: BTreeMap<(String, u32), BTreeMap<String, u64>> = BTreeMap::new();
             for c in candidates.iter().filter(|c| ordered.contains(&c.topic)) {
                 let key = (c.topic.clone(), c.queue);
@@ -1076,8 +1079,10 @@ async fn receive(
                     }
                     _ => None,
                 };
-                wanted.push(c);
-                message_groups.push(mg);
+                if wanted.len() < window {
+                    wanted.push(c);
+                    message_groups.push(mg);
+                }
             }
             if ordered.is_empty() {
                 message_groups.clear();

@@ -3,22 +3,32 @@
 //! The hot tail is a byte-bounded cache of recent segments, decoded: filled by this gateway's
 //! own batches as it writes them and, on followers, by fetching each new segment once when the
 //! delta that appends it is applied. A read of recent data costs no object-store GET; older
-//! data is read from its segment with ranged GETs (footer, index, the blocks needed); offsets
+//! data is read from its segment: a small one (≤ 1 MiB) whole, in one GET, and kept in the
+//! hot tail (a lagging consumer reads on into it); a big one with ranged GETs (footer, index,
+//! the blocks needed). Offsets
 //! whose ranges retention dropped are read from the Parquet archive through the catalogue
 //! (also when a segment vanished between planning a read and reading it: it was archived).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use compactor::ArchiveReader;
+use futures::StreamExt;
 use segment_writer::manifest::{OffsetRange, QueueArchive, State};
 use segment_writer::segment::Message;
-use segment_writer::segment_store;
+use segment_writer::segment_store::{self, SegmentRead};
 use segment_writer::store::Store;
 
 /// Tries of a segment read that failed with a transient store error.
 const READ_ATTEMPTS: u32 = 4;
+
+/// Segments up to this size are read whole (one GET) and kept in the hot tail; larger ones are
+/// read with ranged GETs of the blocks needed.
+const WHOLE_SEGMENT_BELOW: u64 = 1024 * 1024;
+
+/// Segment reads in flight for one read of a queue.
+const PIECES_IN_FLIGHT: usize = 8;
 
 /// A message read at an offset.
 #[derive(Debug, Clone)]
@@ -31,9 +41,12 @@ pub struct Stored {
     pub origin_topic: Option<String>,
 }
 
+/// Segments by name with their size and last use; `by_use` orders names by last use, so an
+/// eviction is O(log n).
 #[derive(Debug, Default)]
 struct Lru {
     map: HashMap<String, (Arc<Vec<Message>>, usize, u64)>,
+    by_use: BTreeMap<u64, String>,
     total: usize,
     tick: u64,
 }
@@ -98,15 +111,12 @@ impl Reader {
         let tick = c.tick;
         if let Some(old) = c.map.insert(name.to_string(), (messages, bytes, tick)) {
             c.total -= old.1;
+            c.by_use.remove(&old.2);
         }
+        c.by_use.insert(tick, name.to_string());
         c.total += bytes;
         while c.total > self.max_bytes {
-            let Some(victim) = c
-                .map
-                .iter()
-                .min_by_key(|(_, v)| v.2)
-                .map(|(k, _)| k.clone())
-            else {
+            let Some((_, victim)) = c.by_use.pop_first() else {
                 break;
             };
             if let Some(v) = c.map.remove(&victim) {
@@ -133,10 +143,14 @@ impl Reader {
         let mut c = self.cache.lock().expect("cache lock poisoned");
         c.tick += 1;
         let tick = c.tick;
-        c.map.get_mut(name).map(|v| {
-            v.2 = tick;
-            v.0.clone()
-        })
+        let (messages, last) = {
+            let v = c.map.get_mut(name)?;
+            let last = std::mem::replace(&mut v.2, tick);
+            (v.0.clone(), last)
+        };
+        c.by_use.remove(&last);
+        c.by_use.insert(tick, name.to_string());
+        Some(messages)
     }
 
     /// Fetches a whole segment into the hot tail (followers, when its delta is applied).
@@ -165,10 +179,34 @@ impl Reader {
         // every receive of a lagging group). The store's own retries come first; this is the
         // last resort, so it retries at once, a few times.
         let mut attempt = 1;
-        loop {
-            match segment_store::read_ordinals(&self.store, segment, ordinals.clone()).await {
+        let read = loop {
+            match segment_store::read_ordinals_or_whole(
+                &self.store,
+                segment,
+                ordinals.clone(),
+                WHOLE_SEGMENT_BELOW,
+            )
+            .await
+            {
                 Err(e) if e.is_retryable() && attempt < READ_ATTEMPTS => attempt += 1,
-                result => return result,
+                result => break result?,
+            }
+        };
+        match read {
+            SegmentRead::Some(messages) => Ok(messages),
+            // A small segment is read and kept whole: the next read of a lagging consumer
+            // (or the next look of a receive that was not granted everything) hits memory.
+            SegmentRead::Whole(all) => {
+                let all = Arc::new(all);
+                let slice = all
+                    .get(ordinals.start as usize..ordinals.end as usize)
+                    .map(<[Message]>::to_vec)
+                    .ok_or_else(|| segment_writer::Error::Corrupt {
+                        path: segment.to_string(),
+                        reason: format!("ordinals {ordinals:?} beyond its {} messages", all.len()),
+                    })?;
+                self.insert(segment, all);
+                Ok(slice)
             }
         }
     }
@@ -248,8 +286,15 @@ impl Reader {
             let at = out.last().map_or(from, |s| s.offset + 1);
             plan(&q.ranges, at, q.next_offset, max - out.len())
         };
-        for p in pieces {
-            let msgs = match self.read_piece(&p.segment, p.ordinals.clone()).await {
+        // Pieces are read concurrently (a cold read spans many small segments), in order.
+        let mut reads = futures::stream::iter(pieces)
+            .map(|p| async move {
+                let r = self.read_piece(&p.segment, p.ordinals.clone()).await;
+                (p, r)
+            })
+            .buffered(PIECES_IN_FLIGHT);
+        while let Some((p, read)) = reads.next().await {
+            let msgs = match read {
                 Ok(m) => m,
                 Err(e) => {
                     // Retention may have dropped the range and deleted the segment since the
@@ -335,4 +380,52 @@ fn plan(ranges: &[OffsetRange], from: u64, end: u64, max: usize) -> Vec<Piece> {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(body_bytes: usize) -> Arc<Vec<Message>> {
+        Arc::new(vec![Message {
+            topic: "t".into(),
+            message_id: "m".into(),
+            body: vec![0u8; body_bytes].into(),
+            tag: None,
+            keys: Vec::new(),
+            properties: Default::default(),
+            message_group: None,
+            producer_group: None,
+            publish_time_ms: 0,
+            deliver_at_ms: None,
+        }])
+    }
+
+    #[test]
+    fn the_hot_tail_evicts_the_least_recently_used_within_its_bound() {
+        let store = Store::open("memory://").expect("memory store");
+        let one = segment(1000)
+            .iter()
+            .map(Message::approx_size)
+            .sum::<usize>();
+        let reader = Reader::new(store, one * 3);
+        reader.insert("a", segment(1000));
+        reader.insert("b", segment(1000));
+        reader.insert("c", segment(1000));
+        assert!(
+            reader.cached("a").is_some(),
+            "a used again: b is now the oldest"
+        );
+        reader.insert("d", segment(1000));
+        assert!(!reader.contains("b"));
+        assert!(reader.contains("a") && reader.contains("c") && reader.contains("d"));
+        assert_eq!(reader.bytes(), one * 3);
+        // Re-inserting a name replaces it without counting it twice.
+        reader.insert("d", segment(1000));
+        assert_eq!(reader.bytes(), one * 3);
+        // A segment bigger than the whole bound is not kept.
+        reader.insert("huge", segment(one * 4));
+        assert!(!reader.contains("huge"));
+        assert_eq!(reader.bytes(), one * 3);
+    }
 }

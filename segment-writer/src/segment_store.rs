@@ -61,6 +61,42 @@ pub async fn get_segment_bytes(store: &Store, name: &str) -> Result<Bytes> {
     r.bytes().await.map_err(|e| Error::store("get", &path, e))
 }
 
+/// What [`read_ordinals_or_whole`] read.
+#[derive(Debug)]
+pub enum SegmentRead {
+    /// The whole segment (it was small): every message, by ordinal.
+    Whole(Vec<Message>),
+    /// Only the messages asked for.
+    Some(Vec<Message>),
+}
+
+/// Reads the messages at `ordinals` of a segment: the whole segment in one GET when it is at
+/// most `whole_below` bytes (worth caching: a lagging consumer reads on into it), else with
+/// ranged GETs ([`read_ordinals`]).
+pub async fn read_ordinals_or_whole(
+    store: &Store,
+    name: &str,
+    ordinals: Range<u32>,
+    whole_below: u64,
+) -> Result<SegmentRead> {
+    let path = store.paths.segment(name);
+    let size = head_size(store, &path).await?;
+    if size <= whole_below {
+        return read_segment(store, name).await.map(SegmentRead::Whole);
+    }
+    read_ranges(store, &path, size, ordinals)
+        .await
+        .map(SegmentRead::Some)
+}
+
+async fn head_size(store: &Store, path: &object_store::path::Path) -> Result<u64> {
+    let meta = store.inner.head(path).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => Error::corrupt(path, "segment is missing"),
+        e => Error::store("head", path, e),
+    })?;
+    Ok(meta.size)
+}
+
 /// Reads the messages at `ordinals` of a segment with ranged GETs.
 pub async fn read_ordinals(
     store: &Store,
@@ -68,12 +104,18 @@ pub async fn read_ordinals(
     ordinals: Range<u32>,
 ) -> Result<Vec<Message>> {
     let path = store.paths.segment(name);
+    let size = head_size(store, &path).await?;
+    read_ranges(store, &path, size, ordinals).await
+}
+
+async fn read_ranges(
+    store: &Store,
+    path: &object_store::path::Path,
+    size: u64,
+    ordinals: Range<u32>,
+) -> Result<Vec<Message>> {
+    let path = path.clone();
     let corrupt = |e: segment::SegmentError| Error::corrupt(&path, e);
-    let meta = store.inner.head(&path).await.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => Error::corrupt(&path, "segment is missing"),
-        e => Error::store("head", &path, e),
-    })?;
-    let size = meta.size;
     if size < FOOTER_LEN as u64 {
         return Err(corrupt(segment::SegmentError::Truncated("footer")));
     }

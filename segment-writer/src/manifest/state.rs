@@ -901,14 +901,31 @@ impl State {
         now: i64,
         limit: usize,
     ) -> Vec<QueueOffset> {
+        self.candidates_looking_ahead(group, consumer, now, limit, |_| None)
+    }
+
+    /// [`State::candidates`], except that the queues of a topic for which `ahead` answers
+    /// `Some(n)` give up to `n` candidates each, outside the shared `limit` (FIFO topics: a
+    /// receive looks past message groups that have one in flight, in every queue).
+    pub fn candidates_looking_ahead(
+        &self,
+        group: &str,
+        consumer: &str,
+        now: i64,
+        limit: usize,
+        ahead: impl Fn(&str) -> Option<usize>,
+    ) -> Vec<QueueOffset> {
         let Some(g) = self.groups.get(group) else {
             return Vec::new();
         };
-        let mut per_queue: Vec<Vec<QueueOffset>> = Vec::new();
+        // Each queue's candidates, and whether they count against `limit`.
+        let mut per_queue: Vec<(Vec<QueueOffset>, bool)> = Vec::new();
         for s in &g.def.subscriptions {
             let Some(t) = self.topics.get(&s.topic) else {
                 continue;
             };
+            let wide = ahead(&s.topic);
+            let limit = wide.unwrap_or(limit);
             for (qi, q) in t.queues.iter().enumerate() {
                 let Some(c) = self.cursor(group, consumer, &s.topic, qi as u32) else {
                     continue;
@@ -939,7 +956,7 @@ impl State {
                     offset += 1;
                 }
                 found.sort_unstable();
-                per_queue.push(
+                per_queue.push((
                     found
                         .into_iter()
                         .map(|offset| QueueOffset {
@@ -948,20 +965,25 @@ impl State {
                             offset,
                         })
                         .collect(),
-                );
+                    wide.is_none(),
+                ));
             }
         }
         let mut out = Vec::new();
+        let mut shared = 0;
         let mut i = 0;
-        while out.len() < limit && per_queue.iter().any(|v| i < v.len()) {
-            for v in &per_queue {
+        while per_queue.iter().any(|(v, _)| i < v.len()) {
+            for (v, counted) in &per_queue {
+                if *counted && shared >= limit {
+                    continue;
+                }
                 if let Some(x) = v.get(i) {
                     out.push(x.clone());
+                    shared += usize::from(*counted);
                 }
             }
             i += 1;
         }
-        out.truncate(limit);
         out
     }
 }

@@ -14,9 +14,10 @@ use tokio::sync::Mutex;
 /// Settings of `ferrymq bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// The gateway.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The gateway, or several on one store separated by commas: producer and consumer `i`
+    /// use the `i`th (round robin), and store requests are summed over all.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    pub url: Vec<String>,
     /// A token with admin rights (to create the bench topic and group).
     #[arg(long, env = "FERRYMQ_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -50,15 +51,20 @@ fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
 
-async fn store_requests(client: &reqwest::Client, url: &str) -> u64 {
-    let Ok(r) = client.get(format!("{url}/metrics")).send().await else {
-        return 0;
-    };
-    let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("ferrymq_store_requests_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+async fn store_requests(client: &reqwest::Client, urls: &[String]) -> u64 {
+    let mut total = 0;
+    for url in urls {
+        let Ok(r) = client.get(format!("{url}/metrics")).send().await else {
+            continue;
+        };
+        let text = r.text().await.unwrap_or_default();
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("ferrymq_store_requests_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64;
+    }
+    total
 }
 
 #[allow(clippy::disallowed_methods)] // end-to-end latency compares wall clocks by definition
@@ -76,7 +82,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let auth = format!("Bearer {}", args.token);
-    let url = args.url.trim_end_matches('/').to_string();
+    let urls: Vec<String> = args
+        .url
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "--url names no gateway");
+    let url = urls[0].clone();
     let r = client
         .put(format!("{url}/v1/topics/{}", args.topic))
         .header("authorization", &auth)
@@ -103,7 +115,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             r.status()
         );
     }
-    let store_before = store_requests(&client, &url).await;
+    // A follower learns of the topic and group within a tail interval.
+    if urls.len() > 1 {
+        tokio::time::timeout(Duration::from_secs(1), futures::future::pending::<()>())
+            .await
+            .ok();
+    }
+    let store_before = store_requests(&client, &urls).await;
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));
@@ -113,11 +131,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let body = "x".repeat(args.message_size);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.producers {
+    for i in 0..args.producers {
         let (client, auth, url, topic, body) = (
             client.clone(),
             auth.clone(),
-            url.clone(),
+            urls[i % urls.len()].clone(),
             args.topic.clone(),
             body.clone(),
         );
@@ -156,7 +174,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }));
     }
     for c in 0..args.consumers {
-        let (client, auth, url, group) = (client.clone(), auth.clone(), url.clone(), group.clone());
+        let (client, auth, url, group) = (
+            client.clone(),
+            auth.clone(),
+            urls[c % urls.len()].clone(),
+            group.clone(),
+        );
         let (stop, received, e2e_hist) = (stop.clone(), received.clone(), e2e_hist.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -222,14 +245,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     eprintln!();
     let secs = started.elapsed().as_secs_f64();
-    let store_after = store_requests(&client, &url).await;
+    let store_after = store_requests(&client, &urls).await;
     let n = sent.load(Ordering::Relaxed);
     let ack = ack_hist.lock().await;
     let e2e = e2e_hist.lock().await;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "messages published: {n} in {secs:.1} s ({} producers x batch {}, {} B bodies)",
-        args.producers, args.batch, args.message_size
+        "messages published: {n} in {secs:.1} s ({} producers x batch {}, {} B bodies, {} gateways)",
+        args.producers,
+        args.batch,
+        args.message_size,
+        urls.len()
     );
     println!(
         "publish throughput: {:.0} msg/s, {:.2} MB/s",

@@ -7,17 +7,17 @@
 //!
 //! - **Spill.** When more than `keep_inline + chunk` timers are inline, the sequencer takes the
 //!   `chunk` timers due last (only those due beyond `horizon`), writes them to
-//!   `timers/<ulid>.json` ([`SpillFile`]) and commits [`Command::SpillTimers`] with the object's
+//!   `timers/<ulid>.json` ([`SpillFile`]) and commits [`Command::SpillTimers`](super::Command::SpillTimers) with the object's
 //!   name, its key range and a summary ([`TimerSpill`]: count, due range, the segments it points
 //!   into, fingerprints of its message ids). Apply recomputes the summary from the inline timers
 //!   in that key range and moves them out only if it matches exactly, so a timer published
 //!   between the snapshot and the commit is never dropped (the spill is refused and retried).
 //! - **Load.** When a spill's first timer is due within `load_ahead`, the sequencer reads the
-//!   object and commits [`Command::LoadTimers`] carrying its timers; apply checks them against
+//!   object and commits [`Command::LoadTimers`](super::Command::LoadTimers) carrying its timers; apply checks them against
 //!   the summary and puts them back inline (skipping cancelled ones), where `FireTimers` finds
 //!   them as before.
 //! - **Cancel.** The fingerprints (32-bit FNV-1a of each message id, sorted) say which spills may
-//!   hold a message; the gateway reads those objects, and [`Command::CancelTimer`] with
+//!   hold a message; the gateway reads those objects, and [`Command::CancelTimer`](super::Command::CancelTimer) with
 //!   `spilled_in` records the message id as cancelled in the spill's summary.
 //! - **Garbage.** [`State::referenced_segments`] includes every spill's segments; spill objects
 //!   no longer referenced (loaded, or written by a commit that failed) are deleted by the

@@ -176,7 +176,7 @@ impl State {
         let mut to = q.ranges.first().map_or(q.next_offset, |r| r.base);
         for r in &q.ranges {
             let end = r.base + u64::from(r.count);
-            if end > limit || r.publish_time_ms.saturating_add(retention_ms) > now {
+            if end > limit || r.stored_ms().saturating_add(retention_ms) > now {
                 break;
             }
             to = end;

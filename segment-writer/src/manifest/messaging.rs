@@ -139,8 +139,10 @@ impl State {
         self.halves.get(transaction_id)
     }
 
-    /// Appends one stored message to its queue; `None` if its topic or queue is gone.
-    fn append_pointer(&mut self, p: &Pending) -> Option<u64> {
+    /// Appends one stored message to its queue; `appended_ms` is its store time when that is
+    /// not its publish time (a delayed message when due, a half message when committed).
+    /// `None` if its topic or queue is gone.
+    fn append_pointer(&mut self, p: &Pending, appended_ms: Option<i64>) -> Option<u64> {
         let q = self
             .topics
             .get_mut(&p.topic)?
@@ -153,7 +155,8 @@ impl State {
                 if r.segment == p.segment
                     && r.origin_topic.is_none()
                     && r.base + u64::from(r.count) == base
-                    && r.first_ordinal + r.count == p.ordinal =>
+                    && r.first_ordinal + r.count == p.ordinal
+                    && r.appended_ms == appended_ms =>
             {
                 r.count += 1;
             }
@@ -165,6 +168,7 @@ impl State {
                 publish_time_ms: p.publish_time_ms,
                 origin_topic: None,
                 origin: None,
+                appended_ms,
             }),
         }
         q.next_offset += 1;
@@ -245,7 +249,7 @@ impl State {
             }
             PublishMode::Visible | PublishMode::Timer { .. } => {
                 let base = self
-                    .append_pointer(&message)
+                    .append_pointer(&message, None)
                     .ok_or_else(|| Rejection::TopicNotFound(message.topic.clone()))?;
                 record.queue = Some(message.queue);
                 record.offset = Some(base);
@@ -297,7 +301,7 @@ impl State {
         let rest = self.timers.split_off(&bound);
         let due = std::mem::replace(&mut self.timers, rest);
         for p in due.values() {
-            self.append_pointer(p);
+            self.append_pointer(p, Some(now));
         }
     }
 
@@ -376,7 +380,7 @@ impl State {
             .remove(transaction_id)
             .ok_or_else(|| Rejection::TransactionNotFound(transaction_id.to_string()))?;
         if commit {
-            self.append_pointer(&half.message);
+            self.append_pointer(&half.message, Some(now));
         }
         self.remember_decision(
             transaction_id.to_string(),
@@ -536,6 +540,9 @@ impl State {
                 Some((r.origin_topic.clone()?, queue, offset + (o - r.base)))
             })
             .collect();
+        // Dead letters whose DLQ range retention dropped (they live on in the archive, without
+        // their origin) or whose original topic is gone are passed over, and not counted.
+        let mut moved = 0u32;
         for (topic, queue, offset) in origins {
             let in_range = self
                 .topics
@@ -555,15 +562,14 @@ impl State {
                         visible_at_ms: now,
                     },
                 );
+                moved += 1;
             }
         }
         if let Some(q) = self.topics.get_mut(&dlq).and_then(|t| t.queues.first_mut()) {
             q.min_offset = to;
             q.ranges.retain(|r| r.base + u64::from(r.count) > to);
         }
-        Ok(Outcome::Redriven {
-            moved: (to - from) as u32,
-        })
+        Ok(Outcome::Redriven { moved })
     }
 }
 
@@ -631,6 +637,35 @@ mod tests {
         fn next(&self) -> u64 {
             self.state.topics["t"].queues[0].next_offset
         }
+    }
+
+    #[test]
+    fn a_delayed_message_is_stored_when_due_so_reset_to_a_time_finds_it() {
+        let mut s = Sim::new();
+        s.publish(
+            "late",
+            0,
+            None,
+            PublishMode::Timer {
+                deliver_at_ms: 5_000,
+            },
+        );
+        s.now = 2_000;
+        s.publish("early", 1, None, PublishMode::Visible);
+        s.now = 5_000;
+        s.one(Command::FireTimers);
+        let q = &s.state.topics["t"].queues[0];
+        assert_eq!(q.next_offset, 2);
+        // Offset 1 was published at 1,000 but stored (made visible) at 5,000.
+        assert_eq!(q.ranges[1].publish_time_ms, 1_000);
+        assert_eq!(q.ranges[1].stored_ms(), 5_000);
+        assert_eq!(q.offset_at_time(1_500), 0);
+        assert_eq!(
+            q.offset_at_time(3_000),
+            1,
+            "the delayed message is not skipped"
+        );
+        assert_eq!(q.offset_at_time(5_001), 2);
     }
 
     #[test]
@@ -877,5 +912,21 @@ mod tests {
             }
         );
         assert_eq!(grants[0].attempt, 1, "attempts reset");
+        // Dead-letter it again, then lose the DLQ range (as retention drops it after
+        // archiving): a re-drive passes it over and does not count it.
+        s.now += 20;
+        s.one(Command::ExpireLeases);
+        assert_eq!(s.state.topics["DLQ.g"].queues[0].next_offset, 2);
+        if let Some(t) = s.state.topics.get_mut("DLQ.g") {
+            t.queues[0].ranges.clear();
+        }
+        assert_eq!(
+            s.one(Command::Redrive {
+                group: "g".into(),
+                max: 100
+            }),
+            Outcome::Redriven { moved: 0 }
+        );
+        assert_eq!(s.state.topics["DLQ.g"].queues[0].min_offset, 2);
     }
 }

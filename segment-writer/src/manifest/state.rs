@@ -53,6 +53,18 @@ pub struct OffsetRange {
     /// For dead letters: the queue and offset of the first message in its original topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<(u32, u64)>,
+    /// When the range was appended, where that is not its publish time: delayed messages
+    /// when due, committed half messages, dead letters (the delta time of the append).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appended_ms: Option<i64>,
+}
+
+impl OffsetRange {
+    /// When its messages entered the queue (RocketMQ's store time): what reset to a
+    /// timestamp and retention go by.
+    pub fn stored_ms(&self) -> i64 {
+        self.appended_ms.unwrap_or(self.publish_time_ms)
+    }
 }
 
 /// One queue's offsets.
@@ -80,9 +92,11 @@ impl QueueLog {
             .then(|| (r, r.first_ordinal + (offset - r.base) as u32))
     }
 
-    /// The first offset published at or after `time_ms` (range granularity), or `next_offset`.
+    /// The first offset stored at or after `time_ms` (range granularity: a publish batch, or
+    /// the delayed messages due in one tick), or `next_offset`. Store times grow with offsets
+    /// (a delayed message is stored when due), so this is a binary search.
     pub fn offset_at_time(&self, time_ms: i64) -> u64 {
-        let i = self.ranges.partition_point(|r| r.publish_time_ms < time_ms);
+        let i = self.ranges.partition_point(|r| r.stored_ms() < time_ms);
         self.ranges
             .get(i)
             .map_or(self.next_offset, |r| r.base.max(self.min_offset))
@@ -353,6 +367,7 @@ impl State {
                     publish_time_ms: *publish_time_ms,
                     origin_topic: None,
                     origin: None,
+                    appended_ms: None,
                 });
                 Ok(Outcome::Appended { base_offset: base })
             }
@@ -756,7 +771,7 @@ impl State {
             }
         }
         for at in dead {
-            self.dead_letter(group, &at);
+            self.dead_letter(group, &at, now);
         }
         Ok(Outcome::Leased { version, grants })
     }
@@ -796,7 +811,7 @@ impl State {
             SettleAction::Nack { delay_ms } => {
                 c.leases.remove(&at.offset);
                 if def.mode == GroupMode::Clustering && lease.attempt >= def.max_deliveries() {
-                    self.dead_letter(group, at);
+                    self.dead_letter(group, at, now);
                 } else {
                     c.retries.insert(
                         at.offset,
@@ -829,7 +844,7 @@ impl State {
 
     /// Moves a message to its group's dead-letter topic (a pointer to the same bytes) and marks
     /// it consumed for the group.
-    fn dead_letter(&mut self, group: &str, at: &QueueOffset) {
+    fn dead_letter(&mut self, group: &str, at: &QueueOffset, now: i64) {
         let Some((range, ordinal)) = self
             .topics
             .get(&at.topic)
@@ -847,6 +862,7 @@ impl State {
                 segment: range.segment,
                 first_ordinal: ordinal,
                 publish_time_ms: range.publish_time_ms,
+                appended_ms: Some(now),
                 origin: match &range.origin_topic {
                     Some(_) => range.origin.map(|(q, o)| (q, o + (at.offset - range.base))),
                     None => Some((at.queue, at.offset)),
@@ -888,7 +904,7 @@ impl State {
 
     fn expire_leases(&mut self, now: i64) {
         for (group, at) in self.exhausted_leases(now) {
-            self.dead_letter(&group, &at);
+            self.dead_letter(&group, &at, now);
         }
     }
 

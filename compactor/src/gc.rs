@@ -12,10 +12,12 @@
 //! - **Archive retention** (off by default): the oldest files of a queue whose newest message
 //!   is older than the setting are removed from the catalogue, then deleted.
 
+use std::collections::BTreeSet;
+
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
-use segment_writer::manifest::{Command, Outcome};
+use segment_writer::manifest::{Command, Outcome, State};
 use segment_writer::node::Node;
 use tracing::info;
 
@@ -53,55 +55,70 @@ pub async fn collect_orphans(
     s: &CompactSettings,
     observer: &dyn Observer,
 ) -> Result<u64> {
-    let store = node.store().clone();
-    let listed = list(node, &store.paths.archive_dir()).await?;
-    // The catalogue as of a commit after the LIST.
-    take_lease(node, s).await?;
-    let catalogued = node.state().archive.paths();
-    let cutoff = node.clock().now_ms() - s.orphan_grace.as_millis() as i64;
-    let doomed: Vec<Path> = listed
-        .into_iter()
-        .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
-        .filter(|m| {
-            store
-                .paths
-                .strip_prefix(&m.location)
-                .is_some_and(|rel| !catalogued.contains(&rel))
-        })
-        .map(|m| m.location)
-        .collect();
-    if !doomed.is_empty() {
-        observer.step("delete orphans");
-        info!(count = doomed.len(), "deleting orphan archive files");
-    }
-    let mut deleted = delete(node, doomed).await?;
+    let paths = node.store().paths.clone();
+    let archive = Unreferenced {
+        dir: paths.archive_dir(),
+        grace: s.orphan_grace,
+        step: "delete orphans",
+        what: "orphan archive files",
+    };
+    let deleted = archive
+        .collect(node, s, observer, |st| st.archive.paths())
+        .await?;
+    // Timer spill objects loaded back, or written by a spill whose commit failed.
+    let spills = Unreferenced {
+        dir: paths.timer_spill_dir(),
+        grace: s.orphan_grace,
+        step: "delete timer spills",
+        what: "timer spill objects no longer referenced",
+    };
+    Ok(deleted
+        + spills
+            .collect(node, s, observer, State::referenced_timer_spills)
+            .await?)
+}
 
-    // Timer spill objects the state no longer references: loaded back, or written by a
-    // spill whose commit failed.
-    let listed = list(node, &store.paths.timer_spill_dir()).await?;
-    take_lease(node, s).await?;
-    let referenced = node.state().referenced_timer_spills();
-    let cutoff = node.clock().now_ms() - s.orphan_grace.as_millis() as i64;
-    let doomed: Vec<Path> = listed
-        .into_iter()
-        .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
-        .filter(|m| {
-            store
-                .paths
-                .strip_prefix(&m.location)
-                .is_some_and(|rel| !referenced.contains(&rel))
-        })
-        .map(|m| m.location)
-        .collect();
-    if !doomed.is_empty() {
-        observer.step("delete timer spills");
-        info!(
-            count = doomed.len(),
-            "deleting timer spill objects no longer referenced"
-        );
+/// Objects under `dir` that the state does not name and that are older than `grace` (they
+/// are written before the commit that names them).
+struct Unreferenced {
+    dir: Path,
+    grace: std::time::Duration,
+    step: &'static str,
+    what: &'static str,
+}
+
+impl Unreferenced {
+    /// Deletes them; `named` is read from the state after the LIST, through a lease commit,
+    /// so the state is at least as new as the listing.
+    async fn collect(
+        &self,
+        node: &Node,
+        s: &CompactSettings,
+        observer: &dyn Observer,
+        named: impl Fn(&State) -> BTreeSet<String>,
+    ) -> Result<u64> {
+        let store = node.store().clone();
+        let listed = list(node, &self.dir).await?;
+        take_lease(node, s).await?;
+        let named = named(&node.state());
+        let cutoff = node.clock().now_ms() - self.grace.as_millis() as i64;
+        let doomed: Vec<Path> = listed
+            .into_iter()
+            .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
+            .filter(|m| {
+                store
+                    .paths
+                    .strip_prefix(&m.location)
+                    .is_some_and(|rel| !named.contains(&rel))
+            })
+            .map(|m| m.location)
+            .collect();
+        if !doomed.is_empty() {
+            observer.step(self.step);
+            info!(count = doomed.len(), "deleting {}", self.what);
+        }
+        delete(node, doomed).await
     }
-    deleted += delete(node, doomed).await?;
-    Ok(deleted)
 }
 
 /// Drops ranges past retention, expires archive files past the archive retention, and deletes
@@ -177,26 +194,14 @@ pub async fn retention(
     }
 
     // 3. Segments.
-    let store = node.store().clone();
-    let listed = list(node, &store.paths.segment_dir()).await?;
-    take_lease(node, s).await?;
-    let referenced = node.state().referenced_segments();
-    let cutoff = node.clock().now_ms() - s.segment_grace.as_millis() as i64;
-    let doomed: Vec<Path> = listed
-        .into_iter()
-        .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
-        .filter(|m| {
-            store
-                .paths
-                .strip_prefix(&m.location)
-                .is_some_and(|rel| !referenced.contains(&rel))
-        })
-        .map(|m| m.location)
-        .collect();
-    if !doomed.is_empty() {
-        observer.step("delete segments");
-        info!(count = doomed.len(), "deleting unreferenced segments");
-    }
-    report.segments_deleted = delete(node, doomed).await?;
+    let segments = Unreferenced {
+        dir: node.store().paths.segment_dir(),
+        grace: s.segment_grace,
+        step: "delete segments",
+        what: "unreferenced segments",
+    };
+    report.segments_deleted = segments
+        .collect(node, s, observer, State::referenced_segments)
+        .await?;
     Ok(())
 }

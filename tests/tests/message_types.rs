@@ -234,12 +234,8 @@ on_real_stores!(fifo_order_with_concurrent_consumers_and_nacks);
 
 // ---------- delayed ----------
 
-async fn delayed_messages_cancel_and_restart(backend: Backend) {
-    let Some(ts) = stores::fresh(backend) else {
-        return;
-    };
-    let mut gw = Gateway::start(&ts.url, &[]).await;
-    let api = Api::admin(&gw);
+/// Creates the delay topic `d` (2 queues) and the group `dg` on it, from the earliest.
+async fn delay_topic_and_group(api: &Api) {
     assert_eq!(
         api.put("/v1/topics/d", json!({"type": "delay", "queues": 2}))
             .await
@@ -255,6 +251,15 @@ async fn delayed_messages_cancel_and_restart(backend: Backend) {
         .status,
         201
     );
+}
+
+async fn delayed_messages_cancel_and_restart(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let mut gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    delay_topic_and_group(&api).await;
     let t0 = now_ms();
     let r = api
         .post(
@@ -381,21 +386,7 @@ async fn delayed_messages_spill_to_objects_and_back(backend: Backend) {
     ];
     let mut gw = Gateway::start(&ts.url, &flags).await;
     let api = Api::admin(&gw);
-    assert_eq!(
-        api.put("/v1/topics/d", json!({"type": "delay", "queues": 2}))
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        api.put(
-            "/v1/groups/dg",
-            json!({"subscriptions": [{"topic": "d"}], "start_from": "earliest"})
-        )
-        .await
-        .status,
-        201
-    );
+    delay_topic_and_group(&api).await;
     // 120 messages due from 5 s to about 12 s from now, published in four batches.
     let t0 = now_ms();
     let mut due: BTreeMap<String, i64> = BTreeMap::new();

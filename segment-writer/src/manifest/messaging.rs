@@ -891,13 +891,13 @@ mod tests {
         let dlq = &s.state.topics["DLQ.g"].queues[0];
         assert_eq!(dlq.next_offset, 1);
         assert!(matches!(lease(&mut s), Outcome::Leased { grants, .. } if grants.is_empty()));
-        assert_eq!(
+        let redrive = |s: &mut Sim| {
             s.one(Command::Redrive {
                 group: "g".into(),
-                max: 100
-            }),
-            Outcome::Redriven { moved: 1 }
-        );
+                max: 100,
+            })
+        };
+        assert_eq!(redrive(&mut s), Outcome::Redriven { moved: 1 });
         assert_eq!(s.state.topics["DLQ.g"].queues[0].min_offset, 1);
         let Outcome::Leased { grants, .. } = lease(&mut s) else {
             panic!()
@@ -920,13 +920,7 @@ mod tests {
         if let Some(t) = s.state.topics.get_mut("DLQ.g") {
             t.queues[0].ranges.clear();
         }
-        assert_eq!(
-            s.one(Command::Redrive {
-                group: "g".into(),
-                max: 100
-            }),
-            Outcome::Redriven { moved: 0 }
-        );
+        assert_eq!(redrive(&mut s), Outcome::Redriven { moved: 0 });
         assert_eq!(s.state.topics["DLQ.g"].queues[0].min_offset, 2);
     }
 }

@@ -189,19 +189,13 @@ fn reserved(kind: &str, name: &str) -> Result<(), ApiError> {
 }
 
 /// On a follower a definition made on another gateway arrives within a tail interval: before
-/// answering 404 for a name this gateway does not know, read the log once more.
+/// answering 404 for a name this gateway does not know, catch up with the log, i.e. apply
+/// everything committed before this request (`Node::catch_up`: a tail round that began after
+/// the request read the log to its end). A store failing meanwhile delays the answer (at most
+/// 5 s) rather than turn a transient error into a false 404.
 async fn refresh_unless(st: &AppState, known: impl Fn(&segment_writer::manifest::State) -> bool) {
-    // Read on while new versions keep arriving (this gateway may be several behind), within
-    // a bound. A quiet wait proves nothing while the last read of the log failed: then keep
-    // waiting for a tail that succeeds, or a transient store error becomes a false 404.
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    // A quiet wait must outlast a slow tail round (a GET under store latency), not only the
-    // tail interval; this delays only answers about names that really are unknown.
-    let wait = (st.node.settings().tail_interval * 4).max(Duration::from_millis(500));
-    while !known(&st.node.state()) && tokio::time::Instant::now() < until {
-        if !st.node.wait_applied(st.node.version() + 1, wait).await && st.node.store_healthy() {
-            break;
-        }
+    if !known(&st.node.state()) {
+        st.node.catch_up(Duration::from_secs(5)).await;
     }
 }
 

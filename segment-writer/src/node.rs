@@ -185,6 +185,8 @@ struct Shared {
     done: watch::Receiver<bool>,
     /// Whether the last manifest read or write reached the store.
     store_ok: std::sync::atomic::AtomicBool,
+    /// Tail rounds that read the log to its end without an error.
+    tails: watch::Sender<u64>,
 }
 
 /// A handle to a running node (cheap to clone).
@@ -234,6 +236,7 @@ impl Node {
             shutdown,
             done,
             store_ok: std::sync::atomic::AtomicBool::new(true),
+            tails: watch::channel(0).0,
         });
         let lp = CommitLoop {
             shared: shared.clone(),
@@ -326,6 +329,35 @@ impl Node {
         tokio::time::timeout(max, rx.wait_for(|v| *v >= version))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until this node has applied every version committed before the call: on the
+    /// sequencer at once, on a follower after a tail round that began after the call has read
+    /// the log to its end (it asks for one now). False if that did not happen within `max` (the
+    /// store failing). What a follower checks before answering that something does not exist.
+    pub async fn catch_up(&self, max: Duration) -> bool {
+        if self.is_sequencer() {
+            return true;
+        }
+        let mut rx = self.shared.tails.subscribe();
+        // A round in progress may have begun before the call: the one after it did not.
+        let target = *rx.borrow_and_update() + 2;
+        // Ask for a round after each one ends (and again after a failed one).
+        let again = self
+            .shared
+            .settings
+            .tail_interval
+            .min(Duration::from_millis(100));
+        let caught_up = async {
+            loop {
+                self.nudge();
+                if *rx.borrow_and_update() >= target {
+                    return;
+                }
+                let _ = tokio::time::timeout(again, rx.changed()).await;
+            }
+        };
+        tokio::time::timeout(max, caught_up).await.is_ok()
     }
 
     /// Watches the applied version.
@@ -537,6 +569,9 @@ impl CommitLoop {
             })
             .await;
         self.shared.store_ok.store(result.is_ok(), Ordering::SeqCst);
+        if result.is_ok() {
+            self.shared.tails.send_modify(|n| *n += 1);
+        }
         match result {
             Ok(0) => {}
             Ok(_) => self.last_progress = self.shared.clock.instant(),
@@ -633,6 +668,9 @@ impl CommitLoop {
             .collect();
         let result = self.log.try_commit(entries).await;
         self.shared.store_ok.store(result.is_ok(), Ordering::SeqCst);
+        if result.is_ok() {
+            self.shared.tails.send_modify(|n| *n += 1);
+        }
         match result {
             Ok(CommitAttempt::Committed(a)) => {
                 self.last_commit = self.shared.clock.instant();

@@ -360,7 +360,13 @@ async fn producer(run: Arc<Run>, p: usize, stop: Arc<AtomicBool>) {
             } else {
                 "rollback"
             };
-            decide(&run, &mut rng, &b, &id, action, g).await;
+            // Any gateway: half of the decisions go to another gateway than the publish.
+            let first = if rng.random_bool(0.5) {
+                g
+            } else {
+                rng.random_range(0..run.bases.len())
+            };
+            decide(&run, &mut rng, &b, &id, action, first).await;
         }
         if outcome != Outcome::Ok {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -368,10 +374,9 @@ async fn producer(run: Arc<Run>, p: usize, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Sends a decision until it gets a definite answer (200 or 4xx), as a producer would: to the
-/// gateway that acknowledged the half message (read your writes holds there), and to another
-/// one after no answer. A follower that has not yet applied the half message may answer 404
-/// (see docs/reliability.md), so the first try does not go to a random gateway.
+/// Sends a decision until it gets a definite answer (200 or 4xx), as a producer would: to
+/// `first`, and to another gateway after no answer. A follower catches up with the log before
+/// it answers 404, so any gateway must know an acknowledged half message.
 async fn decide(
     run: &Run,
     rng: &mut SmallRng,

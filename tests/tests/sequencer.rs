@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use segment_writer::clock::{Clock, TokioClock};
-use segment_writer::faulty::{FaultConfig, FaultyStore};
+use segment_writer::faulty::{FaultConfig, FaultyStore, Latency};
 use segment_writer::manifest::{Command, LogSettings, ManifestLog, Outcome, TopicDef, TopicKind};
 use segment_writer::node::{
     ForwardReply, ForwardRequest, Forwarder, LocalForwarder, Node, NodeSettings,
@@ -373,4 +373,66 @@ async fn an_unreachable_store_turns_the_node_unhealthy_until_it_returns() {
     );
     assert!(node.submit(vec![create_topic()]).await.is_ok());
     node.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_catches_up_with_everything_committed_before_it_asks() {
+    let clock: Arc<dyn Clock> = TokioClock::shared();
+    let base = Store::memory();
+    // Store calls take 30 ms (p99 90), and followers tail only every 10 s: only catch_up
+    // can make the follower see the topic soon.
+    let latency = Latency::LogNormal {
+        p50_ms: 30.0,
+        p99_ms: 90.0,
+    };
+    let faulty = Arc::new(FaultyStore::new(
+        base.inner.clone(),
+        FaultConfig {
+            put_latency: latency,
+            get_latency: latency,
+            ..FaultConfig::default()
+        },
+        3,
+        clock.clone(),
+    ));
+    let store = base.wrapped(faulty);
+    let local = Arc::new(LocalForwarder::default());
+    let start_slow = |i: usize| {
+        let (store, local, clock) = (store.clone(), local.clone(), clock.clone());
+        async move {
+            let mut s = node_settings(i);
+            s.tail_interval = Duration::from_secs(10);
+            let n = Node::start(store, s, clock, local.clone(), i as u64)
+                .await
+                .expect("start node");
+            local.register(&n);
+            n
+        }
+    };
+    let a = start_slow(0).await;
+    let b = start_slow(1).await;
+    let nodes = [a.clone(), b.clone()];
+    let seq = wait_for_sequencer(&nodes).await;
+    let (leader, follower) = (&nodes[seq], &nodes[1 - seq]);
+    // Let the follower's first tail rounds pass, so the next is 10 s away.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    leader.submit(vec![create_topic()]).await.expect("commit");
+    assert!(!follower.state().topics.contains_key("t"));
+    let asked = tokio::time::Instant::now();
+    assert!(follower.catch_up(Duration::from_secs(5)).await);
+    assert!(
+        follower.state().topics.contains_key("t"),
+        "applied what was committed before it asked"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        leader.catch_up(Duration::from_secs(5)).await,
+        "the sequencer is current"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
 }

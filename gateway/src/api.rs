@@ -341,6 +341,7 @@ async fn list_topics(State(st): St, headers: HeaderMap) -> ApiResult {
 async fn get_topic(State(st): St, Path(topic): Path<String>, headers: HeaderMap) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Admin, &format!("topic/{topic}"))?;
+    refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
     let s = st.node.state();
     let t = s
         .topics
@@ -858,6 +859,7 @@ fn group_json(name: &str, def: &GroupDef) -> Value {
 async fn get_group(State(st): St, Path(group): Path<String>, headers: HeaderMap) -> ApiResult {
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Sub, &format!("group/{group}"))?;
+    refresh_unless(&st, |s| s.groups.contains_key(&group)).await;
     let s = st.node.state();
     let g = s
         .groups

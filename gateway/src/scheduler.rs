@@ -18,7 +18,7 @@ use segment_writer::manifest::{CheckDue, Command, Outcome};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
 use serde_json::{Value, json};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::reader::Reader;
 
@@ -165,6 +165,9 @@ async fn call_webhook(node: &Node, reader: &Reader, client: &reqwest::Client, du
 pub fn spawn_spill_keeper(node: Node, settings: SpillSettings) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut failures = 0u32;
+        // Spill objects found missing or damaged: passed over (and counted) so that the
+        // spills due after them still load; tried again after a restart.
+        let mut unreadable = std::collections::BTreeSet::new();
         loop {
             // Back off after failures (a store outage): 50 ms, then up to 5 s.
             let pause = Duration::from_millis(50 << failures.min(7)).min(Duration::from_secs(5));
@@ -175,9 +178,14 @@ pub fn spawn_spill_keeper(node: Node, settings: SpillSettings) -> tokio::task::J
             if !node.is_sequencer() {
                 continue;
             }
-            match keep_timers(&node, &settings).await {
+            match keep_timers(&node, &settings, &unreadable).await {
                 Ok(()) => failures = 0,
-                Err(e) => {
+                Err((Some(object), e @ segment_writer::Error::Corrupt { .. })) => {
+                    crate::metrics::observe_corrupt_object();
+                    error!(error = %e, "a timer spill cannot be read: its delayed messages are not delivered");
+                    unreadable.insert(object);
+                }
+                Err((_, e)) => {
                     failures += 1;
                     warn!(error = %e, "spilling or loading timers failed");
                 }
@@ -186,18 +194,24 @@ pub fn spawn_spill_keeper(node: Node, settings: SpillSettings) -> tokio::task::J
     })
 }
 
-/// One round of the spill keeper.
-async fn keep_timers(node: &Node, settings: &SpillSettings) -> segment_writer::Result<()> {
+/// One round of the spill keeper; an error names the spill it could not load, if any.
+async fn keep_timers(
+    node: &Node,
+    settings: &SpillSettings,
+    unreadable: &std::collections::BTreeSet<String>,
+) -> Result<(), (Option<String>, segment_writer::Error)> {
     let now = node.state().time_ms.max(node.clock().now_ms());
     let (load, plan) = {
         let s = node.state();
-        match s.due_timer_spill(now, settings) {
+        match s.due_timer_spill(now, settings, |o| unreadable.contains(o)) {
             Some(object) => (Some(object), None),
             None => (None, s.plan_timer_spill(now, settings)),
         }
     };
     let command = if let Some(object) = load {
-        let file = timers::get_spill(node.store(), &object).await?;
+        let file = timers::get_spill(node.store(), &object)
+            .await
+            .map_err(|e| (Some(object.clone()), e))?;
         debug!(%object, timers = file.timers.len(), "loading spilled timers");
         Command::LoadTimers {
             object,
@@ -205,7 +219,9 @@ async fn keep_timers(node: &Node, settings: &SpillSettings) -> segment_writer::R
         }
     } else if let Some(file) = plan {
         let object = Paths::timer_spill_name(&ulid::Ulid::new());
-        timers::put_spill(node.store(), &object, &file).await?;
+        timers::put_spill(node.store(), &object, &file)
+            .await
+            .map_err(|e| (None, e))?;
         debug!(%object, timers = file.timers.len(), "spilling timers");
         Command::SpillTimers {
             object,
@@ -214,7 +230,7 @@ async fn keep_timers(node: &Node, settings: &SpillSettings) -> segment_writer::R
     } else {
         return Ok(());
     };
-    let committed = node.submit(vec![command]).await?;
+    let committed = node.submit(vec![command]).await.map_err(|e| (None, e))?;
     if let Some(Outcome::Rejected { rejection }) = committed.outcomes.first() {
         // Timers published into the chunk meanwhile: planned again next round.
         debug!(%rejection, "timer spill refused");

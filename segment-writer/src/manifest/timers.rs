@@ -232,10 +232,17 @@ impl State {
         })
     }
 
-    /// The spill to load back at `now` (the one due first, if within `load_ahead_ms`).
-    pub fn due_timer_spill(&self, now: i64, s: &SpillSettings) -> Option<String> {
+    /// The spill to load back at `now`: the one due first, if within `load_ahead_ms`, among
+    /// those `skip` does not name (objects that could not be read must not hold up the rest).
+    pub fn due_timer_spill(
+        &self,
+        now: i64,
+        s: &SpillSettings,
+        skip: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         self.spilled_timers
             .iter()
+            .filter(|(name, _)| !skip(name))
             .min_by(|a, b| a.1.first_key.cmp(&b.1.first_key))
             .filter(|(_, t)| t.first_due_ms() <= now.saturating_add(s.load_ahead_ms))
             .map(|(name, _)| name.clone())
@@ -392,10 +399,21 @@ mod tests {
         assert_eq!(s.timer_counts(), (14, 16));
         // Load b (due first) when it is near.
         let b_due = plan2.summary().first_due_ms();
-        assert_eq!(s.due_timer_spill(b_due - 2_001, &settings()), None);
         assert_eq!(
-            s.due_timer_spill(b_due - 2_000, &settings()).as_deref(),
+            s.due_timer_spill(b_due - 2_001, &settings(), |_| false),
+            None
+        );
+        assert_eq!(
+            s.due_timer_spill(b_due - 2_000, &settings(), |_| false)
+                .as_deref(),
             Some("timers/b.json")
+        );
+        // An unreadable b does not hold up a, once a is near too.
+        let a_due = plan.summary().first_due_ms();
+        assert_eq!(
+            s.due_timer_spill(a_due - 2_000, &settings(), |n| n == "timers/b.json")
+                .as_deref(),
+            Some("timers/a.json")
         );
         s.load_timers("timers/b.json", &plan2.timers)
             .expect("loaded");

@@ -462,6 +462,113 @@ async fn delayed_messages_spill_to_objects_and_back(backend: Backend) {
 }
 on_real_stores!(delayed_messages_spill_to_objects_and_back);
 
+async fn a_damaged_timer_spill_does_not_hold_up_the_others(backend: Backend) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    use segment_writer::manifest::timers::SpillFile;
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let flags = [
+        "--timer-keep-inline",
+        "4",
+        "--timer-spill-chunk",
+        "4",
+        "--timer-spill-horizon",
+        "2s",
+        "--timer-load-ahead",
+        "1s",
+    ];
+    let gw = Gateway::start(&ts.url, &flags).await;
+    let api = Api::admin(&gw);
+    delay_topic_and_group(&api).await;
+    // 16 messages due 4-5.5 s from now: 4 stay inline, 12 spill into 3 objects.
+    let t0 = now_ms();
+    let messages: Vec<Value> = (0..16)
+        .map(|n| json!({"body": format!("t{n}"), "deliver_at": t0 + 4_000 + n * 100}))
+        .collect();
+    let r = api
+        .post("/v1/topics/d/messages", json!({ "messages": messages }))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while timer_counts(&api).await != (4, 12) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(timer_counts(&api).await, (4, 12));
+    // Damage the spill due first (it would be loaded first).
+    let store = ts.reopen();
+    let listed: Vec<_> = store
+        .inner
+        .list(Some(&store.paths.timer_spill_dir()))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut spills = Vec::new();
+    for m in listed {
+        let bytes = store
+            .inner
+            .get(&m.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let file: SpillFile = serde_json::from_slice(&bytes).unwrap();
+        spills.push((file.timers[0].key.clone(), m.location, file));
+    }
+    spills.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(spills.len(), 3, "three spill objects");
+    let (_, damaged, lost) = &spills[0];
+    store
+        .inner
+        .put(damaged, b"{not json".to_vec().into())
+        .await
+        .unwrap();
+    let lost: BTreeSet<String> = lost
+        .timers
+        .iter()
+        .map(|t| t.message.message_id.clone())
+        .collect();
+    // Everything else arrives; the damaged spill's four never do, and are counted.
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 12 && Instant::now() < deadline {
+        let ms = receive(&api, "dg", json!({"wait_ms": 1000, "max_messages": 32})).await;
+        let mut handles = Vec::new();
+        for m in ms {
+            let id = m["message_id"].as_str().unwrap().to_string();
+            assert!(
+                !lost.contains(&id),
+                "a message of the damaged spill appeared"
+            );
+            assert!(got.insert(id), "delivered twice");
+            handles.push(m["receipt_handle"].clone());
+        }
+        if !handles.is_empty() {
+            ack(&api, "dg", handles).await;
+        }
+    }
+    assert_eq!(
+        got.len(),
+        12,
+        "the spills after the damaged one still loaded"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", gw.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let corrupt: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferrymq_corrupt_objects_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(corrupt >= 1.0, "the damaged spill is counted");
+}
+on_real_stores!(a_damaged_timer_spill_does_not_hold_up_the_others);
+
 // ---------- transactions ----------
 
 /// A check-back webhook answering `action`, recording what it was sent.

@@ -1004,19 +1004,8 @@ async fn a_corrupt_segment_fails_only_its_range_and_is_counted(backend: Backend)
         .map(|m| m["body"].as_str().unwrap())
         .collect();
     assert_eq!(got, ["second0", "second1", "second2", "second3", "second4"]);
-    let metrics = reqwest::get(format!("{}/metrics", gw.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let count: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ferrymq_corrupt_objects_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(count >= 1.0, "{metrics}");
+    let count = gw.metric("ferrymq_corrupt_objects_total").await;
+    assert!(count >= 1.0, "corrupt objects counted: {count}");
     assert_eq!(
         reqwest::get(format!("{}/healthz", gw.base))
             .await

@@ -554,17 +554,7 @@ async fn a_damaged_timer_spill_does_not_hold_up_the_others(backend: Backend) {
         12,
         "the spills after the damaged one still loaded"
     );
-    let metrics = reqwest::get(format!("{}/metrics", gw.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let corrupt: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ferrymq_corrupt_objects_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let corrupt = gw.metric("ferrymq_corrupt_objects_total").await;
     assert!(corrupt >= 1.0, "the damaged spill is counted");
 }
 on_real_stores!(a_damaged_timer_spill_does_not_hold_up_the_others);

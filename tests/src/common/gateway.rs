@@ -166,6 +166,20 @@ impl Gateway {
         self.spawn();
         self.wait_ready(Duration::from_secs(30)).await;
     }
+
+    /// The value of an unlabelled metric in `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
 }
 
 impl Drop for Gateway {

@@ -356,36 +356,9 @@ impl State {
 mod tests {
     use super::*;
     use crate::manifest::command::{
-        Delta, Entry, FORMAT, GroupDef, GroupMode, StartFrom, Subscription, TopicDef, TopicKind,
+        GroupDef, GroupMode, StartFrom, Subscription, TopicDef, TopicKind,
     };
-
-    struct Sim {
-        state: State,
-        now: i64,
-    }
-
-    impl Sim {
-        fn new() -> Self {
-            Sim {
-                state: State::default(),
-                now: 1_000,
-            }
-        }
-        fn one(&mut self, c: Command) -> Outcome {
-            let d = Delta {
-                format: FORMAT,
-                version: self.state.version + 1,
-                time_ms: self.now,
-                writer: "w".into(),
-                nonce: 0,
-                entries: vec![Entry {
-                    request: None,
-                    commands: vec![c],
-                }],
-            };
-            self.state.apply(&d).expect("next version")[0][0].clone()
-        }
-    }
+    use crate::manifest::sim::Sim;
 
     fn topic() -> Command {
         Command::CreateTopic {

@@ -577,45 +577,25 @@ impl State {
 mod tests {
     use super::*;
     use crate::manifest::command::{
-        Command, Delta, Entry, FORMAT, GroupDef, GroupMode, QueueOffset, StartFrom, Subscription,
-        TopicDef, TopicKind,
+        Command, GroupDef, GroupMode, QueueOffset, StartFrom, Subscription, TopicDef, TopicKind,
     };
+    use crate::manifest::sim::Sim;
 
-    struct Sim {
-        state: State,
-        now: i64,
+    /// A state with the delay topic `t` (one queue).
+    fn sim() -> Sim {
+        let mut s = Sim::new();
+        s.one(Command::CreateTopic {
+            topic: "t".into(),
+            def: TopicDef {
+                kind: TopicKind::Delay,
+                queues: 1,
+                retention_hours: 1,
+            },
+        });
+        s
     }
 
     impl Sim {
-        fn new() -> Self {
-            let mut s = Sim {
-                state: State::default(),
-                now: 1_000,
-            };
-            s.one(Command::CreateTopic {
-                topic: "t".into(),
-                def: TopicDef {
-                    kind: TopicKind::Delay,
-                    queues: 1,
-                    retention_hours: 1,
-                },
-            });
-            s
-        }
-        fn one(&mut self, c: Command) -> Outcome {
-            let d = Delta {
-                format: FORMAT,
-                version: self.state.version + 1,
-                time_ms: self.now,
-                writer: "w".into(),
-                nonce: 0,
-                entries: vec![Entry {
-                    request: None,
-                    commands: vec![c],
-                }],
-            };
-            self.state.apply(&d).expect("in order").remove(0).remove(0)
-        }
         fn publish(
             &mut self,
             id: &str,
@@ -641,7 +621,7 @@ mod tests {
 
     #[test]
     fn a_delayed_message_is_stored_when_due_so_reset_to_a_time_finds_it() {
-        let mut s = Sim::new();
+        let mut s = sim();
         s.publish(
             "late",
             0,
@@ -670,7 +650,7 @@ mod tests {
 
     #[test]
     fn timers_fire_in_due_order_as_pointers_and_cancel_only_before() {
-        let mut s = Sim::new();
+        let mut s = sim();
         s.publish(
             "b",
             1,
@@ -736,7 +716,7 @@ mod tests {
 
     #[test]
     fn a_repeated_dedup_id_answers_the_first_result_and_stores_nothing() {
-        let mut s = Sim::new();
+        let mut s = sim();
         assert_eq!(
             s.publish("m1", 0, Some("d"), PublishMode::Visible),
             Outcome::Appended { base_offset: 0 }
@@ -755,7 +735,7 @@ mod tests {
 
     #[test]
     fn transactions_commit_rollback_idempotent_and_checked_then_rolled_back() {
-        let mut s = Sim::new();
+        let mut s = sim();
         s.one(Command::ConfigureProducerGroup {
             producer_group: "p".into(),
             check_immunity_ms: Some(100),
@@ -856,7 +836,7 @@ mod tests {
 
     #[test]
     fn redrive_makes_dead_letters_visible_to_the_group_again() {
-        let mut s = Sim::new();
+        let mut s = sim();
         s.publish("m1", 0, None, PublishMode::Visible);
         s.one(Command::CreateGroup {
             group: "g".into(),

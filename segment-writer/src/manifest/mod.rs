@@ -15,6 +15,8 @@ pub mod archive;
 pub mod command;
 pub mod log;
 pub mod messaging;
+#[cfg(test)]
+mod sim;
 pub mod state;
 pub mod timers;
 

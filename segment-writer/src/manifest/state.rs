@@ -1008,20 +1008,7 @@ impl State {
 mod tests {
     use super::*;
     use crate::manifest::command::{FORMAT, Subscription};
-
-    fn delta(version: u64, time_ms: i64, commands: Vec<Command>) -> Delta {
-        Delta {
-            format: FORMAT,
-            version,
-            time_ms,
-            writer: "w".into(),
-            nonce: version,
-            entries: vec![Entry {
-                request: None,
-                commands,
-            }],
-        }
-    }
+    use crate::manifest::sim::{Sim, delta};
 
     fn topic(name: &str, queues: u32) -> Command {
         Command::CreateTopic {
@@ -1060,25 +1047,7 @@ mod tests {
         }
     }
 
-    struct Sim {
-        state: State,
-        now: i64,
-    }
-
     impl Sim {
-        fn new() -> Self {
-            Sim {
-                state: State::default(),
-                now: 1_000,
-            }
-        }
-        fn run(&mut self, commands: Vec<Command>) -> Vec<Outcome> {
-            let d = delta(self.state.version + 1, self.now, commands);
-            self.state.apply(&d).unwrap().remove(0)
-        }
-        fn one(&mut self, c: Command) -> Outcome {
-            self.run(vec![c]).remove(0)
-        }
         fn lease_all(&mut self, consumer: &str) -> Vec<Grant> {
             let candidates = self.state.candidates("g", consumer, self.now, 100);
             match self.one(Command::Lease {

@@ -1,0 +1,47 @@
+//! For the manifest's unit tests: a state and a delta clock that applies commands as the next
+//! version at `now`, as the sequencer would.
+
+use super::command::{Command, Delta, Entry, FORMAT, Outcome};
+use super::state::State;
+
+/// One delta of `commands` as version `version` at `time_ms`.
+pub(crate) fn delta(version: u64, time_ms: i64, commands: Vec<Command>) -> Delta {
+    Delta {
+        format: FORMAT,
+        version,
+        time_ms,
+        writer: "w".into(),
+        nonce: version,
+        entries: vec![Entry {
+            request: None,
+            commands,
+        }],
+    }
+}
+
+/// A state and the time of its next delta.
+pub(crate) struct Sim {
+    pub(crate) state: State,
+    pub(crate) now: i64,
+}
+
+impl Sim {
+    /// An empty state at time 1,000.
+    pub(crate) fn new() -> Self {
+        Sim {
+            state: State::default(),
+            now: 1_000,
+        }
+    }
+
+    /// Applies `commands` as the next version; their outcomes.
+    pub(crate) fn run(&mut self, commands: Vec<Command>) -> Vec<Outcome> {
+        let d = delta(self.state.version + 1, self.now, commands);
+        self.state.apply(&d).expect("the next version").remove(0)
+    }
+
+    /// Applies one command as the next version; its outcome.
+    pub(crate) fn one(&mut self, c: Command) -> Outcome {
+        self.run(vec![c]).remove(0)
+    }
+}

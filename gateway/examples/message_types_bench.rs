@@ -118,16 +118,16 @@ async fn consume(
     start.elapsed()
 }
 
-async fn fifo(c: &Client) {
-    let total = env("FIFO_MESSAGES", 50_000);
+/// Creates a topic of `kind` and a group on it from the earliest, with fresh names.
+async fn topic_and_group(c: &Client, kind: &str, queues: u32) -> (String, String) {
     let suffix = now_ms();
     let (topic, group) = (
-        format!("bench-fifo-{suffix}"),
-        format!("bench-fifo-g-{suffix}"),
+        format!("bench-{kind}-{suffix}"),
+        format!("bench-{kind}-g-{suffix}"),
     );
     c.put(
         &format!("/v1/topics/{topic}"),
-        json!({"type": "fifo", "queues": 8}),
+        json!({"type": kind, "queues": queues}),
     )
     .await;
     c.put(
@@ -135,12 +135,15 @@ async fn fifo(c: &Client) {
         json!({"subscriptions": [{"topic": topic}], "start_from": "earliest"}),
     )
     .await;
+    (topic, group)
+}
+
+/// Publishes messages `0..total` made by `message`, 1,000 per request.
+async fn publish_all(c: &Client, topic: &str, total: u64, message: impl Fn(u64) -> Value) {
     let mut sent = 0;
     while sent < total {
         let n = (total - sent).min(1000);
-        let msgs: Vec<Value> = (sent..sent + n)
-            .map(|i| json!({"body": format!("m{i}"), "message_group": format!("g{}", i % 1000)}))
-            .collect();
+        let msgs: Vec<Value> = (sent..sent + n).map(&message).collect();
         c.post(
             &format!("/v1/topics/{topic}/messages"),
             json!({"messages": msgs}),
@@ -148,6 +151,18 @@ async fn fifo(c: &Client) {
         .await;
         sent += n;
     }
+}
+
+async fn fifo(c: &Client) {
+    let total = env("FIFO_MESSAGES", 50_000);
+    let (topic, group) = topic_and_group(c, "fifo", 8).await;
+    publish_all(
+        c,
+        &topic,
+        total,
+        |i| json!({"body": format!("m{i}"), "message_group": format!("g{}", i % 1000)}),
+    )
+    .await;
     for consumers in [1usize, 4, 16] {
         // A fresh group per run, reading from the beginning.
         let g = format!("{group}-{consumers}");
@@ -167,40 +182,15 @@ async fn fifo(c: &Client) {
 
 async fn delay(c: &Client) {
     let total = env("TIMERS", 100_000);
-    let suffix = now_ms();
-    let (topic, group) = (
-        format!("bench-delay-{suffix}"),
-        format!("bench-delay-g-{suffix}"),
-    );
-    c.put(
-        &format!("/v1/topics/{topic}"),
-        json!({"type": "delay", "queues": 8}),
-    )
-    .await;
-    c.put(
-        &format!("/v1/groups/{group}"),
-        json!({"subscriptions": [{"topic": topic}], "start_from": "earliest"}),
-    )
-    .await;
+    let (topic, group) = topic_and_group(c, "delay", 8).await;
     // Due uniformly over one minute, starting once the timers are all published.
     let publish_start = Instant::now();
     let first_due = now_ms() + 20_000;
-    let mut sent = 0;
-    while sent < total {
-        let n = (total - sent).min(1000);
-        let msgs: Vec<Value> = (sent..sent + n)
-            .map(|i| {
-                let due = first_due + (i as i64 * 60_000) / total as i64;
-                json!({"body": format!("t{i}"), "deliver_at": due, "properties": {"due": due.to_string()}})
-            })
-            .collect();
-        c.post(
-            &format!("/v1/topics/{topic}/messages"),
-            json!({"messages": msgs}),
-        )
-        .await;
-        sent += n;
-    }
+    publish_all(c, &topic, total, |i| {
+        let due = first_due + (i as i64 * 60_000) / total as i64;
+        json!({"body": format!("t{i}"), "deliver_at": due, "properties": {"due": due.to_string()}})
+    })
+    .await;
     println!(
         "delay: {total} timers published in {:.1} s; first due {} ms after",
         publish_start.elapsed().as_secs_f64(),
@@ -234,18 +224,7 @@ async fn delay(c: &Client) {
 
 async fn transaction(c: &Client) {
     let rounds = env("TX_ROUNDS", 200);
-    let suffix = now_ms();
-    let (topic, group) = (format!("bench-tx-{suffix}"), format!("bench-tx-g-{suffix}"));
-    c.put(
-        &format!("/v1/topics/{topic}"),
-        json!({"type": "transaction", "queues": 4}),
-    )
-    .await;
-    c.put(
-        &format!("/v1/groups/{group}"),
-        json!({"subscriptions": [{"topic": topic}], "start_from": "earliest"}),
-    )
-    .await;
+    let (topic, group) = topic_and_group(c, "transaction", 4).await;
     let mut visible = Histogram::<u64>::new(3).unwrap();
     let mut commit = Histogram::<u64>::new(3).unwrap();
     for i in 0..rounds {

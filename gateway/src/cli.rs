@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// Followers read the manifest log this often.
     #[arg(long, env = "FERRYMQ_TAIL_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub tail_interval: Duration,
+    /// Manifest deltas the sequencer has in flight at once, each chained to the one before
+    /// it: a commit never waits for the one ahead of it to land. More: lower publish latency
+    /// under load, up to this many log PUTs per PUT round trip. 1: one commit at a time.
+    #[arg(long, env = "FERRYMQ_MAX_DELTAS_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_deltas_in_flight: u16,
     /// Write a manifest checkpoint every this many versions.
     #[arg(long, env = "FERRYMQ_CHECKPOINT_EVERY", default_value_t = 500)]
     pub checkpoint_every: u64,

@@ -237,6 +237,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ns.lease_ttl = args.lease_ttl;
     ns.heartbeat = (args.lease_ttl / 3).min(Duration::from_secs(1));
     ns.tail_interval = args.tail_interval;
+    ns.max_deltas_in_flight = usize::from(args.max_deltas_in_flight);
     ns.log = LogSettings {
         checkpoint_every: args.checkpoint_every,
         ..LogSettings::default()

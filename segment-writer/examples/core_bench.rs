@@ -8,7 +8,8 @@
 //! ```
 //! `segment64k`: each operation PUTs a 64 KiB segment, then commits its Append (the publish
 //! path); `none`: the Append alone (the commit path). `s3` uses `FERRYMQ_TEST_S3_BUCKET` and
-//! the `AWS_*` variables. `FERRYMQ_HEDGE=0` turns hedged PUTs off (the baseline).
+//! the `AWS_*` variables. `FERRYMQ_HEDGE=0` turns hedged PUTs off (the baseline);
+//! `FERRYMQ_DELTAS_IN_FLIGHT=n` sets the sequencer's pipeline depth (1: one commit at a time).
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // a benchmark binary
 
@@ -64,6 +65,12 @@ async fn main() {
     for i in 0..nodes {
         let mut settings = NodeSettings::new(format!("n{i}"), format!("n{i}"));
         settings.log.hedge = hedge;
+        if let Some(depth) = std::env::var("FERRYMQ_DELTAS_IN_FLIGHT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            settings.max_deltas_in_flight = depth;
+        }
         let n = Node::start(
             store.clone(),
             settings,

@@ -67,6 +67,7 @@ async fn main() {
             time_ms: v as i64,
             writer: "w".into(),
             nonce: v,
+            parent: None,
             entries: vec![Entry {
                 request: None,
                 commands: vec![cmd],

@@ -36,6 +36,7 @@ fn main() {
                 time_ms: 1_000,
                 writer: "w".into(),
                 nonce: version,
+                parent: None,
                 entries: vec![Entry {
                     request: None,
                     commands,

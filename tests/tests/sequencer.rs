@@ -436,3 +436,158 @@ async fn a_follower_catches_up_with_everything_committed_before_it_asks() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Replays the log version by version from an empty state; the versions that were orphans
+/// and their writers (written to follow a delta that lost its version: they change nothing).
+async fn orphans_in_log(store: &Store) -> Vec<(u64, String)> {
+    use object_store::ObjectStoreExt;
+    use segment_writer::manifest::{Delta, State};
+    let mut state = State::default();
+    let mut orphans = Vec::new();
+    for v in 1.. {
+        let path = store.paths.log_version(v);
+        let bytes = match store.inner.get(&path).await {
+            Ok(r) => r.bytes().await.unwrap(),
+            Err(object_store::Error::NotFound { .. }) => break,
+            Err(e) => panic!("get {path}: {e}"),
+        };
+        let delta: Delta = serde_json::from_slice(&bytes).unwrap();
+        if state.is_orphan(&delta) {
+            orphans.push((v, delta.writer.clone()));
+        }
+        state.apply(&delta).unwrap();
+    }
+    orphans
+}
+
+/// The sequencer keeps several deltas in flight, each naming the one before it as parent. An
+/// intruder writing the log directly takes versions out from under the pipeline: the deltas
+/// in flight behind a lost version land as orphans (no-ops) and their commands are committed
+/// again, so every acknowledged command is in the log exactly once.
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_broken_by_another_writer_resubmits_and_loses_nothing() {
+    let clock: Arc<dyn Clock> = TokioClock::shared();
+    let base = Store::memory();
+    let faulty = Arc::new(FaultyStore::new(
+        base.inner.clone(),
+        FaultConfig {
+            put_latency: Latency::LogNormal {
+                p50_ms: 20.0,
+                p99_ms: 60.0,
+            },
+            ..FaultConfig::default()
+        },
+        7,
+        clock.clone(),
+    ));
+    let store = base.wrapped(faulty);
+    let local = Arc::new(LocalForwarder::default());
+    let mut settings = node_settings(0);
+    settings.max_deltas_in_flight = 4;
+    let node = Node::start(store.clone(), settings, clock.clone(), local.clone(), 0)
+        .await
+        .unwrap();
+    local.register(&node);
+    wait_for_sequencer(std::slice::from_ref(&node)).await;
+    node.submit(vec![create_topic()]).await.unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..16u64 {
+        let n = node.clone();
+        let clock = clock.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = Vec::new();
+            for k in 0..30u64 {
+                // Arrivals spread over time, so that deltas overlap in flight.
+                clock
+                    .sleep(Duration::from_millis((c * 7 + k * 13) % 17))
+                    .await;
+                let name = format!("c{c}-{k}");
+                match n.submit(vec![append(name.clone())]).await {
+                    Ok(done) => {
+                        assert!(matches!(done.outcomes[0], Outcome::Appended { .. }));
+                        ok.push(name);
+                    }
+                    Err(e) => panic!("no store faults here, yet {name} failed: {e}"),
+                }
+            }
+            ok
+        }));
+    }
+    // The intruder: a direct writer (as a gateway that believes itself sequencer would be).
+    let intruder_store = store.clone();
+    let intruder_clock = clock.clone();
+    let intruder = tokio::spawn(async move {
+        let mut log = ManifestLog::open(
+            intruder_store,
+            LogSettings::default(),
+            intruder_clock.clone(),
+            "intruder".into(),
+            99,
+        )
+        .await
+        .unwrap();
+        let mut committed = Vec::new();
+        for k in 0..20 {
+            intruder_clock.sleep(Duration::from_millis(37)).await;
+            // A ghost a few versions ahead: the last of a chain whose first deltas are never
+            // written (an intruder's pipeline whose first create failed). It can only be an
+            // orphan, and the sequencer's delta that wanted its version loses it.
+            let _ = log.catch_up().await.unwrap();
+            let entry = |name: String| segment_writer::manifest::Entry {
+                request: None,
+                commands: vec![append(name)],
+            };
+            let mut chain = log.prepare(vec![entry(format!("ghost-{k}-0"))], None).unwrap();
+            for g in 1..5 {
+                chain = log
+                    .prepare(vec![entry(format!("ghost-{k}-{g}"))], Some(&chain))
+                    .unwrap();
+            }
+            let _ = log.create(&chain).await;
+            let name = format!("intruder-{k}");
+            loop {
+                let _ = log.catch_up().await.unwrap();
+                let entries = vec![segment_writer::manifest::Entry {
+                    request: None,
+                    commands: vec![append(name.clone())],
+                }];
+                match log.try_commit(entries).await.unwrap() {
+                    segment_writer::manifest::CommitAttempt::Committed(a) => {
+                        assert!(!a.orphan);
+                        committed.push(name);
+                        break;
+                    }
+                    segment_writer::manifest::CommitAttempt::Conflict(_) => continue,
+                }
+            }
+        }
+        committed
+    });
+    let mut ok = Vec::new();
+    for t in tasks {
+        ok.extend(t.await.unwrap());
+    }
+    let intruded = intruder.await.unwrap();
+    node.shutdown().await;
+    let seen = appended_in_log(&base).await;
+    for name in ok.iter().chain(&intruded) {
+        assert_eq!(seen.get(name), Some(&1), "{name} lost or doubled");
+    }
+    assert_eq!(
+        seen.len(),
+        ok.len() + intruded.len(),
+        "nothing else was appended"
+    );
+    let orphans = orphans_in_log(&base).await;
+    let of_the_sequencer = orphans.iter().filter(|(_, w)| w == "gw0").count();
+    eprintln!(
+        "acked {} + intruder {}; orphaned versions {} ({of_the_sequencer} of the sequencer)",
+        ok.len(),
+        intruded.len(),
+        orphans.len()
+    );
+    assert!(
+        of_the_sequencer > 0,
+        "the intruder broke the pipeline at least once (else this test proves nothing)"
+    );
+}

@@ -390,6 +390,14 @@ pub struct Entry {
     pub commands: Vec<Command>,
 }
 
+/// Names one written delta: its writer and nonce. A delta names its parent this way
+/// ([`Delta::parent`]), so that a writer can have several deltas in flight at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeltaId {
+    pub writer: String,
+    pub nonce: u64,
+}
+
 /// One version of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
@@ -401,5 +409,21 @@ pub struct Delta {
     pub writer: String,
     /// Distinguishes my write from another's identical-looking one after a lost response.
     pub nonce: u64,
+    /// The delta this one was written to follow (the writer's view of the head when it wrote
+    /// it). When the state's head is another delta, this one is an orphan: it takes its
+    /// version but changes nothing (DESIGN.md, "Several deltas in flight"). `None` (deltas of
+    /// older writers) always applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<DeltaId>,
     pub entries: Vec<Entry>,
+}
+
+impl Delta {
+    /// This delta's identity, as a child names it.
+    pub fn id(&self) -> DeltaId {
+        DeltaId {
+            writer: self.writer.clone(),
+            nonce: self.nonce,
+        }
+    }
 }

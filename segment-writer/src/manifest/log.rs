@@ -10,6 +10,7 @@
 //!   behind a checkpoint older than `gc_grace`, and a writer whose last full refresh is older
 //!   than half that grace LISTs the checkpoints again before it writes.
 
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -70,6 +71,27 @@ struct Checkpoint {
 pub struct AppliedDelta {
     pub delta: Arc<Delta>,
     pub outcomes: Vec<Vec<Outcome>>,
+    /// It did not follow the head it named ([`State::is_orphan`]): it changed nothing.
+    pub orphan: bool,
+}
+
+/// A delta encoded for its version, not yet written ([`ManifestLog::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedDelta {
+    pub delta: Delta,
+    bytes: Bytes,
+    path: object_store::path::Path,
+}
+
+/// What creating a prepared delta's version found.
+#[derive(Debug)]
+pub enum Created {
+    /// The create succeeded: the version is mine.
+    Written,
+    /// The version exists: mine (a lost response) or another writer's.
+    Taken,
+    /// The store failed every attempt: the version may or may not hold my delta.
+    Failed(Error),
 }
 
 /// The result of one commit attempt.
@@ -92,7 +114,7 @@ pub struct ManifestLog {
     rng: rand::rngs::SmallRng,
     last_full_refresh: tokio::time::Instant,
     last_checkpoint: u64,
-    hedger: Hedger,
+    hedger: Arc<Hedger>,
 }
 
 fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> {
@@ -147,7 +169,7 @@ impl ManifestLog {
     ) -> Result<Self> {
         let mut log = ManifestLog {
             store,
-            hedger: Hedger::new(settings.hedge, Duration::from_millis(2)),
+            hedger: Arc::new(Hedger::new(settings.hedge, Duration::from_millis(2))),
             settings,
             last_full_refresh: clock.instant(),
             clock,
@@ -291,15 +313,14 @@ impl ManifestLog {
 
     fn apply(&mut self, delta: Delta) -> Result<AppliedDelta> {
         let path = self.store.paths.log_version(delta.version);
-        let outcomes = self
-            .state
-            .write()
-            .expect("state lock poisoned")
-            .apply(&delta)
-            .map_err(|e| Error::corrupt(path, e))?;
+        let mut state = self.state.write().expect("state lock poisoned");
+        let orphan = state.is_orphan(&delta);
+        let outcomes = state.apply(&delta).map_err(|e| Error::corrupt(path, e))?;
+        drop(state);
         Ok(AppliedDelta {
             delta: Arc::new(delta),
             outcomes,
+            orphan,
         })
     }
 
@@ -358,25 +379,55 @@ impl ManifestLog {
         self.last_full_refresh.elapsed() > self.settings.gc_grace / 2
     }
 
-    /// Tries once to write `entries` as the next version.
+    /// Tries once to write `entries` as the next version (nothing else in flight).
     pub async fn try_commit(&mut self, entries: Vec<Entry>) -> Result<CommitAttempt> {
-        if self.is_stale() {
-            let applied = self.full_refresh().await?;
-            if let Some(last) = applied.into_iter().last() {
-                return Ok(CommitAttempt::Conflict(last));
-            }
+        if let Some(last) = self.refresh_if_stale().await? {
+            return Ok(CommitAttempt::Conflict(last));
         }
-        let (version, time_ms) = {
-            let s = self.read();
-            (s.version + 1, s.time_ms.max(self.clock.now_ms()))
+        let prepared = self.prepare(entries, None)?;
+        let created = self.create(&prepared).await;
+        self.settle(prepared, created).await
+    }
+
+    /// Re-reads the log (checkpoints first) when the last full refresh is older than half the
+    /// GC grace, so a stalled writer never creates a version GC has deleted; the last delta
+    /// that re-read applied, if any. Call only with nothing in flight.
+    pub async fn refresh_if_stale(&mut self) -> Result<Option<AppliedDelta>> {
+        if !self.is_stale() {
+            return Ok(None);
+        }
+        Ok(self.full_refresh().await?.into_iter().last())
+    }
+
+    /// Encodes `entries` as the version after `after` (a delta prepared and still in flight),
+    /// or else after the state's version, naming that delta (or the state's head) as parent.
+    pub fn prepare(
+        &mut self,
+        entries: Vec<Entry>,
+        after: Option<&PreparedDelta>,
+    ) -> Result<PreparedDelta> {
+        let (version, time_ms, parent) = match after {
+            Some(p) => (
+                p.delta.version + 1,
+                p.delta.time_ms.max(self.clock.now_ms()),
+                Some(p.delta.id()),
+            ),
+            None => {
+                let s = self.read();
+                (
+                    s.version + 1,
+                    s.time_ms.max(self.clock.now_ms()),
+                    s.head.clone(),
+                )
+            }
         };
-        let nonce: u64 = self.rng.random();
         let delta = Delta {
             format: FORMAT,
             version,
             time_ms,
             writer: self.writer.clone(),
-            nonce,
+            nonce: self.rng.random(),
+            parent,
             entries,
         };
         let bytes = Bytes::from(
@@ -384,61 +435,82 @@ impl ManifestLog {
                 .map_err(|e| Error::Invalid(format!("cannot encode delta: {e}")))?,
         );
         let path = self.store.paths.log_version(version);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let inner = &self.store.inner;
-            let put = self
-                .hedger
-                .run(
-                    self.clock.as_ref(),
-                    || {
-                        inner.put_opts(
-                            &path,
-                            PutPayload::from(bytes.clone()),
-                            PutMode::Create.into(),
-                        )
-                    },
-                    |r| {
-                        matches!(
-                            r,
-                            Ok(_)
-                                | Err(object_store::Error::AlreadyExists { .. }
-                                    | object_store::Error::Precondition { .. })
-                        )
-                    },
-                )
-                .await;
-            match put {
-                Ok(_) => return Ok(CommitAttempt::Committed(self.apply(delta)?)),
-                Err(
-                    object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. },
-                ) => {
-                    // Someone holds the version: me (a lost response) or another writer.
-                    let winner = match self.get(&path).await {
-                        Ok(Some(b)) => b,
-                        Ok(None) => {
-                            return Err(Error::corrupt(
+        Ok(PreparedDelta { delta, bytes, path })
+    }
+
+    /// Creates `prepared` only if its version is absent: hedged, and retried with the same
+    /// bytes up to `put_attempts` times. Owns what it needs, so it can run on its own task
+    /// while the writer prepares the next delta.
+    pub fn create(&self, prepared: &PreparedDelta) -> impl Future<Output = Created> + 'static {
+        let (store, clock, hedger) = (self.store.clone(), self.clock.clone(), self.hedger.clone());
+        let (path, bytes) = (prepared.path.clone(), prepared.bytes.clone());
+        let (attempts, version) = (self.settings.put_attempts, prepared.delta.version);
+        async move {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let inner = &store.inner;
+                let put = hedger
+                    .run(
+                        clock.as_ref(),
+                        || {
+                            inner.put_opts(
                                 &path,
-                                "create conflicted but the version is absent",
-                            ));
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let winner = decode_delta(&path, &winner)?;
-                    if winner.nonce == delta.nonce && winner.writer == delta.writer {
-                        return Ok(CommitAttempt::Committed(self.apply(delta)?));
+                                PutPayload::from(bytes.clone()),
+                                PutMode::Create.into(),
+                            )
+                        },
+                        |r| {
+                            matches!(
+                                r,
+                                Ok(_)
+                                    | Err(object_store::Error::AlreadyExists { .. }
+                                        | object_store::Error::Precondition { .. })
+                            )
+                        },
+                    )
+                    .await;
+                match put {
+                    Ok(_) => return Created::Written,
+                    Err(
+                        object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. },
+                    ) => return Created::Taken,
+                    Err(e) if attempt < attempts => {
+                        warn!(error = %e, attempt, version, "manifest put failed; retrying the same bytes");
+                        clock
+                            .sleep(Duration::from_millis(5 * u64::from(attempt)))
+                            .await;
                     }
-                    return Ok(CommitAttempt::Conflict(self.apply(winner)?));
+                    Err(e) => return Created::Failed(Error::store("put", &path, e)),
                 }
-                Err(e) if attempt < self.settings.put_attempts => {
-                    warn!(error = %e, attempt, version, "manifest put failed; retrying the same bytes");
-                    self.clock
-                        .sleep(Duration::from_millis(5 * u64::from(attempt)))
-                        .await;
+            }
+        }
+    }
+
+    /// Applies the result of creating `prepared`, which must be the next version: mine if it
+    /// was written (or the version holds my nonce: a lost response or a hedged duplicate),
+    /// else the winner that holds the version. A failed create is returned as the error (the
+    /// delta may or may not have landed).
+    pub async fn settle(
+        &mut self,
+        prepared: PreparedDelta,
+        created: Created,
+    ) -> Result<CommitAttempt> {
+        let PreparedDelta { delta, path, .. } = prepared;
+        match created {
+            Created::Written => Ok(CommitAttempt::Committed(self.apply(delta)?)),
+            Created::Failed(e) => Err(e),
+            Created::Taken => {
+                // Someone holds the version: me (a lost response) or another writer.
+                let winner = self.get(&path).await?.ok_or_else(|| {
+                    Error::corrupt(&path, "create conflicted but the version is absent")
+                })?;
+                let winner = decode_delta(&path, &winner)?;
+                if winner.nonce == delta.nonce && winner.writer == delta.writer {
+                    return Ok(CommitAttempt::Committed(self.apply(delta)?));
                 }
-                Err(e) => return Err(Error::store("put", &path, e)),
+                Ok(CommitAttempt::Conflict(self.apply(winner)?))
             }
         }
     }

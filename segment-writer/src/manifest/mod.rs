@@ -23,10 +23,10 @@ pub mod timers;
 pub use archive::{Archive, ArchivedFile, QueueArchive};
 pub use command::Grant;
 pub use command::{
-    CheckDue, Command, DedupRecord, Delta, Entry, GroupDef, GroupMode, Outcome, PublishMode,
-    QueueOffset, Rejection, RequestId, ResetTarget, SettleAction, StartFrom, Subscription,
-    TopicDef, TopicKind,
+    CheckDue, Command, DedupRecord, Delta, DeltaId, Entry, GroupDef, GroupMode, Outcome,
+    PublishMode, QueueOffset, Rejection, RequestId, ResetTarget, SettleAction, StartFrom,
+    Subscription, TopicDef, TopicKind,
 };
-pub use log::{AppliedDelta, CommitAttempt, LogSettings, ManifestLog};
+pub use log::{AppliedDelta, CommitAttempt, Created, LogSettings, ManifestLog, PreparedDelta};
 pub use messaging::{Half, Pending, ProducerGroup, ProducerSettings, timer_key};
 pub use state::{Cursor, Lease, OffsetRange, QueueLog, Retry, State, Topic};

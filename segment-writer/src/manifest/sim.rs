@@ -12,6 +12,7 @@ pub(crate) fn delta(version: u64, time_ms: i64, commands: Vec<Command>) -> Delta
         time_ms,
         writer: "w".into(),
         nonce: version,
+        parent: None,
         entries: vec![Entry {
             request: None,
             commands,

@@ -14,7 +14,7 @@ pub use super::messaging::{
 };
 
 use super::command::{
-    Command, DedupRecord, Delta, Entry, Grant, GroupDef, GroupMode, Outcome, QueueOffset,
+    Command, DedupRecord, Delta, DeltaId, Entry, Grant, GroupDef, GroupMode, Outcome, QueueOffset,
     Rejection, RequestId, ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
 };
 
@@ -224,6 +224,10 @@ pub struct State {
     pub version: u64,
     /// The last applied delta's time.
     pub time_ms: i64,
+    /// The last delta applied as a change (orphans do not count): what a delta written to
+    /// follow it names as its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<DeltaId>,
     pub sequencer: Option<SequencerInfo>,
     pub topics: BTreeMap<String, Topic>,
     pub groups: BTreeMap<String, Group>,
@@ -266,7 +270,18 @@ pub fn dlq_topic(group: &str) -> String {
 }
 
 impl State {
-    /// Applies one delta; returns each entry's outcomes (one per command).
+    /// Whether `delta` was written to follow another delta than this state's head: then it
+    /// takes its version and changes nothing else.
+    pub fn is_orphan(&self, delta: &Delta) -> bool {
+        delta
+            .parent
+            .as_ref()
+            .is_some_and(|p| self.head.as_ref() != Some(p))
+    }
+
+    /// Applies one delta; returns each entry's outcomes (one per command). An orphan
+    /// ([`State::is_orphan`]) only advances the version and answers no outcomes (an empty list
+    /// per entry): its commands were never applied, and its writer retries them.
     pub fn apply(&mut self, delta: &Delta) -> Result<Vec<Vec<Outcome>>, VersionGap> {
         if delta.version != self.version + 1 {
             return Err(VersionGap {
@@ -275,6 +290,10 @@ impl State {
             });
         }
         self.version = delta.version;
+        if self.is_orphan(delta) {
+            return Ok(vec![Vec::new(); delta.entries.len()]);
+        }
+        self.head = Some(delta.id());
         self.time_ms = self.time_ms.max(delta.time_ms);
         let now = self.time_ms;
         self.prune_requests(now);
@@ -1276,6 +1295,7 @@ mod tests {
             time_ms: 5,
             writer: "w".into(),
             nonce: 0,
+            parent: None,
             entries: vec![entry.clone(), entry.clone()],
         };
         let out = s.state.apply(&mk(2)).unwrap();
@@ -1283,5 +1303,53 @@ mod tests {
         let again = s.state.apply(&mk(3)).unwrap();
         assert_eq!(again[0], out[0]);
         assert_eq!(s.state.topics["t"].queues[0].next_offset, 1);
+    }
+
+    #[test]
+    fn a_delta_that_names_another_parent_is_an_orphan_and_changes_nothing() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        let head = s.state.head.clone().expect("a head after a delta");
+        let request = Some(RequestId {
+            origin: "o".into(),
+            seq: 7,
+        });
+        let mk = |v, nonce, parent| Delta {
+            format: FORMAT,
+            version: v,
+            time_ms: 9_999,
+            writer: "w2".into(),
+            nonce,
+            parent,
+            entries: vec![Entry {
+                request: request.clone(),
+                commands: vec![append("t", 0, 1)],
+            }],
+        };
+        // Written to follow a delta that never became version 2.
+        let lost = DeltaId {
+            writer: "w2".into(),
+            nonce: 41,
+        };
+        let orphan = mk(2, 42, Some(lost));
+        assert!(s.state.is_orphan(&orphan));
+        let before = s.state.clone();
+        assert_eq!(s.state.apply(&orphan).unwrap(), vec![Vec::<Outcome>::new()]);
+        let mut expected = before;
+        expected.version = 2;
+        assert_eq!(
+            s.state, expected,
+            "only the version moved: no time, head, offset or request id"
+        );
+        // Its child is an orphan too; a delta naming the real head applies (and its request
+        // id, not recorded by the orphan, is applied for the first time).
+        assert!(s.state.is_orphan(&mk(3, 43, Some(orphan.id()))));
+        let real = mk(3, 44, Some(head));
+        let out = s.state.apply(&real).unwrap();
+        assert_eq!(out[0], vec![Outcome::Appended { base_offset: 0 }]);
+        assert_eq!(s.state.head, Some(real.id()));
+        assert_eq!(s.state.time_ms, 9_999);
+        // A delta of an older writer (no parent) always applies.
+        assert!(!s.state.is_orphan(&mk(4, 45, None)));
     }
 }

@@ -26,7 +26,7 @@ use segment_writer::manifest::{Command, OffsetRange, Outcome, Rejection, State};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
 use segment_writer::segment::Message;
-use segment_writer::segment_store;
+
 use segment_writer::store::Store;
 use tracing::{debug, info, warn};
 
@@ -114,6 +114,8 @@ pub struct PassReport {
 
 /// A byte-bounded LRU of decoded segments.
 struct SegmentCache {
+    /// Where inline segments (still in the log) are found.
+    state: Arc<std::sync::RwLock<State>>,
     store: Store,
     max_bytes: usize,
     map: HashMap<String, (Arc<Vec<Message>>, usize, u64)>,
@@ -122,9 +124,10 @@ struct SegmentCache {
 }
 
 impl SegmentCache {
-    fn new(store: Store, max_bytes: usize) -> Self {
+    fn new(store: Store, state: Arc<std::sync::RwLock<State>>, max_bytes: usize) -> Self {
         SegmentCache {
             store,
+            state,
             max_bytes,
             map: HashMap::new(),
             total: 0,
@@ -138,7 +141,9 @@ impl SegmentCache {
             v.2 = self.tick;
             return Ok(v.0.clone());
         }
-        let msgs = Arc::new(segment_store::read_segment(&self.store, name).await?);
+        let msgs = Arc::new(
+            segment_writer::inline::read_segment_anywhere(&self.store, &self.state, name).await?,
+        );
         let bytes: usize = msgs.iter().map(Message::approx_size).sum();
         while self.total + bytes > self.max_bytes && !self.map.is_empty() {
             let victim = self
@@ -255,7 +260,11 @@ pub async fn run_pass(
 
     report.orphans_deleted = crate::gc::collect_orphans(node, settings, observer).await?;
 
-    let mut cache = SegmentCache::new(store.clone(), settings.segment_cache_bytes);
+    let mut cache = SegmentCache::new(
+        store.clone(),
+        node.shared_state(),
+        settings.segment_cache_bytes,
+    );
     let mut last_lease = node.clock().instant();
     for w in work {
         archive_queue(

@@ -1351,7 +1351,7 @@ async fn cluster(State(st): St, headers: HeaderMap) -> ApiResult {
     let (inline, spilled) = s.timer_counts();
     let timers =
         json!({"inline": inline, "spilled": spilled, "spill_objects": s.spilled_timers.len()});
-    Ok(Json(json!({"manifest_version": s.version, "gateways": gateways, "store": st.store_url, "sequencer_epoch": s.sequencer.as_ref().map(|q| q.epoch), "delayed_messages": timers})).into_response())
+    Ok(Json(json!({"manifest_version": s.version, "gateways": gateways, "store": st.store_url, "sequencer_epoch": s.sequencer.as_ref().map(|q| q.epoch), "delayed_messages": timers, "inline_segments": s.inline_segments.len()})).into_response())
 }
 
 #[derive(Deserialize)]

@@ -3,8 +3,10 @@
 //! Publishes queue up; a batch closes when a segment-write slot is free (at most
 //! `max_inflight_batches` in flight; adaptive: no waiting when nothing is in flight), after an
 //! optional `linger`, or at `max_batch_bytes`. A batch becomes one segment PUT plus one
-//! manifest submission (one `Append` per topic queue it touches); only then are its requests
-//! answered with their offsets. Deduplicated, delayed and transactional messages ride the
+//! manifest submission (one `Append` per topic queue it touches), or, when its segment is at
+//! most `inline_max_bytes`, one submission carrying the segment's bytes inline
+//! (`Command::InlineSegment`: one PUT to acknowledge; the sequencer writes the object later);
+//! only then are its requests answered with their offsets. Deduplicated, delayed and transactional messages ride the
 //! same segment, each with its own `PublishOne` command. A failed PUT or commit fails every
 //! request it carried (503): nothing is acknowledged from memory. Bytes accepted but not yet answered are bounded;
 //! beyond the bound a publish gets 429 at once.
@@ -28,6 +30,8 @@ use crate::reader::Reader;
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
     pub linger: Duration,
+    /// Batches whose segment is at most this many bytes ride inline in the manifest delta.
+    pub inline_max_bytes: usize,
     pub max_batch_bytes: usize,
     pub max_inflight_batches: usize,
     pub max_inflight_bytes: usize,
@@ -151,8 +155,9 @@ async fn run(
             }
         }
         let (node, reader, hedger) = (node.clone(), reader.clone(), hedger.clone());
+        let inline_max_bytes = settings.inline_max_bytes;
         flushes.spawn(async move {
-            flush(&node, &reader, &hedger, jobs).await;
+            flush(&node, &reader, &hedger, inline_max_bytes, jobs).await;
             drop(permit);
         });
         while flushes.try_join_next().is_some() {}
@@ -160,7 +165,13 @@ async fn run(
     while flushes.join_next().await.is_some() {}
 }
 
-async fn flush(node: &Node, reader: &Reader, hedger: &Hedger, jobs: Vec<Job>) {
+async fn flush(
+    node: &Node,
+    reader: &Reader,
+    hedger: &Hedger,
+    inline_max_bytes: usize,
+    jobs: Vec<Job>,
+) {
     // Order the batch by (topic, queue), keeping publish order within a queue.
     let mut order: Vec<(usize, usize)> = jobs
         .iter()
@@ -223,23 +234,37 @@ async fn flush(node: &Node, reader: &Reader, hedger: &Hedger, jobs: Vec<Job>) {
         }
     }
     crate::metrics::observe_batch(bytes.len());
-    let put = segment_store::put_segment_hedged(
-        node.store(),
-        &name,
-        bytes,
-        hedger,
-        node.clock().as_ref(),
-    )
-    .await;
-    if let Err(e) = put {
-        let e = ApiError::from(e);
-        for job in jobs {
-            let _ = job.reply.send(Err(ApiError::Unavailable(e.to_string())));
+    if bytes.len() <= inline_max_bytes {
+        // One PUT: the bytes ride in the delta, ahead of the commands that name them.
+        commands.insert(
+            0,
+            Command::InlineSegment {
+                segment: name.clone(),
+                data: bytes,
+            },
+        );
+        for p in placed.iter_mut().flatten() {
+            p.0 += 1;
         }
-        return;
+    } else {
+        let put = segment_store::put_segment_hedged(
+            node.store(),
+            &name,
+            bytes,
+            hedger,
+            node.clock().as_ref(),
+        )
+        .await;
+        if let Err(e) = put {
+            let e = ApiError::from(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(ApiError::Unavailable(e.to_string())));
+            }
+            return;
+        }
     }
     reader.insert(&name, Arc::new(messages));
-    let committed = node.submit(commands).await;
+    let committed = node.submit(commands.clone()).await;
     match committed {
         Err(e) => {
             let msg = ApiError::from(e).to_string();
@@ -252,7 +277,10 @@ async fn flush(node: &Node, reader: &Reader, hedger: &Hedger, jobs: Vec<Job>) {
             // gateway has applied its version, so that a decision or a cancel sent here right
             // after finds it (a follower learns the outcome before it has tailed the version;
             // found by the history checker as a 404 on a transaction just acknowledged).
-            if c.outcomes.iter().any(|o| matches!(o, Outcome::Done)) {
+            let pending = commands.iter().zip(&c.outcomes).any(|(c, o)| {
+                matches!(c, Command::PublishOne { .. }) && matches!(o, Outcome::Done)
+            });
+            if pending {
                 node.wait_applied(c.version, Duration::from_secs(5)).await;
             }
             for (j, job) in jobs.into_iter().enumerate() {

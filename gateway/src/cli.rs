@@ -67,6 +67,16 @@ pub struct ServeArgs {
     /// A publish batch closes at this many bytes.
     #[arg(long, env = "FERRYMQ_MAX_BATCH_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_batch_bytes: usize,
+    /// A publish batch whose segment is at most this many bytes rides inside the manifest
+    /// delta (one PUT to acknowledge instead of two); the sequencer writes it out as a segment
+    /// object shortly after. 0: every batch is a segment object first.
+    #[arg(long, env = "FERRYMQ_INLINE_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub inline_max_bytes: usize,
+    /// The sequencer writes inline segments out as objects this often (one PUT each, one GET
+    /// per log version holding them, one small delta per round). Until then they are read
+    /// from the log, which is not collected past them.
+    #[arg(long, env = "FERRYMQ_INLINE_WRITE_OUT_EVERY", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub inline_write_out_every: Duration,
     /// Segment writes in flight per gateway; what arrives meanwhile waits for the next batch.
     #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BATCHES", default_value_t = 2)]
     pub max_inflight_batches: usize,

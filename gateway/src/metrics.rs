@@ -11,6 +11,7 @@ struct Metrics {
     published: IntCounter,
     publish_ack: Histogram,
     batches: IntCounter,
+    inline_written: IntCounter,
     batch_bytes: Histogram,
     store_requests: IntCounterVec,
     injected_faults: IntCounter,
@@ -37,7 +38,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("metric");
     let batches = IntCounter::new(
         "ferrymq_batches_total",
-        "Publish batches written as segments",
+        "Publish batches written (as segment objects, or inline in a manifest delta)",
+    )
+    .expect("metric");
+    let inline_written = IntCounter::new(
+        "ferrymq_inline_segments_written_total",
+        "Inline segments (small batches carried in manifest deltas) written out as objects by this gateway as sequencer",
     )
     .expect("metric");
     let batch_bytes = Histogram::with_opts(
@@ -75,6 +81,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(published.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(publish_ack.clone()),
         Box::new(batches.clone()),
+        Box::new(inline_written.clone()),
         Box::new(batch_bytes.clone()),
         Box::new(store_requests.clone()),
         Box::new(injected_faults.clone()),
@@ -88,6 +95,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         published,
         publish_ack,
         batches,
+        inline_written,
         batch_bytes,
         store_requests,
         injected_faults,
@@ -100,6 +108,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 pub fn observe_publish(messages: usize, seconds: f64) {
     METRICS.published.inc_by(messages as u64);
     METRICS.publish_ack.observe(seconds);
+}
+
+/// Inline segments written out as objects.
+pub fn observe_inline_written(n: usize) {
+    METRICS.inline_written.inc_by(n as u64);
 }
 
 /// One batch written.

@@ -55,6 +55,8 @@ struct Lru {
 #[derive(Debug)]
 pub struct Reader {
     store: Store,
+    /// The replicated state, to find segments still inline in the log (none in unit tests).
+    state: Option<Arc<std::sync::RwLock<State>>>,
     max_bytes: usize,
     cache: Mutex<Lru>,
     archive: ArchiveReader,
@@ -95,9 +97,41 @@ impl Reader {
         Reader {
             archive: ArchiveReader::new(store.clone()),
             store,
+            state: None,
             max_bytes,
             cache: Mutex::new(Lru::default()),
         }
+    }
+
+    /// Looks segments up in `state` first: one still inline in a log version is read from
+    /// there.
+    pub fn with_state(mut self, state: Arc<std::sync::RwLock<State>>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// The log version holding `segment` inline, if it is inline.
+    fn inline_version(&self, segment: &str) -> Option<u64> {
+        let state = self.state.as_ref()?;
+        segment_writer::inline::inline_version(state, segment)
+    }
+
+    /// Reads an inline segment whole from its log version and keeps it in the hot tail.
+    async fn read_inline(
+        &self,
+        segment: &str,
+        version: u64,
+    ) -> segment_writer::Result<Arc<Vec<Message>>> {
+        let bytes =
+            segment_writer::inline::read_inline_bytes(&self.store, version, segment).await?;
+        let all = Arc::new(segment_writer::segment::decode(&bytes).map_err(|e| {
+            segment_writer::Error::Corrupt {
+                path: segment.to_string(),
+                reason: e.to_string(),
+            }
+        })?);
+        self.insert(segment, all.clone());
+        Ok(all)
     }
 
     /// Puts a decoded segment in the hot tail.
@@ -158,6 +192,10 @@ impl Reader {
         if self.contains(name) {
             return Ok(());
         }
+        if let Some(v) = self.inline_version(name) {
+            self.read_inline(name, v).await?;
+            return Ok(());
+        }
         let messages = segment_store::read_segment(&self.store, name).await?;
         self.insert(name, Arc::new(messages));
         Ok(())
@@ -172,6 +210,16 @@ impl Reader {
             if let Some(slice) = all.get(ordinals.start as usize..ordinals.end as usize) {
                 return Ok(slice.to_vec());
             }
+        }
+        if let Some(v) = self.inline_version(segment) {
+            let all = self.read_inline(segment, v).await?;
+            return all
+                .get(ordinals.start as usize..ordinals.end as usize)
+                .map(<[Message]>::to_vec)
+                .ok_or_else(|| segment_writer::Error::Corrupt {
+                    path: segment.to_string(),
+                    reason: format!("ordinals {ordinals:?} beyond its {} messages", all.len()),
+                });
         }
         // A read spans many segments and each costs a few ranged GETs: one transient store
         // error among them must not fail the whole receive or pull (found by the history

@@ -268,12 +268,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     };
-    let reader = Arc::new(Reader::new(store.clone(), args.hot_tail_bytes));
+    let reader =
+        Arc::new(Reader::new(store.clone(), args.hot_tail_bytes).with_state(node.shared_state()));
     let (batcher, batcher_task) = Batcher::start(
         node.clone(),
         reader.clone(),
         BatchSettings {
             linger: args.linger,
+            inline_max_bytes: args.inline_max_bytes,
             max_batch_bytes: args.max_batch_bytes,
             max_inflight_batches: args.max_inflight_batches,
             max_inflight_bytes: args.max_inflight_bytes,
@@ -301,6 +303,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store_url: url.clone(),
     });
     let background = spawn_background(node.clone(), reader.clone(), counter.clone());
+    let inline_writer = spawn_inline_writer(node.clone(), args.inline_write_out_every);
     let scheduler =
         crate::scheduler::spawn(node.clone(), reader.clone(), Duration::from_millis(10));
     let spill_keeper = crate::scheduler::spawn_spill_keeper(node.clone(), spill);
@@ -337,6 +340,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = batcher_task.await;
     node.shutdown().await;
     background.abort();
+    inline_writer.abort();
     scheduler.abort();
     spill_keeper.abort();
     if let Some(c) = compactor {
@@ -373,6 +377,25 @@ async fn shutdown_signal() {
     }
 }
 
+/// On the sequencer, every `every`: inline segments become objects of their own, so the log
+/// versions holding them can be collected.
+fn spawn_inline_writer(node: Node, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            node.clock().sleep(every).await;
+            if node.is_stopped() {
+                return;
+            }
+            if node.is_sequencer() && !node.state().inline_segments.is_empty() {
+                match segment_writer::inline::materialize(&node).await {
+                    Ok(n) => crate::metrics::observe_inline_written(n),
+                    Err(e) => warn!(error = %e, "writing inline segments out failed"),
+                }
+            }
+        }
+    })
+}
+
 /// Followers fill the hot tail with each new segment once; the sequencer dead-letters
 /// exhausted leases; store call counts feed `/metrics`.
 fn spawn_background(
@@ -384,6 +407,15 @@ fn spawn_background(
     let prefetch_reader = reader.clone();
     tokio::spawn(async move {
         while let Ok(a) = applied.recv().await {
+            // Inline segments arrive with their delta: into the hot tail without a GET.
+            for (name, data) in segment_writer::inline::inline_segments(&a.delta) {
+                if !prefetch_reader.contains(name) {
+                    match segment_writer::segment::decode(data) {
+                        Ok(messages) => prefetch_reader.insert(name, Arc::new(messages)),
+                        Err(e) => warn!(error = %e, segment = %name, "undecodable inline segment"),
+                    }
+                }
+            }
             for entry in &a.delta.entries {
                 for c in &entry.commands {
                     if let Command::Append { segment, .. } | Command::PublishOne { segment, .. } = c

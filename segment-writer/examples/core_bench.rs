@@ -4,12 +4,14 @@
 //! ```text
 //! cargo run --release -p segment-writer --example core_bench -- \
 //!     <store: memory | local | s3> <profile: none | s3-standard | s3-express | minio-lan> \
-//!     <nodes> <clients per node> <seconds> <payload: segment64k | none>
+//!     <nodes> <clients per node> <seconds> <payload: segment64k | inline4k | none>
 //! ```
 //! `segment64k`: each operation PUTs a 64 KiB segment, then commits its Append (the publish
-//! path); `none`: the Append alone (the commit path). `s3` uses `FERRYMQ_TEST_S3_BUCKET` and
+//! path); `inline4k`: a 4 KiB segment inline in the delta with its Append (the publish path
+//! for small batches); `none`: the Append alone (the commit path). `s3` uses `FERRYMQ_TEST_S3_BUCKET` and
 //! the `AWS_*` variables. `FERRYMQ_HEDGE=0` turns hedged PUTs off (the baseline);
-//! `FERRYMQ_DELTAS_IN_FLIGHT=n` sets the sequencer's pipeline depth (1: one commit at a time).
+//! `FERRYMQ_DELTAS_IN_FLIGHT=n` sets the sequencer's pipeline depth (1: one commit at a time);
+//! `FERRYMQ_THINK_MS=n` makes each client pause a random 0..=n ms before each operation.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // a benchmark binary
 
@@ -18,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
 use segment_writer::clock::{Clock, TokioClock};
 use segment_writer::faulty::{FaultConfig, FaultyStore};
 use segment_writer::hedge::Hedger;
@@ -103,17 +106,29 @@ async fn main() {
         body: vec![7u8; 64 * 1024].into(),
         ..Message::default()
     }]);
+    let small = encode(&[Message {
+        topic: "t".into(),
+        body: vec![7u8; 4 * 1024].into(),
+        ..Message::default()
+    }]);
+    // A random pause of up to this long before each operation spreads arrivals in time as
+    // independent producers would (closed loops answered by one delta resubmit together).
+    let think_ms: u64 = std::env::var("FERRYMQ_THINK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let stop = Arc::new(AtomicBool::new(false));
     let v0 = ns[0].version();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, n) in ns.iter().enumerate() {
         for c in 0..clients {
-            let (n, stop, store, segment, payload, hedger, clock) = (
+            let (n, stop, store, segment, small, payload, hedger, clock) = (
                 n.clone(),
                 stop.clone(),
                 store.clone(),
                 segment.clone(),
+                small.clone(),
                 payload.to_string(),
                 hedger.clone(),
                 clock.clone(),
@@ -121,7 +136,12 @@ async fn main() {
             tasks.push(tokio::spawn(async move {
                 let mut h = Histogram::<u64>::new(3).unwrap();
                 let mut k = 0u64;
+                let mut rng = rand::rngs::SmallRng::seed_from_u64((i * 1000 + c) as u64);
                 while !stop.load(Ordering::Relaxed) {
+                    if think_ms > 0 {
+                        let d = rng.random_range(0..=think_ms);
+                        tokio::time::sleep(Duration::from_millis(d)).await;
+                    }
                     let t = Instant::now();
                     let name = format!("segments/bench/{i}-{c}-{k}.seg");
                     k += 1;
@@ -138,15 +158,22 @@ async fn main() {
                     {
                         continue;
                     }
-                    let cmd = Command::Append {
+                    let mut cmds = Vec::new();
+                    if payload == "inline4k" {
+                        cmds.push(Command::InlineSegment {
+                            segment: name.clone(),
+                            data: small.clone(),
+                        });
+                    }
+                    cmds.push(Command::Append {
                         topic: "t".into(),
                         queue: (k % 8) as u32,
                         segment: name,
                         first_ordinal: 0,
                         count: 1,
                         publish_time_ms: 0,
-                    };
-                    if n.submit(vec![cmd]).await.is_ok() {
+                    });
+                    if n.submit(cmds).await.is_ok() {
                         h.record(t.elapsed().as_micros() as u64).unwrap();
                     }
                 }

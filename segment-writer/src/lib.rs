@@ -14,11 +14,13 @@
 //! - [`manifest`]: commands, state, apply, the log and checkpoints.
 //! - [`node`]: group commit, sequencer leadership, forwarding and tailing.
 //! - [`clock`]: injected time; [`hedge`]: hedged PUTs against the latency tail.
+//! - [`inline`]: small segments carried inside deltas, and writing them out as objects.
 
 pub mod clock;
 pub mod error;
 pub mod faulty;
 pub mod hedge;
+pub mod inline;
 pub mod manifest;
 pub mod node;
 pub mod paths;

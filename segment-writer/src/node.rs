@@ -430,7 +430,10 @@ impl Node {
 
 /// A delta of the sequencer's whose create is in flight, and the submissions it carries.
 struct InFlight {
-    prepared: PreparedDelta,
+    /// Until it is settled.
+    prepared: Option<PreparedDelta>,
+    version: u64,
+    id: crate::manifest::DeltaId,
     batch: Vec<Pending>,
 }
 
@@ -693,6 +696,11 @@ impl CommitLoop {
         let max = self.shared.settings.max_commands_per_delta;
         let depth = self.shared.settings.max_deltas_in_flight.max(1);
         while self.in_flight.len() < depth {
+            if !self.in_flight.is_empty() && self.log.is_stale() {
+                // Re-read before writing on (after the pipeline drains): never chain more
+                // deltas onto knowledge older than half the GC grace.
+                return;
+            }
             let heartbeat = self.in_flight.is_empty()
                 && self.last_commit.elapsed() >= self.shared.settings.heartbeat;
             if self.retry.is_empty() && self.pending.is_empty() && !heartbeat {
@@ -718,10 +726,10 @@ impl CommitLoop {
                     commands: p.commands.clone(),
                 })
                 .collect();
-            let prepared = match self
-                .log
-                .prepare(entries, self.in_flight.back().map(|f| &f.prepared))
-            {
+            let prepared = match self.log.prepare(
+                entries,
+                self.in_flight.back().and_then(|f| f.prepared.as_ref()),
+            ) {
                 Ok(p) => p,
                 Err(e) => {
                     let msg = e.to_string();
@@ -733,7 +741,12 @@ impl CommitLoop {
             };
             self.creates
                 .push_back(tokio::spawn(self.log.create(&prepared)));
-            self.in_flight.push_back(InFlight { prepared, batch });
+            self.in_flight.push_back(InFlight {
+                version: prepared.delta.version,
+                id: prepared.delta.id(),
+                prepared: Some(prepared),
+                batch,
+            });
             // A heartbeat counts from when it is sent, so an idle loop does not send another.
             self.last_commit = self.shared.clock.instant();
         }
@@ -751,11 +764,15 @@ impl CommitLoop {
                 "manifest create task failed: {e}"
             )))
         });
-        let front = self
+        let mut front = self
             .in_flight
             .pop_front()
             .expect("a create finished, so a delta is in flight");
-        let result = self.log.settle(front.prepared.clone(), created).await;
+        let prepared = front
+            .prepared
+            .take()
+            .expect("each delta in flight is settled once");
+        let result = self.log.settle(prepared, created).await;
         self.shared.store_ok.store(result.is_ok(), Ordering::SeqCst);
         match result {
             Ok(CommitAttempt::Committed(a)) if !a.orphan => {
@@ -814,10 +831,9 @@ impl CommitLoop {
         let failure = failure.unwrap_or_else(|| "the manifest commit failed".into());
         let mut again: Vec<Pending> = Vec::new();
         for f in all {
-            let version = f.prepared.delta.version;
-            let mine = |a: &AppliedDelta| {
-                a.delta.writer == f.prepared.delta.writer && a.delta.nonce == f.prepared.delta.nonce
-            };
+            let version = f.version;
+            let mine =
+                |a: &AppliedDelta| a.delta.writer == f.id.writer && a.delta.nonce == f.id.nonce;
             match landed.get(&version) {
                 // The log is the truth: a delta of mine that applied is answered.
                 Some(a) if mine(a) && !a.orphan => {

@@ -904,6 +904,124 @@ async fn segment_objects(store: &segment_writer::store::Store) -> Vec<object_sto
     v
 }
 
+/// The segment objects once there are at least `n` (small batches ride inline in the manifest
+/// delta and become objects when the sequencer writes them out, 250 ms by default).
+async fn wait_for_segment_objects(
+    store: &segment_writer::store::Store,
+    n: usize,
+) -> Vec<object_store::path::Path> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = segment_objects(store).await;
+        if v.len() >= n || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Small batches ride inline in the manifest delta. Acknowledged and SIGKILLed before the
+/// sequencer wrote them out, they are read from the log after a restart (on the gateway and
+/// on a second gateway), and once written out from their objects: the same bytes at the same
+/// offsets every time.
+async fn inline_batches_survive_a_kill_before_they_are_written_out(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let never = ["--inline-write-out-every", "1h"];
+    let mut gw = Gateway::start(&ts.url, &never).await;
+    let api = Api::admin(&gw);
+    api.put("/v1/topics/inl", json!({"queues": 2})).await;
+    let mut tasks = Vec::new();
+    for p in 0..6 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..15 {
+                let body: Vec<u8> = (0..(p * 31 + i * 7) % 200).map(|b| b as u8).collect();
+                let r = api
+                    .post(
+                        "/v1/topics/inl/messages",
+                        json!({"messages": [{"body_base64": B64.encode(&body), "tag": format!("p{p}")}]}),
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                let res = &r.body["results"][0];
+                acked.push((res["queue"].as_u64().unwrap(), res["offset"].as_u64().unwrap(), body));
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    gw.kill9();
+    assert!(
+        segment_objects(&ts.store).await.is_empty(),
+        "nothing was written out: every acknowledged byte is only in the log"
+    );
+    let read_all = |api: Api| async move {
+        let mut got = BTreeMap::new();
+        for q in 0..2u64 {
+            let r = api
+                .get(&format!(
+                    "/v1/topics/inl/queues/{q}/messages?offset=0&max=1000"
+                ))
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            for m in r.body["messages"].as_array().unwrap() {
+                let body = match m["body_base64"].as_str() {
+                    Some(b) => B64.decode(b).unwrap(),
+                    None => m["body"].as_str().unwrap().as_bytes().to_vec(),
+                };
+                got.insert((q, m["offset"].as_u64().unwrap()), body);
+            }
+        }
+        got
+    };
+    let expected: BTreeMap<(u64, u64), Vec<u8>> =
+        acked.into_iter().map(|(q, o, b)| ((q, o), b)).collect();
+    assert_eq!(expected.len(), 90);
+    gw.restart_with(&never).await;
+    let cluster = Api::admin(&gw).get("/v1/cluster").await;
+    assert!(
+        cluster.body["inline_segments"].as_u64().unwrap() > 0,
+        "{:?}",
+        cluster.body
+    );
+    assert_eq!(
+        read_all(Api::admin(&gw)).await,
+        expected,
+        "read from the log"
+    );
+    let second = Gateway::start(&ts.url, &never).await;
+    assert_eq!(
+        read_all(Api::admin(&second)).await,
+        expected,
+        "on another gateway"
+    );
+    drop(second);
+    gw.restart_with(&[]).await;
+    let objects = wait_for_segment_objects(&ts.store, 1).await;
+    assert!(!objects.is_empty(), "written out after the restart");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Api::admin(&gw).get("/v1/cluster").await.body["inline_segments"] != json!(0) {
+        assert!(
+            Instant::now() < deadline,
+            "every inline segment written out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.restart_with(&[]).await;
+    assert_eq!(
+        read_all(Api::admin(&gw)).await,
+        expected,
+        "read from the objects"
+    );
+}
+on_real_stores!(inline_batches_survive_a_kill_before_they_are_written_out);
+
 async fn a_corrupt_segment_fails_only_its_range_and_is_counted(backend: Backend) {
     use object_store::ObjectStoreExt;
     let Some(ts) = stores::fresh(backend) else {
@@ -937,9 +1055,9 @@ async fn a_corrupt_segment_fails_only_its_range_and_is_counted(backend: Backend)
         }
     };
     publish("first").await;
-    let before = segment_objects(&ts.store).await;
+    let before = wait_for_segment_objects(&ts.store, 1).await;
     publish("second").await;
-    let after = segment_objects(&ts.store).await;
+    let after = wait_for_segment_objects(&ts.store, 2).await;
     assert_eq!(before.len(), 1);
     assert_eq!(after.len(), 2);
     // Damage the first segment (same length, flipped bytes), and restart so no cache has it.
@@ -1046,6 +1164,9 @@ async fn a_store_outage_answers_503_quickly_and_service_resumes() {
                 .as_u16()
         }
     };
+    // The batch rode inline in the delta: wait until the sequencer wrote it out, so there
+    // is a segments folder to take away.
+    assert_eq!(wait_for_segment_objects(&ts.store, 1).await.len(), 1);
     assert_eq!(readyz().await, 200);
 
     let away = |name: &str| {

@@ -537,7 +537,9 @@ async fn a_pipeline_broken_by_another_writer_resubmits_and_loses_nothing() {
                 request: None,
                 commands: vec![append(name)],
             };
-            let mut chain = log.prepare(vec![entry(format!("ghost-{k}-0"))], None).unwrap();
+            let mut chain = log
+                .prepare(vec![entry(format!("ghost-{k}-0"))], None)
+                .unwrap();
             for g in 1..5 {
                 chain = log
                     .prepare(vec![entry(format!("ghost-{k}-{g}"))], Some(&chain))

@@ -189,6 +189,19 @@ pub enum Command {
         dedup_id: Option<String>,
         mode: PublishMode,
     },
+    /// The bytes of a small segment, carried in the delta itself instead of a segment object
+    /// (one PUT on the publish path instead of two). The state records that `segment` lives in
+    /// this version until [`Command::Materialized`]; the commands after it name `segment` as
+    /// any other.
+    InlineSegment {
+        segment: String,
+        #[serde(with = "base64_bytes")]
+        data: bytes::Bytes,
+    },
+    /// These inline segments now also exist as their own objects under their names (the
+    /// sequencer wrote them): reads go there, and the log versions that held them may be
+    /// collected.
+    Materialized { segments: Vec<String> },
     /// Append every timer due at the delta time to its queue (issued by the sequencer's ticker).
     FireTimers,
     /// Cancel a delayed message not yet due: inline, or else in the spill `spilled_in` (where
@@ -425,5 +438,24 @@ impl Delta {
             writer: self.writer.clone(),
             nonce: self.nonce,
         }
+    }
+}
+
+/// Bytes as standard base64 in JSON (inline segments).
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(data: &bytes::Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bytes::Bytes, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map(bytes::Bytes::from)
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -81,6 +81,9 @@ pub struct PreparedDelta {
     pub delta: Delta,
     bytes: Bytes,
     path: object_store::path::Path,
+    /// When it was prepared: if it lands as mine, what the writer knew of the head then was
+    /// the truth (see [`ManifestLog::is_stale`]).
+    prepared_at: tokio::time::Instant,
 }
 
 /// What creating a prepared delta's version found.
@@ -117,7 +120,7 @@ pub struct ManifestLog {
     hedger: Arc<Hedger>,
 }
 
-fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> {
+pub(crate) fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> {
     let d: Delta = serde_json::from_slice(bytes)
         .map_err(|e| Error::corrupt(path, format!("not a manifest delta: {e}")))?;
     if d.format != FORMAT {
@@ -132,7 +135,7 @@ fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> 
 /// GETs an immutable object (`None` if absent), retrying a failed call a few times with a
 /// short backoff: opening a log reads hundreds of objects, and one transient store error among
 /// them must not fail the whole open (found by the history checker at 5% store errors).
-async fn get_retrying(
+pub(crate) async fn get_retrying(
     store: &Store,
     clock: &Arc<dyn Clock>,
     path: &object_store::path::Path,
@@ -374,7 +377,8 @@ impl ManifestLog {
         }
     }
 
-    /// Whether the last full refresh is older than half the GC grace.
+    /// Whether what this writer knows of the head is older than half the GC grace: its last
+    /// full refresh, or the preparing of its last delta that applied, is that old.
     pub fn is_stale(&self) -> bool {
         self.last_full_refresh.elapsed() > self.settings.gc_grace / 2
     }
@@ -435,7 +439,12 @@ impl ManifestLog {
                 .map_err(|e| Error::Invalid(format!("cannot encode delta: {e}")))?,
         );
         let path = self.store.paths.log_version(version);
-        Ok(PreparedDelta { delta, bytes, path })
+        Ok(PreparedDelta {
+            delta,
+            bytes,
+            path,
+            prepared_at: self.clock.instant(),
+        })
     }
 
     /// Creates `prepared` only if its version is absent: hedged, and retried with the same
@@ -497,9 +506,22 @@ impl ManifestLog {
         prepared: PreparedDelta,
         created: Created,
     ) -> Result<CommitAttempt> {
-        let PreparedDelta { delta, path, .. } = prepared;
+        let PreparedDelta {
+            delta,
+            path,
+            prepared_at,
+            ..
+        } = prepared;
+        // A delta of mine that applies proves the log was as I knew it when I prepared it.
+        let mine = |log: &mut Self, delta: Delta| -> Result<CommitAttempt> {
+            let applied = log.apply(delta)?;
+            if !applied.orphan {
+                log.last_full_refresh = log.last_full_refresh.max(prepared_at);
+            }
+            Ok(CommitAttempt::Committed(applied))
+        };
         match created {
-            Created::Written => Ok(CommitAttempt::Committed(self.apply(delta)?)),
+            Created::Written => mine(self, delta),
             Created::Failed(e) => Err(e),
             Created::Taken => {
                 // Someone holds the version: me (a lost response) or another writer.
@@ -508,7 +530,7 @@ impl ManifestLog {
                 })?;
                 let winner = decode_delta(&path, &winner)?;
                 if winner.nonce == delta.nonce && winner.writer == delta.writer {
-                    return Ok(CommitAttempt::Committed(self.apply(delta)?));
+                    return mine(self, delta);
                 }
                 Ok(CommitAttempt::Conflict(self.apply(winner)?))
             }
@@ -578,6 +600,15 @@ impl ManifestLog {
         let Some(retained) = retained else {
             return Ok(());
         };
+        // A version that holds an inline segment not yet written as its own object is still
+        // where that segment's bytes are: keep it and everything after it.
+        let inline_from = self
+            .read()
+            .inline_segments
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(u64::MAX);
         let mut doomed: Vec<object_store::path::Path> = cps
             .iter()
             .filter(|v| **v < retained)
@@ -593,7 +624,10 @@ impl ManifestLog {
             .map_err(|e| Error::store("list", &log_dir, e))?;
         doomed.extend(
             logs.iter()
-                .filter(|m| Paths::parse_version(&m.location).is_some_and(|v| v <= retained))
+                .filter(|m| {
+                    Paths::parse_version(&m.location)
+                        .is_some_and(|v| v <= retained && v < inline_from)
+                })
                 .map(|m| m.location.clone()),
         );
         if doomed.is_empty() {

@@ -254,6 +254,11 @@ pub struct State {
     /// The archive catalogue, retention progress and compactor lease (`manifest::archive`).
     #[serde(default)]
     pub archive: super::archive::Archive,
+    /// Segments whose bytes live in a log version ([`Command::InlineSegment`]), not yet
+    /// written as their own objects: name → version. The log is not collected from the
+    /// oldest of these versions on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inline_segments: BTreeMap<String, u64>,
 }
 
 /// Why a delta cannot be applied to this state (the log is damaged or skipped a version).
@@ -483,6 +488,19 @@ impl State {
                 mode,
                 now,
             ),
+            Command::InlineSegment { segment, .. } => {
+                if segment.is_empty() {
+                    return Err(Rejection::Invalid("an inline segment needs a name".into()));
+                }
+                self.inline_segments.insert(segment.clone(), self.version);
+                Ok(Outcome::Done)
+            }
+            Command::Materialized { segments } => {
+                for s in segments {
+                    self.inline_segments.remove(s);
+                }
+                Ok(Outcome::Done)
+            }
             Command::FireTimers => {
                 self.fire_timers(now);
                 Ok(Outcome::Done)

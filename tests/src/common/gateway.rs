@@ -160,6 +160,12 @@ impl Gateway {
         c.wait().ok()
     }
 
+    /// Starts the process again with these extra flags instead of the ones it had.
+    pub async fn restart_with(&mut self, extra: &[&str]) {
+        self.args = extra.iter().map(|s| s.to_string()).collect();
+        self.restart().await;
+    }
+
     /// Starts the process again with the same settings.
     pub async fn restart(&mut self) {
         self.kill9();

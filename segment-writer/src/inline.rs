@@ -1,0 +1,264 @@
+//! Small segments carried inside manifest deltas ([`Command::InlineSegment`]): where their
+//! bytes are read from, and the sequencer's job of writing them out as their own objects.
+//!
+//! A publish batch below the gateway's inline threshold rides in the delta that appends it:
+//! one PUT on the acknowledgement path instead of a segment PUT followed by a commit. The
+//! segment keeps its ordinary name, so offset ranges, timers and half messages point at it as
+//! at any segment. Shortly after, the sequencer GETs the version, writes the bytes under that
+//! name and commits [`Command::Materialized`]; from then on reads go to the object and the log
+//! version may be collected (`ManifestLog::gc` keeps every version from the oldest one still
+//! holding an inline segment).
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::{PutMode, PutPayload};
+
+use crate::manifest::{Command, Delta, State, log::decode_delta, log::get_retrying};
+use crate::node::Node;
+use crate::segment::{self, Message};
+use crate::segment_store;
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// Inline segments written out per round at most.
+const PER_ROUND: usize = 256;
+
+/// The inline segments a delta carries: (segment name, bytes).
+pub fn inline_segments(delta: &Delta) -> impl Iterator<Item = (&str, &Bytes)> {
+    delta
+        .entries
+        .iter()
+        .flat_map(|e| &e.commands)
+        .filter_map(|c| match c {
+            Command::InlineSegment { segment, data } => Some((segment.as_str(), data)),
+            _ => None,
+        })
+}
+
+/// The bytes of inline segment `name`, read from log version `version`.
+pub async fn read_inline_bytes(store: &Store, version: u64, name: &str) -> Result<Bytes> {
+    let path = store.paths.log_version(version);
+    let clock: Arc<dyn crate::clock::Clock> = crate::clock::TokioClock::shared();
+    let bytes = get_retrying(store, &clock, &path).await?.ok_or_else(|| {
+        Error::corrupt(&path, format!("the log version holding {name} is missing"))
+    })?;
+    let delta = decode_delta(&path, &bytes)?;
+    inline_segments(&delta)
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| b.clone())
+        .ok_or_else(|| Error::corrupt(&path, format!("holds no inline segment {name}")))
+}
+
+/// Where segment `name`'s bytes are now: the log version holding it inline, if it is inline.
+pub fn inline_version(state: &RwLock<State>, name: &str) -> Option<u64> {
+    state
+        .read()
+        .expect("state lock poisoned")
+        .inline_segments
+        .get(name)
+        .copied()
+}
+
+/// Reads a whole segment wherever it is: inline in a log version, or its own object.
+pub async fn read_segment_anywhere(
+    store: &Store,
+    state: &RwLock<State>,
+    name: &str,
+) -> Result<Vec<Message>> {
+    match inline_version(state, name) {
+        Some(v) => {
+            let bytes = read_inline_bytes(store, v, name).await?;
+            segment::decode(&bytes).map_err(|e| Error::corrupt(store.paths.segment(name), e))
+        }
+        None => segment_store::read_segment(store, name).await,
+    }
+}
+
+/// On the sequencer: writes inline segments out as their own objects and commits
+/// [`Command::Materialized`] for them. Returns how many it wrote. A create that finds the
+/// object there already is fine (the same bytes, written by an earlier round whose commit
+/// failed).
+pub async fn materialize(node: &Node) -> Result<usize> {
+    let mut by_version: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for (name, v) in node.state().inline_segments.iter().take(PER_ROUND) {
+        by_version.entry(*v).or_default().push(name.clone());
+    }
+    if by_version.is_empty() {
+        return Ok(0);
+    }
+    let store = node.store().clone();
+    let mut writes = Vec::new();
+    for (version, names) in by_version {
+        let path = store.paths.log_version(version);
+        let bytes = get_retrying(&store, node.clock(), &path)
+            .await?
+            .ok_or_else(|| {
+                Error::corrupt(&path, "a log version holding inline segments is missing")
+            })?;
+        let delta = decode_delta(&path, &bytes)?;
+        for (name, data) in inline_segments(&delta) {
+            if names.iter().any(|n| n == name) {
+                writes.push((name.to_string(), data.clone()));
+            }
+        }
+    }
+    let written: Vec<String> = futures::stream::iter(writes.into_iter().map(|(name, data)| {
+        let store = store.clone();
+        async move {
+            let path = store.paths.segment(&name);
+            match store
+                .inner
+                .put_opts(&path, PutPayload::from(data), PutMode::Create.into())
+                .await
+            {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(name),
+                Err(e) => Err(Error::store("put", &path, e)),
+            }
+        }
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<Result<String>>>()
+    .await
+    .into_iter()
+    .collect::<Result<_>>()?;
+    let n = written.len();
+    node.submit(vec![Command::Materialized { segments: written }])
+        .await?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use std::time::Duration;
+
+    use object_store::ObjectStoreExt;
+
+    use super::*;
+    use crate::clock::{Clock, TokioClock};
+    use crate::manifest::{LogSettings, TopicDef, TopicKind};
+    use crate::node::{LocalForwarder, NodeSettings};
+    use crate::paths::Paths;
+
+    async fn version_exists(store: &Store, v: u64) -> bool {
+        store.inner.head(&store.paths.log_version(v)).await.is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_inline_segment_is_read_from_the_log_until_written_out_and_keeps_its_version() {
+        let clock: Arc<dyn Clock> = TokioClock::shared();
+        let store = Store::memory();
+        let mut settings = NodeSettings::new("n0", "n0");
+        settings.log = LogSettings {
+            checkpoint_every: 4,
+            gc_grace: Duration::from_secs(2),
+            ..LogSettings::default()
+        };
+        let local = Arc::new(LocalForwarder::default());
+        let node = Node::start(store.clone(), settings, clock.clone(), local.clone(), 1)
+            .await
+            .unwrap();
+        while !node.is_sequencer() {
+            clock.sleep(Duration::from_millis(10)).await;
+        }
+        let def = TopicDef {
+            kind: TopicKind::Normal,
+            queues: 1,
+            retention_hours: 1,
+        };
+        node.submit(vec![Command::CreateTopic {
+            topic: "t".into(),
+            def,
+        }])
+        .await
+        .unwrap();
+        let messages: Vec<Message> = (0..3u8)
+            .map(|i| Message {
+                topic: "t".into(),
+                body: vec![i; 100].into(),
+                ..Message::default()
+            })
+            .collect();
+        let name = Paths::segment_name("2026-12-01", &ulid::Ulid::new());
+        let committed = node
+            .submit(vec![
+                Command::InlineSegment {
+                    segment: name.clone(),
+                    data: segment::encode(&messages),
+                },
+                Command::Append {
+                    topic: "t".into(),
+                    queue: 0,
+                    segment: name.clone(),
+                    first_ordinal: 0,
+                    count: 3,
+                    publish_time_ms: 0,
+                },
+            ])
+            .await
+            .unwrap();
+        let held_in = committed.version;
+        assert_eq!(inline_version(&node.shared_state(), &name), Some(held_in));
+        let state = node.shared_state();
+        assert_eq!(
+            read_segment_anywhere(&store, &state, &name).await.unwrap(),
+            messages
+        );
+        // No object yet: the bytes are only in the log.
+        assert!(segment_store::read_segment(&store, &name).await.is_err());
+        // Checkpoints and GC run past it (grace 2 s): the version holding it stays.
+        for _ in 0..12 {
+            clock.sleep(Duration::from_millis(500)).await;
+            node.submit(vec![]).await.unwrap();
+        }
+        assert!(
+            !version_exists(&store, 1).await,
+            "GC ran and collected older versions"
+        );
+        assert!(
+            version_exists(&store, held_in).await,
+            "the inline segment's version is kept"
+        );
+        // Written out: the object holds the same bytes and the log may go.
+        assert_eq!(materialize(&node).await.unwrap(), 1);
+        assert_eq!(inline_version(&state, &name), None);
+        assert_eq!(
+            segment_store::read_segment(&store, &name).await.unwrap(),
+            messages
+        );
+        assert_eq!(
+            read_segment_anywhere(&store, &state, &name).await.unwrap(),
+            messages
+        );
+        assert_eq!(
+            materialize(&node).await.unwrap(),
+            0,
+            "nothing left to write"
+        );
+        for _ in 0..12 {
+            clock.sleep(Duration::from_millis(500)).await;
+            node.submit(vec![]).await.unwrap();
+        }
+        assert!(
+            !version_exists(&store, held_in).await,
+            "collected once written out"
+        );
+        node.shutdown().await;
+    }
+
+    #[test]
+    fn inline_bytes_round_trip_through_json_and_bad_base64_is_refused() {
+        let c = Command::InlineSegment {
+            segment: "s".into(),
+            data: Bytes::from_static(&[0, 1, 2, 255]),
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("AAEC/w=="), "{json}");
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), c);
+        let bad = json.replace("AAEC/w==", "not base64!");
+        assert!(serde_json::from_str::<Command>(&bad).is_err());
+    }
+}

@@ -257,6 +257,7 @@ impl Node {
             retry: VecDeque::new(),
             in_flight: VecDeque::new(),
             creates: FuturesOrdered::new(),
+            checkpointing: None,
             forwarding: 0,
             seq: AtomicU64::new(0),
             last_progress: shared.clock.instant(),
@@ -442,6 +443,8 @@ struct CommitLoop {
     /// Deltas in flight, oldest first; `creates` holds their creates in the same order.
     in_flight: VecDeque<InFlight>,
     creates: FuturesOrdered<tokio::task::JoinHandle<Created>>,
+    /// The checkpoint being written (and the log collected behind it), on its own task.
+    checkpointing: Option<tokio::task::JoinHandle<()>>,
     log: ManifestLog,
     rx: mpsc::UnboundedReceiver<Msg>,
     version_tx: watch::Sender<u64>,
@@ -486,15 +489,14 @@ impl CommitLoop {
     }
 
     fn take(&mut self, msg: Msg) {
-        match msg {
-            Msg::Submit(p) => self.pending.push_back(p),
-            Msg::ForwardFailed(p) => {
-                self.forwarding -= 1;
-                self.retry.push_back(p);
-            }
-            Msg::ForwardDone => self.forwarding -= 1,
-            Msg::Nudge => self.tail_due = self.shared.clock.instant(),
-        }
+        take_msg(
+            msg,
+            &mut self.pending,
+            &mut self.retry,
+            &mut self.forwarding,
+            &mut self.tail_due,
+            &self.shared,
+        );
     }
 
     fn expire(&mut self) {
@@ -543,13 +545,7 @@ impl CommitLoop {
                     self.take_over().await;
                     continue;
                 }
-                while self.forwarding < MAX_FORWARDS_IN_FLIGHT
-                    && (!self.retry.is_empty() || !self.pending.is_empty())
-                {
-                    if !self.forward() {
-                        break;
-                    }
-                }
+                self.forward_pending();
                 let now = self.shared.clock.instant();
                 if now >= self.tail_due {
                     self.tail_due = now + self.shared.settings.tail_interval;
@@ -600,19 +596,31 @@ impl CommitLoop {
         debug!(gateway = %self.shared.settings.gateway_id, "commit loop stopped");
     }
 
-    /// Applies what others committed, waking waiters as each version is applied.
+    /// Applies what others committed, waking waiters as each version is applied. Submissions
+    /// that arrive meanwhile are forwarded at once: a tail round chasing a busy sequencer can
+    /// take many GETs, and a forward must not wait for it.
     async fn tail(&mut self) {
         let shared = &self.shared;
         let version_tx = &self.version_tx;
-        let result = self
-            .log
-            .catch_up_each(|a| {
-                if !a.orphan {
-                    let _ = shared.applied.send(Arc::new(a.clone()));
+        let (rx, seq, forwarder) = (&mut self.rx, &self.seq, &self.forwarder);
+        let (pending, retry) = (&mut self.pending, &mut self.retry);
+        let (forwarding, tail_due) = (&mut self.forwarding, &mut self.tail_due);
+        let catch_up = self.log.catch_up_each(|a| {
+            if !a.orphan {
+                let _ = shared.applied.send(Arc::new(a.clone()));
+            }
+            let _ = version_tx.send(a.delta.version);
+        });
+        tokio::pin!(catch_up);
+        let result = loop {
+            tokio::select! {
+                r = &mut catch_up => break r,
+                Some(m) = rx.recv() => {
+                    take_msg(m, pending, retry, forwarding, tail_due, shared);
+                    start_forwards(pending, retry, forwarding, seq, shared, forwarder);
                 }
-                let _ = version_tx.send(a.delta.version);
-            })
-            .await;
+            }
+        };
         self.shared.store_ok.store(result.is_ok(), Ordering::SeqCst);
         if result.is_ok() {
             self.shared.tails.send_modify(|n| *n += 1);
@@ -783,10 +791,14 @@ impl CommitLoop {
                     p.answer(Ok(Committed { version, outcomes }));
                 }
                 self.publish(vec![a]);
-                if self.log.checkpoint_due() {
-                    if let Err(e) = self.log.checkpoint_and_gc().await {
-                        warn!(error = %e, "checkpoint failed");
-                    }
+                let idle = self.checkpointing.as_ref().is_none_or(|j| j.is_finished());
+                if idle && self.log.checkpoint_due() {
+                    let job = self.log.checkpoint_job();
+                    self.checkpointing = Some(tokio::spawn(async move {
+                        if let Err(e) = job.await {
+                            warn!(error = %e, "checkpoint failed");
+                        }
+                    }));
                 }
             }
             Ok(CommitAttempt::Committed(a) | CommitAttempt::Conflict(a)) => {
@@ -866,31 +878,79 @@ impl CommitLoop {
         }
     }
 
-    /// Starts one forward; false if there is no sequencer to forward to.
-    fn forward(&mut self) -> bool {
-        let Some(address) = self.sequencer_address() else {
-            return false;
+    /// Starts forwards while there is room and something to forward.
+    fn forward_pending(&mut self) {
+        start_forwards(
+            &mut self.pending,
+            &mut self.retry,
+            &mut self.forwarding,
+            &self.seq,
+            &self.shared,
+            &self.forwarder,
+        );
+    }
+}
+
+/// Takes one message of the commit loop's channel into its queues.
+fn take_msg(
+    msg: Msg,
+    pending: &mut VecDeque<Pending>,
+    retry: &mut VecDeque<Pending>,
+    forwarding: &mut usize,
+    tail_due: &mut tokio::time::Instant,
+    shared: &Shared,
+) {
+    match msg {
+        Msg::Submit(p) => pending.push_back(p),
+        Msg::ForwardFailed(p) => {
+            *forwarding -= 1;
+            retry.push_back(p);
+        }
+        Msg::ForwardDone => *forwarding -= 1,
+        Msg::Nudge => *tail_due = shared.clock.instant(),
+    }
+}
+
+/// Starts forwards to the sequencer (retries first, then everything pending coalesced into
+/// one request with a new id) while fewer than [`MAX_FORWARDS_IN_FLIGHT`] are in flight.
+fn start_forwards(
+    pending: &mut VecDeque<Pending>,
+    retry: &mut VecDeque<Pending>,
+    forwarding: &mut usize,
+    seq: &AtomicU64,
+    shared: &Shared,
+    forwarder: &Arc<dyn Forwarder>,
+) {
+    while *forwarding < MAX_FORWARDS_IN_FLIGHT && (!retry.is_empty() || !pending.is_empty()) {
+        let address = shared
+            .state
+            .read()
+            .expect("state lock poisoned")
+            .sequencer
+            .as_ref()
+            .map(|s| s.address.clone());
+        let Some(address) = address else {
+            return;
         };
-        let batch = match self.retry.pop_front() {
+        let batch = match retry.pop_front() {
             Some(p) => p,
             None => {
-                let items: Vec<Pending> = self.pending.drain(..).collect();
-                let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                let items: Vec<Pending> = pending.drain(..).collect();
+                let seq = seq.fetch_add(1, Ordering::Relaxed);
                 Pending::coalesce(
                     items,
                     RequestId {
-                        origin: self.me().to_string(),
+                        origin: shared.settings.gateway_id.clone(),
                         seq,
                     },
                 )
             }
         };
-        self.forwarding += 1;
-        let forwarder = self.forwarder.clone();
-        let tx = self.shared.tx.clone();
-
-        let clock = self.shared.clock.clone();
-        let backoff = self.shared.settings.tail_interval;
+        *forwarding += 1;
+        let forwarder = forwarder.clone();
+        let tx = shared.tx.clone();
+        let clock = shared.clock.clone();
+        let backoff = shared.settings.tail_interval;
         tokio::spawn(async move {
             let request = ForwardRequest {
                 id: batch
@@ -920,7 +980,6 @@ impl CommitLoop {
                 }
             }
         });
-        true
     }
 }
 

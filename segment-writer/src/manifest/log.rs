@@ -545,103 +545,140 @@ impl ManifestLog {
 
     /// Writes a checkpoint of the current state, then deletes what it makes unnecessary.
     pub async fn checkpoint_and_gc(&mut self) -> Result<()> {
-        let state = self.read().clone();
-        let version = state.version;
-        let path = self.store.paths.checkpoint(version);
-        let bytes = serde_json::to_vec(&Checkpoint {
-            format: FORMAT,
-            state,
-        })
-        .map_err(|e| Error::Invalid(format!("cannot encode checkpoint: {e}")))?;
-        match self
-            .store
-            .inner
-            .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(Error::store("put", &path, e)),
-        }
-        self.last_checkpoint = version;
-        debug!(version, "wrote manifest checkpoint");
-        self.gc().await
+        self.checkpoint_job().await
     }
 
-    /// Deletes log versions and checkpoints behind the newest checkpoint older than the grace
-    /// (judged by delta time, read from the log version the checkpoint is at).
-    pub async fn gc(&mut self) -> Result<()> {
-        let dir = self.store.paths.checkpoint_dir();
-        let metas: Vec<_> = self
-            .store
-            .inner
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::store("list", &dir, e))?;
-        let mut cps: Vec<u64> = metas
-            .iter()
-            .filter_map(|m| Paths::parse_version(&m.location))
-            .collect();
-        cps.sort_unstable();
-        let cutoff = self.read().time_ms - self.settings.gc_grace.as_millis() as i64;
-        // The retained checkpoint: the newest one whose version is older than the grace.
-        let mut retained = None;
-        for &v in cps.iter().rev() {
-            let path = self.store.paths.log_version(v);
-            let time = match self.get(&path).await? {
-                Some(b) => decode_delta(&path, &b)?.time_ms,
-                None => i64::MIN,
-            };
-            if time <= cutoff {
-                retained = Some(v);
-                break;
-            }
-        }
-        let Some(retained) = retained else {
-            return Ok(());
-        };
-        // A version that holds an inline segment not yet written as its own object is still
-        // where that segment's bytes are: keep it and everything after it.
-        let inline_from = self
-            .read()
-            .inline_segments
-            .values()
-            .min()
-            .copied()
-            .unwrap_or(u64::MAX);
-        let mut doomed: Vec<object_store::path::Path> = cps
-            .iter()
-            .filter(|v| **v < retained)
-            .map(|v| self.store.paths.checkpoint(*v))
-            .collect();
-        let log_dir = self.store.paths.log_dir();
-        let logs: Vec<_> = self
-            .store
-            .inner
-            .list(Some(&log_dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::store("list", &log_dir, e))?;
-        doomed.extend(
-            logs.iter()
-                .filter(|m| {
-                    Paths::parse_version(&m.location)
-                        .is_some_and(|v| v <= retained && v < inline_from)
-                })
-                .map(|m| m.location.clone()),
+    /// A snapshot of the current state and the work of writing it as a checkpoint and then
+    /// collecting what it makes unnecessary, as a future that owns what it needs: the
+    /// sequencer runs it on its own task so a checkpoint never holds up commits.
+    pub fn checkpoint_job(&mut self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let state = self.read().clone();
+        let version = state.version;
+        self.last_checkpoint = version;
+        let (store, clock, grace) = (
+            self.store.clone(),
+            self.clock.clone(),
+            self.settings.gc_grace,
         );
-        if doomed.is_empty() {
-            return Ok(());
+        async move {
+            let (time_ms, inline_from) = (state.time_ms, oldest_inline(&state));
+            let path = store.paths.checkpoint(version);
+            let bytes = serde_json::to_vec(&Checkpoint {
+                format: FORMAT,
+                state,
+            })
+            .map_err(|e| Error::Invalid(format!("cannot encode checkpoint: {e}")))?;
+            match store
+                .inner
+                .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
+                .await
+            {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(Error::store("put", &path, e)),
+            }
+            debug!(version, "wrote manifest checkpoint");
+            collect(&store, &clock, grace, time_ms, inline_from).await
         }
-        let n = doomed.len();
-        let stream = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
-        self.store
-            .inner
-            .delete_stream(stream)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| Error::store("delete", &log_dir, e))?;
-        info!(retained, deleted = n, "manifest garbage collected");
-        Ok(())
     }
+
+    /// Deletes log versions and checkpoints behind the newest checkpoint older than the grace.
+    pub async fn gc(&mut self) -> Result<()> {
+        let (time_ms, inline_from) = {
+            let s = self.read();
+            (s.time_ms, oldest_inline(&s))
+        };
+        collect(
+            &self.store,
+            &self.clock,
+            self.settings.gc_grace,
+            time_ms,
+            inline_from,
+        )
+        .await
+    }
+}
+
+/// The oldest log version still holding an inline segment that is not yet its own object.
+fn oldest_inline(state: &State) -> u64 {
+    state
+        .inline_segments
+        .values()
+        .min()
+        .copied()
+        .unwrap_or(u64::MAX)
+}
+
+/// Deletes log versions and checkpoints behind the newest checkpoint older than `grace` before
+/// `time_ms` (judged by delta time, read from the log version the checkpoint is at), keeping
+/// every version from `inline_from` on (they hold inline segments' bytes).
+async fn collect(
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    grace: Duration,
+    time_ms: i64,
+    inline_from: u64,
+) -> Result<()> {
+    let dir = store.paths.checkpoint_dir();
+    let metas: Vec<_> = store
+        .inner
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store("list", &dir, e))?;
+    let mut cps: Vec<u64> = metas
+        .iter()
+        .filter_map(|m| Paths::parse_version(&m.location))
+        .collect();
+    cps.sort_unstable();
+    let cutoff = time_ms - grace.as_millis() as i64;
+    // The retained checkpoint: the newest one whose version is older than the grace.
+    let mut retained = None;
+    for &v in cps.iter().rev() {
+        let path = store.paths.log_version(v);
+        let time = match get_retrying(store, clock, &path).await? {
+            Some(b) => decode_delta(&path, &b)?.time_ms,
+            None => i64::MIN,
+        };
+        if time <= cutoff {
+            retained = Some(v);
+            break;
+        }
+    }
+    let Some(retained) = retained else {
+        return Ok(());
+    };
+    // A version that holds an inline segment not yet written as its own object is still
+    // where that segment's bytes are: keep it and everything after it.
+    let mut doomed: Vec<object_store::path::Path> = cps
+        .iter()
+        .filter(|v| **v < retained)
+        .map(|v| store.paths.checkpoint(*v))
+        .collect();
+    let log_dir = store.paths.log_dir();
+    let logs: Vec<_> = store
+        .inner
+        .list(Some(&log_dir))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store("list", &log_dir, e))?;
+    doomed.extend(
+        logs.iter()
+            .filter(|m| {
+                Paths::parse_version(&m.location).is_some_and(|v| v <= retained && v < inline_from)
+            })
+            .map(|m| m.location.clone()),
+    );
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    let n = doomed.len();
+    let stream = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
+    store
+        .inner
+        .delete_stream(stream)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| Error::store("delete", &log_dir, e))?;
+    info!(retained, deleted = n, "manifest garbage collected");
+    Ok(())
 }

@@ -77,9 +77,13 @@ pub struct ServeArgs {
     /// from the log, which is not collected past them.
     #[arg(long, env = "FERRYMQ_INLINE_WRITE_OUT_EVERY", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub inline_write_out_every: Duration,
-    /// Segment writes in flight per gateway; what arrives meanwhile waits for the next batch.
-    #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BATCHES", default_value_t = 2)]
-    pub max_inflight_batches: usize,
+    /// Publish batches in flight per gateway (segment write and commit, or an inline commit);
+    /// what arrives meanwhile waits for the next batch. Default: 2 on a local directory (a
+    /// write takes a few ms of CPU and fsync: fewer, bigger batches publish more), 8 on S3, in
+    /// memory and under `--store-profile` (a write waits on the network: more in flight,
+    /// lower latency).
+    #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BATCHES")]
+    pub max_inflight_batches: Option<usize>,
     /// Bytes of publishes accepted but not yet acknowledged; beyond it publishes get 429.
     #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_inflight_bytes: usize,
@@ -105,7 +109,7 @@ pub struct ServeArgs {
     /// Manifest deltas the sequencer has in flight at once, each chained to the one before
     /// it: a commit never waits for the one ahead of it to land. More: lower publish latency
     /// under load, up to this many log PUTs per PUT round trip. 1: one commit at a time.
-    #[arg(long, env = "FERRYMQ_MAX_DELTAS_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "FERRYMQ_MAX_DELTAS_IN_FLIGHT", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_deltas_in_flight: u16,
     /// Write a manifest checkpoint every this many versions.
     #[arg(long, env = "FERRYMQ_CHECKPOINT_EVERY", default_value_t = 500)]

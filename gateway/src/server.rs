@@ -277,7 +277,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             linger: args.linger,
             inline_max_bytes: args.inline_max_bytes,
             max_batch_bytes: args.max_batch_bytes,
-            max_inflight_batches: args.max_inflight_batches,
+            max_inflight_batches: args.max_inflight_batches.unwrap_or(
+                // A local directory without an injected latency profile is CPU- and
+                // fsync-bound; anything else waits on the network.
+                if kind == StoreKind::Local && args.store_profile.is_none() {
+                    2
+                } else {
+                    8
+                },
+            ),
             max_inflight_bytes: args.max_inflight_bytes,
         },
     );

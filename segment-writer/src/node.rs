@@ -52,7 +52,7 @@ pub struct NodeSettings {
     /// Deltas the sequencer has in flight at once, each chained to the one before it
     /// (DESIGN.md, "Several deltas in flight"): a submission never waits for a whole commit
     /// round trip before its own starts. More: lower latency under load, up to this many log
-    /// PUTs per PUT latency. 1 = one commit at a time. Default 4.
+    /// PUTs per PUT latency. 1 = one commit at a time. Default 8.
     pub max_deltas_in_flight: usize,
     /// Log settings.
     pub log: LogSettings,
@@ -69,7 +69,7 @@ impl NodeSettings {
             tail_interval: Duration::from_millis(100),
             submit_timeout: Duration::from_secs(10),
             max_commands_per_delta: 20_000,
-            max_deltas_in_flight: 4,
+            max_deltas_in_flight: 8,
             log: LogSettings::default(),
         }
     }
@@ -117,9 +117,10 @@ pub struct Committed {
 
 type Reply = oneshot::Sender<Result<Committed>>;
 
-/// Forwards one follower keeps in flight at most. The sequencer remembers the last
-/// [`crate::manifest::state::REQUESTS_PER_ORIGIN`] request ids per origin, far more than this.
-const MAX_FORWARDS_IN_FLIGHT: usize = 4;
+/// Forwards one follower keeps in flight at least (else as many as the pipeline is deep). The
+/// sequencer remembers the last [`crate::manifest::state::REQUESTS_PER_ORIGIN`] request ids
+/// per origin, far more than this.
+const MIN_FORWARDS_IN_FLIGHT: usize = 4;
 
 /// Submissions waiting for a commit. `parts` splits a coalesced entry's outcomes back.
 struct Pending {
@@ -912,7 +913,8 @@ fn take_msg(
 }
 
 /// Starts forwards to the sequencer (retries first, then everything pending coalesced into
-/// one request with a new id) while fewer than [`MAX_FORWARDS_IN_FLIGHT`] are in flight.
+/// one request with a new id) while fewer than the sequencer's pipeline depth (at least
+/// [`MIN_FORWARDS_IN_FLIGHT`]) are in flight.
 fn start_forwards(
     pending: &mut VecDeque<Pending>,
     retry: &mut VecDeque<Pending>,
@@ -921,7 +923,11 @@ fn start_forwards(
     shared: &Shared,
     forwarder: &Arc<dyn Forwarder>,
 ) {
-    while *forwarding < MAX_FORWARDS_IN_FLIGHT && (!retry.is_empty() || !pending.is_empty()) {
+    let most = shared
+        .settings
+        .max_deltas_in_flight
+        .max(MIN_FORWARDS_IN_FLIGHT);
+    while *forwarding < most && (!retry.is_empty() || !pending.is_empty()) {
         let address = shared
             .state
             .read()

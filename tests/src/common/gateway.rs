@@ -269,6 +269,12 @@ impl Api {
             rb = rb.bearer_auth(&self.token);
         }
         if let Some(b) = body {
+            if b.len() > 1024 * 1024 {
+                // A server may answer a large body early (413) and close the connection
+                // without reading the rest: never put that connection back in the pool, or
+                // the next request on it fails with IncompleteMessage (seen in CI).
+                rb = rb.header("connection", "close");
+            }
             rb = rb.header("content-type", "application/json").body(b);
         }
         let r = rb.send().await?;

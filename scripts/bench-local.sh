@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Publish throughput and latency of one gateway on a fresh fsynced local directory
+# (docs/benchmarks.md, "Gateway"): PRODUCERS connections publishing BATCH messages of SIZE
+# bytes per request for DURATION, optionally with CONSUMERS receiving.
+#
+# usage: scripts/bench-local.sh <ferrymq binary> <PRODUCERS> <BATCH> <DURATION> [SIZE] [CONSUMERS]
+#   EXTRA="--max-deltas-in-flight 1" adds serve flags.
+BIN=$1; P=$2; B=$3; DUR=$4; SIZE=${5:-1024}; C=${6:-0}
+D=${DATA:-/tmp/ferrymq-bench-local}; rm -rf $D; mkdir -p $D
+export FERRYMQ_JWT_SECRET=benchsecret
+$BIN serve --store file://$D --listen 127.0.0.1:18300 --log warn $EXTRA >/tmp/ferrymq-bench-local.log 2>&1 &
+PID=$!
+until curl -fs http://127.0.0.1:18300/readyz >/dev/null; do sleep 0.1; done
+T=$($BIN token)
+$BIN bench --url http://127.0.0.1:18300 --token $T --producers $P --batch $B --message-size $SIZE --consumers $C --duration $DUR 2>/dev/null | grep -Ev "^\s*$"
+kill $PID; wait 2>/dev/null

@@ -69,9 +69,11 @@ pub struct ServeArgs {
     pub max_batch_bytes: usize,
     /// A publish batch whose segment is at most this many bytes rides inside the manifest
     /// delta (one PUT to acknowledge instead of two); the sequencer writes it out as a segment
-    /// object shortly after. 0: every batch is a segment object first.
-    #[arg(long, env = "FERRYMQ_INLINE_MAX_BYTES", default_value_t = 64 * 1024)]
-    pub inline_max_bytes: usize,
+    /// object shortly after. 0: every batch is a segment object first. Default: 64 KiB on S3,
+    /// in memory and under `--store-profile`; 0 on a local directory, where a segment write
+    /// costs no more than the delta's and writing it out later would only add work.
+    #[arg(long, env = "FERRYMQ_INLINE_MAX_BYTES")]
+    pub inline_max_bytes: Option<usize>,
     /// The sequencer writes inline segments out as objects this often (one PUT each, one GET
     /// per log version holding them, one small delta per round). Until then they are read
     /// from the log, which is not collected past them.
@@ -79,7 +81,7 @@ pub struct ServeArgs {
     pub inline_write_out_every: Duration,
     /// Publish batches in flight per gateway (segment write and commit, or an inline commit);
     /// what arrives meanwhile waits for the next batch. Default: 2 on a local directory (a
-    /// write takes a few ms of CPU and fsync: fewer, bigger batches publish more), 8 on S3, in
+    /// write takes a few ms of CPU and fsync: fewer, bigger batches publish more), 16 on S3, in
     /// memory and under `--store-profile` (a write waits on the network: more in flight,
     /// lower latency).
     #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BATCHES")]
@@ -109,7 +111,7 @@ pub struct ServeArgs {
     /// Manifest deltas the sequencer has in flight at once, each chained to the one before
     /// it: a commit never waits for the one ahead of it to land. More: lower publish latency
     /// under load, up to this many log PUTs per PUT round trip. 1: one commit at a time.
-    #[arg(long, env = "FERRYMQ_MAX_DELTAS_IN_FLIGHT", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "FERRYMQ_MAX_DELTAS_IN_FLIGHT", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_deltas_in_flight: u16,
     /// Write a manifest checkpoint every this many versions.
     #[arg(long, env = "FERRYMQ_CHECKPOINT_EVERY", default_value_t = 500)]

@@ -270,22 +270,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let reader =
         Arc::new(Reader::new(store.clone(), args.hot_tail_bytes).with_state(node.shared_state()));
+    // A local directory without an injected latency profile is CPU- and fsync-bound: fewer,
+    // bigger batches and no inline segments publish more. Anything else waits on the network:
+    // more in flight and one PUT per acknowledgement cut latency.
+    let local_disk = kind == StoreKind::Local && args.store_profile.is_none();
     let (batcher, batcher_task) = Batcher::start(
         node.clone(),
         reader.clone(),
         BatchSettings {
             linger: args.linger,
-            inline_max_bytes: args.inline_max_bytes,
+            inline_max_bytes: args.inline_max_bytes.unwrap_or(if local_disk {
+                0
+            } else {
+                64 * 1024
+            }),
             max_batch_bytes: args.max_batch_bytes,
-            max_inflight_batches: args.max_inflight_batches.unwrap_or(
-                // A local directory without an injected latency profile is CPU- and
-                // fsync-bound; anything else waits on the network.
-                if kind == StoreKind::Local && args.store_profile.is_none() {
-                    2
-                } else {
-                    8
-                },
-            ),
+            max_inflight_batches: args.max_inflight_batches.unwrap_or(if local_disk {
+                2
+            } else {
+                16
+            }),
             max_inflight_bytes: args.max_inflight_bytes,
         },
     );

@@ -52,7 +52,7 @@ pub struct NodeSettings {
     /// Deltas the sequencer has in flight at once, each chained to the one before it
     /// (DESIGN.md, "Several deltas in flight"): a submission never waits for a whole commit
     /// round trip before its own starts. More: lower latency under load, up to this many log
-    /// PUTs per PUT latency. 1 = one commit at a time. Default 8.
+    /// PUTs per PUT latency. 1 = one commit at a time. Default 16.
     pub max_deltas_in_flight: usize,
     /// Log settings.
     pub log: LogSettings,
@@ -69,7 +69,7 @@ impl NodeSettings {
             tail_interval: Duration::from_millis(100),
             submit_timeout: Duration::from_secs(10),
             max_commands_per_delta: 20_000,
-            max_deltas_in_flight: 8,
+            max_deltas_in_flight: 16,
             log: LogSettings::default(),
         }
     }

@@ -928,7 +928,13 @@ async fn inline_batches_survive_a_kill_before_they_are_written_out(backend: Back
     let Some(ts) = stores::fresh(backend) else {
         return;
     };
-    let never = ["--inline-write-out-every", "1h"];
+    // Inline on every store (a local directory's default is segment objects first).
+    let never = [
+        "--inline-write-out-every",
+        "1h",
+        "--inline-max-bytes",
+        "65536",
+    ];
     let mut gw = Gateway::start(&ts.url, &never).await;
     let api = Api::admin(&gw);
     api.put("/v1/topics/inl", json!({"queues": 2})).await;

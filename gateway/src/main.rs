@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: the publish path allocates per request (HTTP,
+/// JSON, commands), and glibc's malloc/free took ~17% of the gateway's CPU under single-message
+/// publishes (perf, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli =
         gateway::cli::Cli::parse_from(gateway::cli::args_with_config_file(std::env::args_os())?);

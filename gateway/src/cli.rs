@@ -113,6 +113,11 @@ pub struct ServeArgs {
     /// under load, up to this many log PUTs per PUT round trip. 1: one commit at a time.
     #[arg(long, env = "FERRYMQ_MAX_DELTAS_IN_FLIGHT", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_deltas_in_flight: u16,
+    /// While deltas are in flight, the sequencer starts another at most this many times per
+    /// typical (median) log PUT latency: log PUTs per second stay near this ÷ latency however
+    /// fast publishes come, and a slow PUT still never holds up the next delta.
+    #[arg(long, env = "FERRYMQ_DELTAS_PER_ROUND_TRIP", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub deltas_per_round_trip: u32,
     /// Write a manifest checkpoint every this many versions.
     #[arg(long, env = "FERRYMQ_CHECKPOINT_EVERY", default_value_t = 500)]
     pub checkpoint_every: u64,

@@ -238,6 +238,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ns.heartbeat = (args.lease_ttl / 3).min(Duration::from_secs(1));
     ns.tail_interval = args.tail_interval;
     ns.max_deltas_in_flight = usize::from(args.max_deltas_in_flight);
+    ns.deltas_per_round_trip = args.deltas_per_round_trip;
     ns.log = LogSettings {
         checkpoint_every: args.checkpoint_every,
         ..LogSettings::default()
@@ -273,7 +274,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // A local directory without an injected latency profile is CPU- and fsync-bound: fewer,
     // bigger batches and no inline segments publish more. Anything else waits on the network:
     // more in flight and one PUT per acknowledgement cut latency.
-    let local_disk = kind == StoreKind::Local && args.store_profile.is_none();
+    let local_disk =
+        kind == StoreKind::Local && args.store_profile.as_deref().is_none_or(|p| p == "none");
     let (batcher, batcher_task) = Batcher::start(
         node.clone(),
         reader.clone(),
@@ -314,8 +316,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ready: AtomicBool::new(true),
         store_url: url.clone(),
     });
-    let background = spawn_background(node.clone(), reader.clone(), counter.clone());
-    let inline_writer = spawn_inline_writer(node.clone(), args.inline_write_out_every);
+    // The sequencer keeps the bytes of inline segments it commits, to write them out later
+    // without reading its own deltas back (64 MiB at most; beyond that it GETs them).
+    let inline_bytes = Arc::new(segment_writer::inline::InlineBytes::new(64 * 1024 * 1024));
+    let background = spawn_background(
+        node.clone(),
+        reader.clone(),
+        counter.clone(),
+        inline_bytes.clone(),
+    );
+    let inline_writer =
+        spawn_inline_writer(node.clone(), args.inline_write_out_every, inline_bytes);
     let scheduler =
         crate::scheduler::spawn(node.clone(), reader.clone(), Duration::from_millis(10));
     let spill_keeper = crate::scheduler::spawn_spill_keeper(node.clone(), spill);
@@ -391,7 +402,11 @@ async fn shutdown_signal() {
 
 /// On the sequencer, every `every`: inline segments become objects of their own, so the log
 /// versions holding them can be collected.
-fn spawn_inline_writer(node: Node, every: Duration) -> tokio::task::JoinHandle<()> {
+fn spawn_inline_writer(
+    node: Node,
+    every: Duration,
+    known: Arc<segment_writer::inline::InlineBytes>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             node.clock().sleep(every).await;
@@ -399,7 +414,7 @@ fn spawn_inline_writer(node: Node, every: Duration) -> tokio::task::JoinHandle<(
                 return;
             }
             if node.is_sequencer() && !node.state().inline_segments.is_empty() {
-                match segment_writer::inline::materialize(&node).await {
+                match segment_writer::inline::materialize(&node, &known).await {
                     Ok(n) => crate::metrics::observe_inline_written(n),
                     Err(e) => warn!(error = %e, "writing inline segments out failed"),
                 }
@@ -414,11 +429,16 @@ fn spawn_background(
     node: Node,
     reader: Arc<Reader>,
     counter: Arc<FaultyStore>,
+    inline_bytes: Arc<segment_writer::inline::InlineBytes>,
 ) -> tokio::task::JoinHandle<()> {
     let mut applied = node.subscribe();
+    let sequencer = node.clone();
     let prefetch_reader = reader.clone();
     tokio::spawn(async move {
         while let Ok(a) = applied.recv().await {
+            if sequencer.is_sequencer() {
+                inline_bytes.remember(&a.delta);
+            }
             // Inline segments arrive with their delta: into the hot tail without a GET.
             for (name, data) in segment_writer::inline::inline_segments(&a.delta) {
                 if !prefetch_reader.contains(name) {

@@ -62,6 +62,18 @@ impl Hedger {
         Some((*p90).max(self.floor))
     }
 
+    /// The median of recent latencies (`None` before the warm-up), enabled or not.
+    pub fn median(&self) -> Option<Duration> {
+        let s = self.samples.lock().expect("hedge samples poisoned");
+        if s.len() < WARM_UP {
+            return None;
+        }
+        let mut v: Vec<Duration> = s.iter().copied().collect();
+        let i = v.len() / 2;
+        let (_, p50, _) = v.select_nth_unstable(i);
+        Some(*p50)
+    }
+
     fn record(&self, d: Duration) {
         let mut s = self.samples.lock().expect("hedge samples poisoned");
         if s.len() == WINDOW {

@@ -76,20 +76,78 @@ pub async fn read_segment_anywhere(
     }
 }
 
+/// The bytes of recent inline segments, kept from the deltas this gateway applies so that the
+/// sequencer writes them out without reading the log back. Bounded in bytes: beyond the bound
+/// a segment is not kept, and [`materialize`] GETs its log version instead.
+#[derive(Debug)]
+pub struct InlineBytes {
+    max_bytes: usize,
+    kept: std::sync::Mutex<(usize, std::collections::HashMap<String, Bytes>)>,
+}
+
+impl InlineBytes {
+    /// Keeps at most `max_bytes` of inline segments.
+    pub fn new(max_bytes: usize) -> Self {
+        InlineBytes {
+            max_bytes,
+            kept: Default::default(),
+        }
+    }
+
+    /// Keeps the inline segments `delta` carries (while there is room).
+    pub fn remember(&self, delta: &Delta) {
+        let mut kept = self.kept.lock().expect("inline bytes lock poisoned");
+        for (name, data) in inline_segments(delta) {
+            if kept.0 + data.len() <= self.max_bytes && !kept.1.contains_key(name) {
+                kept.0 += data.len();
+                kept.1.insert(name.to_string(), data.clone());
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Bytes> {
+        let kept = self.kept.lock().expect("inline bytes lock poisoned");
+        kept.1.get(name).cloned()
+    }
+
+    /// Drops what is no longer inline in `state` (written out, or never applied).
+    fn retain_inline(&self, state: &State) {
+        let mut kept = self.kept.lock().expect("inline bytes lock poisoned");
+        let (total, map) = &mut *kept;
+        map.retain(|name, data| {
+            let keep = state.inline_segments.contains_key(name);
+            if !keep {
+                *total -= data.len();
+            }
+            keep
+        });
+    }
+
+    /// Bytes kept now.
+    pub fn bytes(&self) -> usize {
+        self.kept.lock().expect("inline bytes lock poisoned").0
+    }
+}
+
 /// On the sequencer: writes inline segments out as their own objects and commits
-/// [`Command::Materialized`] for them. Returns how many it wrote. A create that finds the
-/// object there already is fine (the same bytes, written by an earlier round whose commit
-/// failed).
-pub async fn materialize(node: &Node) -> Result<usize> {
+/// [`Command::Materialized`] for them. Returns how many it wrote. Their bytes come from
+/// `known` (kept as their deltas were applied), else from a GET of the log version holding
+/// them. A create that finds the object there already is fine (the same bytes, written by an
+/// earlier round whose commit failed).
+pub async fn materialize(node: &Node, known: &InlineBytes) -> Result<usize> {
+    known.retain_inline(&node.state());
+    let mut writes = Vec::new();
     let mut by_version: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
     for (name, v) in node.state().inline_segments.iter().take(PER_ROUND) {
-        by_version.entry(*v).or_default().push(name.clone());
+        match known.get(name) {
+            Some(data) => writes.push((name.clone(), data)),
+            None => by_version.entry(*v).or_default().push(name.clone()),
+        }
     }
-    if by_version.is_empty() {
+    if writes.is_empty() && by_version.is_empty() {
         return Ok(0);
     }
     let store = node.store().clone();
-    let mut writes = Vec::new();
     for (version, names) in by_version {
         let path = store.paths.log_version(version);
         let bytes = get_retrying(&store, node.clock(), &path)
@@ -126,6 +184,7 @@ pub async fn materialize(node: &Node) -> Result<usize> {
     let n = written.len();
     node.submit(vec![Command::Materialized { segments: written }])
         .await?;
+    known.retain_inline(&node.state());
     Ok(n)
 }
 
@@ -223,7 +282,7 @@ mod tests {
             "the inline segment's version is kept"
         );
         // Written out: the object holds the same bytes and the log may go.
-        assert_eq!(materialize(&node).await.unwrap(), 1);
+        assert_eq!(materialize(&node, &InlineBytes::new(0)).await.unwrap(), 1);
         assert_eq!(inline_version(&state, &name), None);
         assert_eq!(
             segment_store::read_segment(&store, &name).await.unwrap(),
@@ -234,7 +293,7 @@ mod tests {
             messages
         );
         assert_eq!(
-            materialize(&node).await.unwrap(),
+            materialize(&node, &InlineBytes::new(0)).await.unwrap(),
             0,
             "nothing left to write"
         );
@@ -246,6 +305,62 @@ mod tests {
             !version_exists(&store, held_in).await,
             "collected once written out"
         );
+        node.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sequencer_writes_out_what_it_kept_without_reading_the_log() {
+        let clock: Arc<dyn Clock> = TokioClock::shared();
+        let store = Store::memory();
+        let local = Arc::new(LocalForwarder::default());
+        let node = Node::start(
+            store.clone(),
+            NodeSettings::new("n0", "n0"),
+            clock.clone(),
+            local,
+            1,
+        )
+        .await
+        .unwrap();
+        while !node.is_sequencer() {
+            clock.sleep(Duration::from_millis(10)).await;
+        }
+        let mut applied = node.subscribe();
+        let data = segment::encode(&[Message {
+            topic: "t".into(),
+            body: vec![9; 10].into(),
+            ..Message::default()
+        }]);
+        let c = node
+            .submit(vec![Command::InlineSegment {
+                segment: "s1".into(),
+                data: data.clone(),
+            }])
+            .await
+            .unwrap();
+        let known = InlineBytes::new(1024);
+        let delta = applied.recv().await.unwrap().delta.clone();
+        assert_eq!(delta.version, c.version);
+        known.remember(&delta);
+        assert_eq!(known.bytes(), data.len());
+        // Without the log version, only the kept bytes can write it out.
+        store
+            .inner
+            .delete(&store.paths.log_version(c.version))
+            .await
+            .unwrap();
+        assert_eq!(materialize(&node, &known).await.unwrap(), 1);
+        assert_eq!(
+            segment_store::get_segment_bytes(&store, "s1")
+                .await
+                .unwrap(),
+            data
+        );
+        assert_eq!(known.bytes(), 0, "forgotten once written out");
+        // A bound of 0 keeps nothing.
+        let none = InlineBytes::new(0);
+        none.remember(&delta);
+        assert_eq!(none.bytes(), 0);
         node.shutdown().await;
     }
 

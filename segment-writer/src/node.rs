@@ -54,6 +54,11 @@ pub struct NodeSettings {
     /// round trip before its own starts. More: lower latency under load, up to this many log
     /// PUTs per PUT latency. 1 = one commit at a time. Default 16.
     pub max_deltas_in_flight: usize,
+    /// While deltas are in flight, another starts at most this many times per typical create
+    /// latency (the recent median): PUTs per second stay near this ÷ latency however fast the
+    /// submissions come, and a slow create still never holds up the next (up to
+    /// `max_deltas_in_flight`). Default 4.
+    pub deltas_per_round_trip: u32,
     /// Log settings.
     pub log: LogSettings,
 }
@@ -70,6 +75,7 @@ impl NodeSettings {
             submit_timeout: Duration::from_secs(10),
             max_commands_per_delta: 20_000,
             max_deltas_in_flight: 16,
+            deltas_per_round_trip: 4,
             log: LogSettings::default(),
         }
     }
@@ -259,6 +265,8 @@ impl Node {
             in_flight: VecDeque::new(),
             creates: FuturesOrdered::new(),
             checkpointing: None,
+            last_start: shared.clock.instant(),
+            paced_until: None,
             forwarding: 0,
             seq: AtomicU64::new(0),
             last_progress: shared.clock.instant(),
@@ -446,6 +454,10 @@ struct CommitLoop {
     creates: FuturesOrdered<tokio::task::JoinHandle<Created>>,
     /// The checkpoint being written (and the log collected behind it), on its own task.
     checkpointing: Option<tokio::task::JoinHandle<()>>,
+    /// When the newest delta in flight started.
+    last_start: tokio::time::Instant,
+    /// Submissions wait for the pipeline's pace until then.
+    paced_until: Option<tokio::time::Instant>,
     log: ManifestLog,
     rx: mpsc::UnboundedReceiver<Msg>,
     version_tx: watch::Sender<u64>,
@@ -564,7 +576,9 @@ impl CommitLoop {
             if stopping && !self.is_leader() && self.sequencer_address().is_none() {
                 break;
             }
-            let wait = if !self.in_flight.is_empty() {
+            let wait = if let Some(at) = self.paced_until {
+                at.saturating_duration_since(self.shared.clock.instant())
+            } else if !self.in_flight.is_empty() {
                 // A create finishing wakes the loop.
                 self.shared.settings.heartbeat
             } else if leading {
@@ -704,6 +718,7 @@ impl CommitLoop {
     fn fill_pipeline(&mut self) {
         let max = self.shared.settings.max_commands_per_delta;
         let depth = self.shared.settings.max_deltas_in_flight.max(1);
+        self.paced_until = None;
         while self.in_flight.len() < depth {
             if !self.in_flight.is_empty() && self.log.is_stale() {
                 // Re-read before writing on (after the pipeline drains): never chain more
@@ -714,6 +729,13 @@ impl CommitLoop {
                 && self.last_commit.elapsed() >= self.shared.settings.heartbeat;
             if self.retry.is_empty() && self.pending.is_empty() && !heartbeat {
                 return;
+            }
+            if let Some(at) = self.next_start() {
+                if at > self.shared.clock.instant() {
+                    // Paced: what arrives meanwhile rides the next delta.
+                    self.paced_until = Some(at);
+                    return;
+                }
             }
             let mut batch: Vec<Pending> = Vec::new();
             let mut n = 0;
@@ -758,7 +780,18 @@ impl CommitLoop {
             });
             // A heartbeat counts from when it is sent, so an idle loop does not send another.
             self.last_commit = self.shared.clock.instant();
+            self.last_start = self.last_commit;
         }
+    }
+
+    /// When the next delta may start while others are in flight (`None`: now).
+    fn next_start(&self) -> Option<tokio::time::Instant> {
+        if self.in_flight.is_empty() {
+            return None;
+        }
+        let per = self.shared.settings.deltas_per_round_trip.max(1);
+        let gap = self.log.typical_create()? / per;
+        Some(self.last_start + gap)
     }
 
     /// Settles the oldest delta in flight once its create has finished: answers its requests

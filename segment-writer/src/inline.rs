@@ -305,6 +305,11 @@ mod tests {
             !version_exists(&store, held_in).await,
             "collected once written out"
         );
+        // Collected by name from where the last collection stopped (no LIST): nothing below
+        // the inline version was left behind.
+        for v in 1..=held_in + 1 {
+            assert!(!version_exists(&store, v).await, "version {v} collected");
+        }
         node.shutdown().await;
     }
 

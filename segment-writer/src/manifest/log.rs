@@ -11,6 +11,7 @@
 //!   than half that grace LISTs the checkpoints again before it writes.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -118,6 +119,9 @@ pub struct ManifestLog {
     last_full_refresh: tokio::time::Instant,
     last_checkpoint: u64,
     hedger: Arc<Hedger>,
+    /// The lowest log version that may still exist below the collected ones (0: unknown, the
+    /// next collection LISTs the log once), shared with the checkpoint jobs.
+    collected_from: Arc<AtomicU64>,
 }
 
 pub(crate) fn decode_delta(path: &object_store::path::Path, bytes: &[u8]) -> Result<Delta> {
@@ -180,6 +184,7 @@ impl ManifestLog {
             writer,
             rng: rand::rngs::SmallRng::seed_from_u64(seed),
             last_checkpoint: 0,
+            collected_from: Arc::new(AtomicU64::new(0)),
         };
         log.full_refresh().await?;
         Ok(log)
@@ -564,10 +569,11 @@ impl ManifestLog {
         let state = self.read().clone();
         let version = state.version;
         self.last_checkpoint = version;
-        let (store, clock, grace) = (
+        let (store, clock, grace, floor) = (
             self.store.clone(),
             self.clock.clone(),
             self.settings.gc_grace,
+            self.collected_from.clone(),
         );
         async move {
             let (time_ms, inline_from) = (state.time_ms, oldest_inline(&state));
@@ -586,7 +592,7 @@ impl ManifestLog {
                 Err(e) => return Err(Error::store("put", &path, e)),
             }
             debug!(version, "wrote manifest checkpoint");
-            collect(&store, &clock, grace, time_ms, inline_from).await
+            collect(&store, &clock, grace, time_ms, inline_from, &floor).await
         }
     }
 
@@ -602,6 +608,7 @@ impl ManifestLog {
             self.settings.gc_grace,
             time_ms,
             inline_from,
+            &self.collected_from,
         )
         .await
     }
@@ -619,13 +626,17 @@ fn oldest_inline(state: &State) -> u64 {
 
 /// Deletes log versions and checkpoints behind the newest checkpoint older than `grace` before
 /// `time_ms` (judged by delta time, read from the log version the checkpoint is at), keeping
-/// every version from `inline_from` on (they hold inline segments' bytes).
+/// every version from `inline_from` on (they hold inline segments' bytes). Log versions are
+/// deleted by name from `floor` (the lowest that may still exist) up; only when `floor` is
+/// unknown (0, after a start) is the log LISTed, once: at hundreds of versions per second a
+/// LIST of the whole log at every checkpoint would be most of the GC's cost.
 async fn collect(
     store: &Store,
     clock: &Arc<dyn Clock>,
     grace: Duration,
     time_ms: i64,
     inline_from: u64,
+    floor: &AtomicU64,
 ) -> Result<()> {
     let dir = store.paths.checkpoint_dir();
     let metas: Vec<_> = store
@@ -664,30 +675,42 @@ async fn collect(
         .map(|v| store.paths.checkpoint(*v))
         .collect();
     let log_dir = store.paths.log_dir();
-    let logs: Vec<_> = store
-        .inner
-        .list(Some(&log_dir))
-        .try_collect()
-        .await
-        .map_err(|e| Error::store("list", &log_dir, e))?;
-    doomed.extend(
-        logs.iter()
-            .filter(|m| {
-                Paths::parse_version(&m.location).is_some_and(|v| v <= retained && v < inline_from)
-            })
-            .map(|m| m.location.clone()),
-    );
-    if doomed.is_empty() {
-        return Ok(());
+    // Every version up to `upper` goes (none at or after the oldest inline one).
+    let upper = retained.min(inline_from.saturating_sub(1));
+    let from = floor.load(Ordering::SeqCst);
+    if from == 0 {
+        let logs: Vec<_> = store
+            .inner
+            .list(Some(&log_dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", &log_dir, e))?;
+        doomed.extend(
+            logs.iter()
+                .filter(|m| Paths::parse_version(&m.location).is_some_and(|v| v <= upper))
+                .map(|m| m.location.clone()),
+        );
+    } else {
+        doomed.extend((from..=upper).map(|v| store.paths.log_version(v)));
     }
     let n = doomed.len();
-    let stream = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
-    store
-        .inner
-        .delete_stream(stream)
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|e| Error::store("delete", &log_dir, e))?;
-    info!(retained, deleted = n, "manifest garbage collected");
+    if n > 0 {
+        let stream = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
+        store
+            .inner
+            .delete_stream(stream)
+            // Deleting by name may name a version already gone.
+            .or_else(|e| async move {
+                match e {
+                    object_store::Error::NotFound { path, .. } => Ok(path.into()),
+                    e => Err(e),
+                }
+            })
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| Error::store("delete", &log_dir, e))?;
+        info!(retained, deleted = n, "manifest garbage collected");
+    }
+    floor.fetch_max(upper.saturating_add(1), Ordering::SeqCst);
     Ok(())
 }

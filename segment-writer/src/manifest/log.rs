@@ -211,17 +211,7 @@ impl ManifestLog {
 
     async fn newest_checkpoint(&self) -> Result<Option<u64>> {
         let dir = self.store.paths.checkpoint_dir();
-        let metas: Vec<_> = self
-            .store
-            .inner
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::store("list", &dir, e))?;
-        Ok(metas
-            .iter()
-            .filter_map(|m| Paths::parse_version(&m.location))
-            .max())
+        Ok(list_versions(&self.store, &dir, None).await?.pop())
     }
 
     /// LISTs the checkpoints; loads a newer one than the state if there is; then replays the
@@ -271,19 +261,8 @@ impl ManifestLog {
         let from = self.version();
         let dir = self.store.paths.log_dir();
         let offset = self.store.paths.log_version(from);
-        let metas: Vec<_> = self
-            .store
-            .inner
-            .list_with_offset(Some(&dir), &offset)
-            .try_collect()
-            .await
-            .map_err(|e| Error::store("list", &dir, e))?;
-        let mut versions: Vec<u64> = metas
-            .iter()
-            .filter_map(|m| Paths::parse_version(&m.location))
-            .filter(|v| *v > from)
-            .collect();
-        versions.sort_unstable();
+        let mut versions = list_versions(&self.store, &dir, Some(&offset)).await?;
+        versions.retain(|v| *v > from);
         // Only the contiguous run after `from`; anything beyond a gap is read by catch_up.
         let run: Vec<u64> = versions
             .iter()
@@ -614,6 +593,28 @@ impl ManifestLog {
     }
 }
 
+/// The versions named by the objects LISTed under `dir` (after `offset`), ascending.
+async fn list_versions(
+    store: &Store,
+    dir: &object_store::path::Path,
+    offset: Option<&object_store::path::Path>,
+) -> Result<Vec<u64>> {
+    let listed = match offset {
+        Some(offset) => store.inner.list_with_offset(Some(dir), offset),
+        None => store.inner.list(Some(dir)),
+    };
+    let metas: Vec<_> = listed
+        .try_collect()
+        .await
+        .map_err(|e| Error::store("list", dir, e))?;
+    let mut versions: Vec<u64> = metas
+        .iter()
+        .filter_map(|m| Paths::parse_version(&m.location))
+        .collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
 /// The oldest log version still holding an inline segment that is not yet its own object.
 fn oldest_inline(state: &State) -> u64 {
     state
@@ -638,18 +639,7 @@ async fn collect(
     inline_from: u64,
     floor: &AtomicU64,
 ) -> Result<()> {
-    let dir = store.paths.checkpoint_dir();
-    let metas: Vec<_> = store
-        .inner
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(|e| Error::store("list", &dir, e))?;
-    let mut cps: Vec<u64> = metas
-        .iter()
-        .filter_map(|m| Paths::parse_version(&m.location))
-        .collect();
-    cps.sort_unstable();
+    let cps = list_versions(store, &store.paths.checkpoint_dir(), None).await?;
     let cutoff = time_ms - grace.as_millis() as i64;
     // The retained checkpoint: the newest one whose version is older than the grace.
     let mut retained = None;
@@ -679,16 +669,12 @@ async fn collect(
     let upper = retained.min(inline_from.saturating_sub(1));
     let from = floor.load(Ordering::SeqCst);
     if from == 0 {
-        let logs: Vec<_> = store
-            .inner
-            .list(Some(&log_dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::store("list", &log_dir, e))?;
+        let listed = list_versions(store, &log_dir, None).await?;
         doomed.extend(
-            logs.iter()
-                .filter(|m| Paths::parse_version(&m.location).is_some_and(|v| v <= upper))
-                .map(|m| m.location.clone()),
+            listed
+                .into_iter()
+                .filter(|v| *v <= upper)
+                .map(|v| store.paths.log_version(v)),
         );
     } else {
         doomed.extend((from..=upper).map(|v| store.paths.log_version(v)));

@@ -264,7 +264,14 @@ async fn flush(
         }
     }
     reader.insert(&name, Arc::new(messages));
-    let committed = node.submit(commands.clone()).await;
+    // Which outcomes belong to a single delayed, transactional or deduplicated message.
+    let publish_ones: Vec<usize> = commands
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Command::PublishOne { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let committed = node.submit(commands).await;
     match committed {
         Err(e) => {
             let msg = ApiError::from(e).to_string();
@@ -277,9 +284,9 @@ async fn flush(
             // gateway has applied its version, so that a decision or a cancel sent here right
             // after finds it (a follower learns the outcome before it has tailed the version;
             // found by the history checker as a 404 on a transaction just acknowledged).
-            let pending = commands.iter().zip(&c.outcomes).any(|(c, o)| {
-                matches!(c, Command::PublishOne { .. }) && matches!(o, Outcome::Done)
-            });
+            let pending = publish_ones
+                .iter()
+                .any(|&i| matches!(c.outcomes.get(i), Some(Outcome::Done)));
             if pending {
                 node.wait_applied(c.version, Duration::from_secs(5)).await;
             }

@@ -74,9 +74,9 @@ pub struct ServeArgs {
     /// costs no more than the delta's and writing it out later would only add work.
     #[arg(long, env = "FERRYMQ_INLINE_MAX_BYTES")]
     pub inline_max_bytes: Option<usize>,
-    /// The sequencer writes inline segments out as objects this often (one PUT each, one GET
-    /// per log version holding them, one small delta per round). Until then they are read
-    /// from the log, which is not collected past them.
+    /// The sequencer writes inline segments out as objects this often (one PUT each, from the
+    /// bytes it kept as it committed them, and one small delta per round). Until then they are
+    /// read from the log, which is not collected past them.
     #[arg(long, env = "FERRYMQ_INLINE_WRITE_OUT_EVERY", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub inline_write_out_every: Duration,
     /// Publish batches in flight per gateway (segment write and commit, or an inline commit);

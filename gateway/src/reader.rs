@@ -116,24 +116,6 @@ impl Reader {
         segment_writer::inline::inline_version(state, segment)
     }
 
-    /// Reads an inline segment whole from its log version and keeps it in the hot tail.
-    async fn read_inline(
-        &self,
-        segment: &str,
-        version: u64,
-    ) -> segment_writer::Result<Arc<Vec<Message>>> {
-        let bytes =
-            segment_writer::inline::read_inline_bytes(&self.store, version, segment).await?;
-        let all = Arc::new(segment_writer::segment::decode(&bytes).map_err(|e| {
-            segment_writer::Error::Corrupt {
-                path: segment.to_string(),
-                reason: e.to_string(),
-            }
-        })?);
-        self.insert(segment, all.clone());
-        Ok(all)
-    }
-
     /// Puts a decoded segment in the hot tail.
     pub fn insert(&self, name: &str, messages: Arc<Vec<Message>>) {
         let bytes: usize = messages.iter().map(Message::approx_size).sum();
@@ -192,11 +174,12 @@ impl Reader {
         if self.contains(name) {
             return Ok(());
         }
-        if let Some(v) = self.inline_version(name) {
-            self.read_inline(name, v).await?;
-            return Ok(());
-        }
-        let messages = segment_store::read_segment(&self.store, name).await?;
+        let messages = match &self.state {
+            Some(state) => {
+                segment_writer::inline::read_segment_anywhere(&self.store, state, name).await?
+            }
+            None => segment_store::read_segment(&self.store, name).await?,
+        };
         self.insert(name, Arc::new(messages));
         Ok(())
     }
@@ -211,16 +194,6 @@ impl Reader {
                 return Ok(slice.to_vec());
             }
         }
-        if let Some(v) = self.inline_version(segment) {
-            let all = self.read_inline(segment, v).await?;
-            return all
-                .get(ordinals.start as usize..ordinals.end as usize)
-                .map(<[Message]>::to_vec)
-                .ok_or_else(|| segment_writer::Error::Corrupt {
-                    path: segment.to_string(),
-                    reason: format!("ordinals {ordinals:?} beyond its {} messages", all.len()),
-                });
-        }
         // A read spans many segments and each costs a few ranged GETs: one transient store
         // error among them must not fail the whole receive or pull (found by the history
         // checker: at 5% store errors a restarted gateway, its hot tail empty, failed nearly
@@ -228,14 +201,24 @@ impl Reader {
         // last resort, so it retries at once, a few times.
         let mut attempt = 1;
         let read = loop {
-            match segment_store::read_ordinals_or_whole(
-                &self.store,
-                segment,
-                ordinals.clone(),
-                WHOLE_SEGMENT_BELOW,
-            )
-            .await
-            {
+            // A segment still inline in the log is small: read whole from its log version.
+            let read = match &self.state {
+                Some(state) if self.inline_version(segment).is_some() => {
+                    segment_writer::inline::read_segment_anywhere(&self.store, state, segment)
+                        .await
+                        .map(SegmentRead::Whole)
+                }
+                _ => {
+                    segment_store::read_ordinals_or_whole(
+                        &self.store,
+                        segment,
+                        ordinals.clone(),
+                        WHOLE_SEGMENT_BELOW,
+                    )
+                    .await
+                }
+            };
+            match read {
                 Err(e) if e.is_retryable() && attempt < READ_ATTEMPTS => attempt += 1,
                 result => break result?,
             }

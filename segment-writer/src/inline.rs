@@ -37,18 +37,18 @@ pub fn inline_segments(delta: &Delta) -> impl Iterator<Item = (&str, &Bytes)> {
         })
 }
 
-/// The bytes of inline segment `name`, read from log version `version`.
-pub async fn read_inline_bytes(store: &Store, version: u64, name: &str) -> Result<Bytes> {
+/// Log version `version`, which holds inline segments (it must exist: GC keeps it).
+async fn read_version(
+    store: &Store,
+    clock: &Arc<dyn crate::clock::Clock>,
+    version: u64,
+) -> Result<(object_store::path::Path, Delta)> {
     let path = store.paths.log_version(version);
-    let clock: Arc<dyn crate::clock::Clock> = crate::clock::TokioClock::shared();
-    let bytes = get_retrying(store, &clock, &path).await?.ok_or_else(|| {
-        Error::corrupt(&path, format!("the log version holding {name} is missing"))
-    })?;
+    let bytes = get_retrying(store, clock, &path)
+        .await?
+        .ok_or_else(|| Error::corrupt(&path, "a log version holding inline segments is missing"))?;
     let delta = decode_delta(&path, &bytes)?;
-    inline_segments(&delta)
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| b.clone())
-        .ok_or_else(|| Error::corrupt(&path, format!("holds no inline segment {name}")))
+    Ok((path, delta))
 }
 
 /// Where segment `name`'s bytes are now: the log version holding it inline, if it is inline.
@@ -67,13 +67,15 @@ pub async fn read_segment_anywhere(
     state: &RwLock<State>,
     name: &str,
 ) -> Result<Vec<Message>> {
-    match inline_version(state, name) {
-        Some(v) => {
-            let bytes = read_inline_bytes(store, v, name).await?;
-            segment::decode(&bytes).map_err(|e| Error::corrupt(store.paths.segment(name), e))
-        }
-        None => segment_store::read_segment(store, name).await,
-    }
+    let Some(version) = inline_version(state, name) else {
+        return segment_store::read_segment(store, name).await;
+    };
+    let (path, delta) = read_version(store, &crate::clock::TokioClock::shared(), version).await?;
+    let bytes = inline_segments(&delta)
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| b)
+        .ok_or_else(|| Error::corrupt(&path, format!("holds no inline segment {name}")))?;
+    segment::decode(bytes).map_err(|e| Error::corrupt(store.paths.segment(name), e))
 }
 
 /// The bytes of recent inline segments, kept from the deltas this gateway applies so that the
@@ -149,13 +151,7 @@ pub async fn materialize(node: &Node, known: &InlineBytes) -> Result<usize> {
     }
     let store = node.store().clone();
     for (version, names) in by_version {
-        let path = store.paths.log_version(version);
-        let bytes = get_retrying(&store, node.clock(), &path)
-            .await?
-            .ok_or_else(|| {
-                Error::corrupt(&path, "a log version holding inline segments is missing")
-            })?;
-        let delta = decode_delta(&path, &bytes)?;
+        let (_, delta) = read_version(&store, node.clock(), version).await?;
         for (name, data) in inline_segments(&delta) {
             if names.iter().any(|n| n == name) {
                 writes.push((name.to_string(), data.clone()));

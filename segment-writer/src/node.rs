@@ -16,14 +16,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
-use futures::StreamExt;
-use futures::stream::FuturesOrdered;
-
 use crate::manifest::{
     AppliedDelta, Command, CommitAttempt, Created, Entry, LogSettings, ManifestLog, Outcome,
     PreparedDelta, RequestId, State,
@@ -573,7 +572,7 @@ impl CommitLoop {
             {
                 break;
             }
-            if stopping && !self.is_leader() && self.sequencer_address().is_none() {
+            if stopping && !self.is_leader() && sequencer_address(&self.shared).is_none() {
                 break;
             }
             let wait = if let Some(at) = self.paced_until {
@@ -645,16 +644,6 @@ impl CommitLoop {
             Ok(_) => self.last_progress = self.shared.clock.instant(),
             Err(e) => warn!(error = %e, "tailing the manifest failed"),
         }
-    }
-
-    fn sequencer_address(&self) -> Option<String> {
-        self.shared
-            .state
-            .read()
-            .expect("state lock poisoned")
-            .sequencer
-            .as_ref()
-            .map(|s| s.address.clone())
     }
 
     fn should_take_over(&self) -> bool {
@@ -839,26 +828,26 @@ impl CommitLoop {
                 // Another writer's delta holds the version (or mine landed as an orphan):
                 // mine never applied; nor will any delta in flight after it.
                 self.publish(vec![a]);
-                self.resolve(vec![front], true, None).await;
+                self.resolve(front, true, None).await;
                 if !self.is_leader() {
                     info!(gateway = %self.me(), "deposed as sequencer; forwarding from now on");
                 }
             }
             Err(e) => {
                 warn!(error = %e, "manifest commit failed");
-                self.resolve(vec![front], false, Some(e.to_string())).await;
+                self.resolve(front, false, Some(e.to_string())).await;
             }
         }
     }
 
-    /// Resolves `first` (already settled, not applied as mine) and every delta still in flight
+    /// Resolves `front` (already settled, not applied as mine) and every delta still in flight
     /// after it, once their creates have finished and the log has been read to its end: a
     /// delta applied as mine answers its outcomes; one whose version holds another's delta, or
     /// that landed as an orphan, or that follows one of those (`doomed`: it can only ever be
     /// an orphan) is submitted again; one whose version is still empty after a failed create
     /// answers an error (it may land later: its outcome is unknown).
-    async fn resolve(&mut self, first: Vec<InFlight>, mut doomed: bool, failure: Option<String>) {
-        let mut all = first;
+    async fn resolve(&mut self, front: InFlight, mut doomed: bool, failure: Option<String>) {
+        let mut all = vec![front];
         while let Some(created) = self.creates.next().await {
             drop(created);
             all.extend(self.in_flight.pop_front());
@@ -892,10 +881,7 @@ impl CommitLoop {
                     again.extend(f.batch);
                 }
                 // Its chain passes through a delta that lost: it can only land as an orphan.
-                None if doomed => {
-                    doomed = true;
-                    again.extend(f.batch);
-                }
+                None if doomed => again.extend(f.batch),
                 None => {
                     for p in f.batch {
                         p.answer(Err(Error::CommitFailed(failure.clone())));
@@ -923,6 +909,17 @@ impl CommitLoop {
             &self.forwarder,
         );
     }
+}
+
+/// Where the sequencer the state names can be reached.
+fn sequencer_address(shared: &Shared) -> Option<String> {
+    shared
+        .state
+        .read()
+        .expect("state lock poisoned")
+        .sequencer
+        .as_ref()
+        .map(|s| s.address.clone())
 }
 
 /// Takes one message of the commit loop's channel into its queues.
@@ -961,14 +958,7 @@ fn start_forwards(
         .max_deltas_in_flight
         .max(MIN_FORWARDS_IN_FLIGHT);
     while *forwarding < most && (!retry.is_empty() || !pending.is_empty()) {
-        let address = shared
-            .state
-            .read()
-            .expect("state lock poisoned")
-            .sequencer
-            .as_ref()
-            .map(|s| s.address.clone());
-        let Some(address) = address else {
+        let Some(address) = sequencer_address(shared) else {
             return;
         };
         let batch = match retry.pop_front() {

@@ -30,9 +30,15 @@ pub struct BenchArgs {
     /// Concurrent producer connections.
     #[arg(long, default_value_t = 64)]
     pub producers: usize,
-    /// Concurrent consumers (group receive + ack); 0 for publish only.
+    /// Concurrent consumers; 0 for publish only.
     #[arg(long, default_value_t = 0)]
     pub consumers: usize,
+    /// How consumers read: `group` (receive with long-poll, then ack, as a clustering
+    /// consumer group) or `pull` (long-poll pull by queue and offset, one loop per queue:
+    /// consumer `i` reads the queues `q` with `q % consumers == i`, from where each queue
+    /// ended at the start).
+    #[arg(long, value_enum, default_value_t = ConsumerMode::Group)]
+    pub consumer_mode: ConsumerMode,
     /// Message body size in bytes.
     #[arg(long, default_value_t = 1024)]
     pub message_size: usize,
@@ -45,6 +51,48 @@ pub struct BenchArgs {
     /// Stop after this many messages (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_messages: u64,
+}
+
+/// How `ferrymq bench` consumers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsumerMode {
+    /// `POST /v1/groups/{group}/receive`, then `ack`.
+    Group,
+    /// `GET /v1/topics/{topic}/queues/{queue}/messages?offset=…&wait_ms=…`.
+    Pull,
+}
+
+/// The property that carries a message's send time (µs since the Unix epoch).
+const SENT_PROPERTY: &str = "bench_sent_us";
+
+/// One publish request's JSON, written directly: the bench must cost the shared CPU as little
+/// as it can (bodies are `x`s, so nothing needs escaping).
+fn publish_body(body: &str, batch: usize, sent_us: i64) -> String {
+    let one = format!(r#"{{"body":"{body}","properties":{{"{SENT_PROPERTY}":"{sent_us}"}}}}"#);
+    let mut s = String::with_capacity(16 + batch * (one.len() + 1));
+    s.push_str(r#"{"messages":["#);
+    for i in 0..batch {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&one);
+    }
+    s.push_str("]}");
+    s
+}
+
+/// Records the end-to-end latency of every message in `msgs` that carries a send time.
+async fn record_e2e(msgs: &[Value], hist: &Mutex<Histogram<u64>>) {
+    let now = now_us();
+    let mut h = hist.lock().await;
+    for m in msgs {
+        if let Some(t) = m["properties"][SENT_PROPERTY]
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            h.saturating_record((now - t).max(0) as u64);
+        }
+    }
 }
 
 fn hist() -> Histogram<u64> {
@@ -68,10 +116,10 @@ async fn store_requests(client: &reqwest::Client, urls: &[String]) -> u64 {
 }
 
 #[allow(clippy::disallowed_methods)] // end-to-end latency compares wall clocks by definition
-fn now_ms() -> i64 {
+fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
 
@@ -102,7 +150,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         r.text().await.unwrap_or_default()
     );
     let group = format!("{}-bench", args.topic);
-    if args.consumers > 0 {
+    // Where pull consumers start: the end of each queue now.
+    let mut pull_from = Vec::new();
+    if args.consumers > 0 && args.consumer_mode == ConsumerMode::Pull {
+        let v: Value = client
+            .get(format!("{url}/v1/topics/{}", args.topic))
+            .header("authorization", &auth)
+            .send()
+            .await?
+            .json()
+            .await?;
+        pull_from = v["queue_stats"]
+            .as_array()
+            .map(|qs| {
+                qs.iter()
+                    .map(|q| q["max_offset"].as_u64().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        anyhow::ensure!(
+            !pull_from.is_empty(),
+            "topic {} reports no queues",
+            args.topic
+        );
+    }
+    if args.consumers > 0 && args.consumer_mode == ConsumerMode::Group {
         let r = client
             .put(format!("{url}/v1/groups/{group}"))
             .header("authorization", &auth)
@@ -142,18 +214,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (stop, sent, errors, ack_hist) =
             (stop.clone(), sent.clone(), errors.clone(), ack_hist.clone());
         let (batch, max) = (args.batch, args.max_messages);
+        let publish_url = format!("{url}/v1/topics/{topic}/messages");
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) && (max == 0 || sent.load(Ordering::Relaxed) < max)
             {
-                let t = now_ms().to_string();
-                let msgs: Vec<Value> = (0..batch)
-                    .map(|_| json!({"body": body, "properties": {"bench_sent_ms": t}}))
-                    .collect();
+                let req = publish_body(&body, batch, now_us());
                 let begin = Instant::now();
                 let r = client
-                    .post(format!("{url}/v1/topics/{topic}/messages"))
+                    .post(&publish_url)
                     .header("authorization", &auth)
-                    .json(&json!({"messages": msgs}))
+                    .header("content-type", "application/json")
+                    .body(req)
                     .send()
                     .await;
                 match r {
@@ -174,53 +245,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }));
     }
     for c in 0..args.consumers {
-        let (client, auth, url, group) = (
-            client.clone(),
-            auth.clone(),
-            urls[c % urls.len()].clone(),
-            group.clone(),
-        );
+        let (client, auth, url) = (client.clone(), auth.clone(), urls[c % urls.len()].clone());
         let (stop, received, e2e_hist) = (stop.clone(), received.clone(), e2e_hist.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let r = client
-                    .post(format!("{url}/v1/groups/{group}/receive"))
-                    .header("authorization", &auth)
-                    .json(
-                        &json!({"max_messages": 256, "wait_ms": 1000, "consumer": format!("c{c}")}),
-                    )
-                    .send()
-                    .await;
-                let Ok(r) = r else { continue };
-                let Ok(v) = r.json::<Value>().await else {
-                    continue;
-                };
-                let now = now_ms();
-                let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-                let mut handles = Vec::new();
-                for m in &msgs {
-                    if let Some(t) = m["properties"]["bench_sent_ms"]
-                        .as_str()
-                        .and_then(|s| s.parse::<i64>().ok())
-                    {
-                        e2e_hist
-                            .lock()
-                            .await
-                            .saturating_record(((now - t).max(0) as u64) * 1000);
-                    }
-                    handles.push(m["receipt_handle"].clone());
-                }
-                received.fetch_add(msgs.len() as u64, Ordering::Relaxed);
-                if !handles.is_empty() {
-                    let _ = client
-                        .post(format!("{url}/v1/groups/{group}/ack"))
-                        .header("authorization", &auth)
-                        .json(&json!({"receipt_handles": handles}))
-                        .send()
+        match args.consumer_mode {
+            ConsumerMode::Group => {
+                let group = group.clone();
+                tasks.push(tokio::spawn(async move {
+                    group_consumer(&client, &auth, &url, &group, c, &stop, &received, &e2e_hist)
                         .await;
+                }));
+            }
+            ConsumerMode::Pull => {
+                // One long-poll loop per queue this consumer owns.
+                for q in (0..pull_from.len()).filter(|q| q % args.consumers == c) {
+                    let (client, auth, url, topic) = (
+                        client.clone(),
+                        auth.clone(),
+                        url.clone(),
+                        args.topic.clone(),
+                    );
+                    let (stop, received, e2e_hist) =
+                        (stop.clone(), received.clone(), e2e_hist.clone());
+                    let from = (q as u32, pull_from[q]);
+                    tasks.push(tokio::spawn(async move {
+                        pull_consumer(
+                            &client, &auth, &url, &topic, from, &stop, &received, &e2e_hist,
+                        )
+                        .await;
+                    }));
                 }
             }
-        }));
+        }
     }
     let mut last = 0;
     while started.elapsed() < args.duration
@@ -270,7 +325,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     if args.consumers > 0 {
         println!(
-            "received: {}; end-to-end latency: p50 {:.1} ms, p99 {:.1} ms",
+            "received ({:?}): {}; end-to-end latency: p50 {:.2} ms, p99 {:.2} ms",
+            args.consumer_mode,
             received.load(Ordering::Relaxed),
             ms(&e2e, 0.5),
             ms(&e2e, 0.99)
@@ -286,4 +342,91 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A clustering consumer: long-poll receive (up to 256), record, ack them all.
+#[allow(clippy::too_many_arguments)]
+async fn group_consumer(
+    client: &reqwest::Client,
+    auth: &str,
+    url: &str,
+    group: &str,
+    c: usize,
+    stop: &AtomicBool,
+    received: &AtomicU64,
+    e2e_hist: &Mutex<Histogram<u64>>,
+) {
+    let receive_url = format!("{url}/v1/groups/{group}/receive");
+    let ack_url = format!("{url}/v1/groups/{group}/ack");
+    while !stop.load(Ordering::Relaxed) {
+        let r = client
+            .post(&receive_url)
+            .header("authorization", auth)
+            .json(&json!({"max_messages": 256, "wait_ms": 1000, "consumer": format!("c{c}")}))
+            .send()
+            .await;
+        let Ok(r) = r else { continue };
+        let Ok(v) = r.json::<Value>().await else {
+            continue;
+        };
+        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+        record_e2e(&msgs, e2e_hist).await;
+        received.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        let handles: Vec<&Value> = msgs.iter().map(|m| &m["receipt_handle"]).collect();
+        if !handles.is_empty() {
+            let _ = client
+                .post(&ack_url)
+                .header("authorization", auth)
+                .json(&json!({"receipt_handles": handles}))
+                .send()
+                .await;
+        }
+    }
+}
+
+/// A pull consumer of one queue: long-poll pull (up to 1,000 per request) from `offset`,
+/// following `next_offset`.
+#[allow(clippy::too_many_arguments)]
+async fn pull_consumer(
+    client: &reqwest::Client,
+    auth: &str,
+    url: &str,
+    topic: &str,
+    (queue, mut offset): (u32, u64),
+    stop: &AtomicBool,
+    received: &AtomicU64,
+    e2e_hist: &Mutex<Histogram<u64>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let r = client
+            .get(format!(
+                "{url}/v1/topics/{topic}/queues/{queue}/messages?offset={offset}&max=1000&wait_ms=1000"
+            ))
+            .header("authorization", auth)
+            .send()
+            .await;
+        let Ok(r) = r else { continue };
+        let Ok(v) = r.json::<Value>().await else {
+            continue;
+        };
+        let msgs = v["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        record_e2e(msgs, e2e_hist).await;
+        received.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        if let Some(next) = v["next_offset"].as_u64() {
+            offset = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn publish_bodies_are_the_json_the_api_expects() {
+        let v: serde_json::Value =
+            serde_json::from_str(&super::publish_body("xx", 3, 42)).expect("valid JSON");
+        let msgs = v["messages"].as_array().expect("messages");
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[2]["body"], "xx");
+        assert_eq!(msgs[2]["properties"][super::SENT_PROPERTY], "42");
+    }
 }

@@ -118,9 +118,13 @@ pub struct ServeArgs {
     /// fast publishes come, and a slow PUT still never holds up the next delta.
     #[arg(long, env = "FERRYMQ_DELTAS_PER_ROUND_TRIP", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub deltas_per_round_trip: u32,
-    /// Write a manifest checkpoint every this many versions.
+    /// Write a manifest checkpoint every this many versions ...
     #[arg(long, env = "FERRYMQ_CHECKPOINT_EVERY", default_value_t = 500)]
     pub checkpoint_every: u64,
+    /// ... and no more often than this: a checkpoint is the whole state (megabytes under
+    /// load); a restart replays at most this long's deltas more.
+    #[arg(long, env = "FERRYMQ_CHECKPOINT_MIN_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub checkpoint_min_interval: Duration,
     /// Inject a latency profile into the store (`s3-standard`, `s3-express`, `minio-lan`), for benchmarks.
     #[arg(long, env = "FERRYMQ_STORE_PROFILE")]
     pub store_profile: Option<String>,

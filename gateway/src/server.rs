@@ -241,6 +241,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ns.deltas_per_round_trip = args.deltas_per_round_trip;
     ns.log = LogSettings {
         checkpoint_every: args.checkpoint_every,
+        checkpoint_min_interval: args.checkpoint_min_interval,
         ..LogSettings::default()
     };
     info!(store = %url, gateway = %gateway_id, %address, "opening the manifest");

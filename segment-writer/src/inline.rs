@@ -209,6 +209,7 @@ mod tests {
         let mut settings = NodeSettings::new("n0", "n0");
         settings.log = LogSettings {
             checkpoint_every: 4,
+            checkpoint_min_interval: Duration::ZERO,
             gc_grace: Duration::from_secs(2),
             ..LogSettings::default()
         };

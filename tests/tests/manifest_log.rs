@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ferrymq_tests::common::stores::{self, Backend};
 use ferrymq_tests::on_every_store;
+use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use segment_writer::clock::TokioClock;
 use segment_writer::faulty::{FaultConfig, FaultyStore};
@@ -20,6 +21,7 @@ use segment_writer::{Error, store::Store};
 fn settings(checkpoint_every: u64) -> LogSettings {
     LogSettings {
         checkpoint_every,
+        checkpoint_min_interval: Duration::ZERO,
         ..LogSettings::default()
     }
 }
@@ -291,6 +293,50 @@ async fn start_up_reads_one_checkpoint_and_the_versions_after_it() {
     );
 }
 
+/// Under load a checkpoint (the whole state) is written no more often than
+/// `checkpoint_min_interval`, however many versions pass; then at the first version due after it.
+#[tokio::test(start_paused = true)]
+async fn checkpoints_wait_for_their_minimum_interval_under_load() {
+    let store = Store::memory();
+    let s = LogSettings {
+        checkpoint_every: 10,
+        checkpoint_min_interval: Duration::from_secs(10),
+        ..LogSettings::default()
+    };
+    let mut log = ManifestLog::open(store.clone(), s, TokioClock::shared(), "w".into(), 7)
+        .await
+        .unwrap();
+    commit(&mut log, vec![create_topic(1)]).await;
+    let mut written = Vec::new();
+    for i in 0..100u32 {
+        commit(&mut log, vec![append(0, format!("s{i}"))]).await;
+        if log.checkpoint_due() {
+            log.checkpoint_and_gc().await.unwrap();
+            written.push(log.version());
+        }
+        // 100 versions in 5 s: without the interval, one checkpoint per 10 versions.
+        tokio::time::advance(Duration::from_millis(50)).await;
+    }
+    assert_eq!(written, vec![10], "only the first, then the interval holds");
+    // The first was written at 0.4 s (version 10); the loop ended at 5 s.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    commit(&mut log, vec![append(0, "early".into())]).await;
+    assert!(!log.checkpoint_due(), "9.6 s after the last one");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    commit(&mut log, vec![append(0, "late".into())]).await;
+    assert!(
+        log.checkpoint_due(),
+        "due again once the interval has passed"
+    );
+    log.checkpoint_and_gc().await.unwrap();
+    let listed =
+        object_store::ObjectStore::list(store.inner.as_ref(), Some(&store.paths.checkpoint_dir()))
+            .map(|m| m.unwrap().location.to_string())
+            .collect::<Vec<_>>()
+            .await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
+
 /// A writer stalled past the GC grace re-reads before writing, so it cannot recreate a
 /// deleted version that no one would read.
 #[tokio::test(start_paused = true)]
@@ -299,6 +345,7 @@ async fn a_stalled_writer_cannot_write_into_a_deleted_version() {
     let grace = Duration::from_secs(600);
     let s = LogSettings {
         checkpoint_every: 100,
+        checkpoint_min_interval: Duration::ZERO,
         gc_grace: grace,
         ..LogSettings::default()
     };

@@ -44,6 +44,7 @@ fn node_settings(i: usize) -> NodeSettings {
     let mut s = NodeSettings::new(format!("gw{i}"), format!("10.0.0.{i}:8080"));
     s.log = LogSettings {
         checkpoint_every: 200,
+        checkpoint_min_interval: Duration::ZERO,
         ..LogSettings::default()
     };
     s

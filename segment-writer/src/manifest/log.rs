@@ -36,6 +36,11 @@ pub struct LogSettings {
     /// Write a checkpoint every this many versions. Larger: fewer checkpoint PUTs; start-up
     /// replays up to this many deltas. Default 500.
     pub checkpoint_every: u64,
+    /// ... and no sooner than this after the previous one. A checkpoint is the whole state
+    /// (megabytes under load: every queue's offset ranges until they are archived); at
+    /// hundreds of versions/s, 500 versions would mean serializing and writing it every
+    /// second. Start-up replays at most this long's deltas more. Default 10 s.
+    pub checkpoint_min_interval: Duration,
     /// Delete log versions and checkpoints only this long behind a retained checkpoint. A
     /// writer stalled longer than half of it re-reads before writing. Default 10 min.
     pub gc_grace: Duration,
@@ -52,6 +57,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         LogSettings {
             checkpoint_every: 500,
+            checkpoint_min_interval: Duration::from_secs(10),
             gc_grace: Duration::from_secs(600),
             replay_parallelism: 32,
             put_attempts: 3,
@@ -118,6 +124,8 @@ pub struct ManifestLog {
     rng: rand::rngs::SmallRng,
     last_full_refresh: tokio::time::Instant,
     last_checkpoint: u64,
+    /// When this writer last started a checkpoint (`None`: not yet).
+    last_checkpoint_at: Option<tokio::time::Instant>,
     hedger: Arc<Hedger>,
     /// The lowest log version that may still exist below the collected ones (0: unknown, the
     /// next collection LISTs the log once), shared with the checkpoint jobs.
@@ -184,6 +192,7 @@ impl ManifestLog {
             writer,
             rng: rand::rngs::SmallRng::seed_from_u64(seed),
             last_checkpoint: 0,
+            last_checkpoint_at: None,
             collected_from: Arc::new(AtomicU64::new(0)),
         };
         log.full_refresh().await?;
@@ -533,7 +542,11 @@ impl ManifestLog {
     /// Whether a checkpoint is due at the current version.
     pub fn checkpoint_due(&self) -> bool {
         let v = self.version();
-        v > 0 && v >= self.last_checkpoint + self.settings.checkpoint_every
+        v > 0
+            && v >= self.last_checkpoint + self.settings.checkpoint_every
+            && self
+                .last_checkpoint_at
+                .is_none_or(|at| self.clock.instant() >= at + self.settings.checkpoint_min_interval)
     }
 
     /// Writes a checkpoint of the current state, then deletes what it makes unnecessary.
@@ -548,6 +561,7 @@ impl ManifestLog {
         let state = self.read().clone();
         let version = state.version;
         self.last_checkpoint = version;
+        self.last_checkpoint_at = Some(self.clock.instant());
         let (store, clock, grace, floor) = (
             self.store.clone(),
             self.clock.clone(),

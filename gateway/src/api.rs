@@ -3,6 +3,7 @@
 //! Every handler authenticates first (401/403), then validates (400/404/413/422) before it
 //! changes anything, so a refused request leaves no state behind.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -152,14 +153,34 @@ async fn openapi() -> Response {
 // ---------- helpers ----------
 
 async fn body_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit)
+    parse_json(&body_bytes(body, limit).await?)
+}
+
+/// The request body, at most `limit` bytes (else 413).
+async fn body_bytes(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::TooLarge(format!("request larger than {limit} bytes")))?;
+        .map_err(|_| ApiError::TooLarge(format!("request larger than {limit} bytes")))
+}
+
+/// `s` as bytes: a slice of `raw` (no copy) when `s` was borrowed from it, else a copy.
+fn slice_or_copy(raw: &bytes::Bytes, s: &str) -> bytes::Bytes {
+    let within = raw.as_ptr_range();
+    let range = s.as_bytes().as_ptr_range();
+    if within.start <= range.start && range.end <= within.end {
+        raw.slice_ref(s.as_bytes())
+    } else {
+        bytes::Bytes::copy_from_slice(s.as_bytes())
+    }
+}
+
+/// `bytes` as JSON (an empty body as `{}`); the result may borrow from `bytes`.
+fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return serde_json::from_slice(b"{}")
             .map_err(|e| ApiError::bad(format!("a JSON body is required: {e}")));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
 fn check_name(kind: &str, name: &str, max: usize) -> Result<(), ApiError> {
@@ -371,17 +392,20 @@ async fn delete_topic(State(st): St, Path(topic): Path<String>, headers: HeaderM
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublishBody {
-    messages: Vec<MessageIn>,
+struct PublishBody<'a> {
+    #[serde(borrow)]
+    messages: Vec<MessageIn<'a>>,
     #[serde(default)]
     producer_group: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MessageIn {
-    #[serde(default)]
-    body: Option<String>,
+struct MessageIn<'a> {
+    /// Borrowed from the request when it has no escapes: the stored body is then a slice of
+    /// the request's bytes, not a copy.
+    #[serde(default, borrow)]
+    body: Option<Cow<'a, str>>,
     #[serde(default)]
     body_base64: Option<String>,
     #[serde(default)]
@@ -409,7 +433,8 @@ async fn publish(
     let started = std::time::Instant::now();
     let claims = st.verifier.verify(&headers)?;
     claims.require(Action::Pub, &format!("topic/{topic}"))?;
-    let b: PublishBody = body_json(body, st.limits.max_request_bytes).await?;
+    let raw = body_bytes(body, st.limits.max_request_bytes).await?;
+    let b: PublishBody = parse_json(&raw)?;
     if b.messages.is_empty() {
         return Err(ApiError::bad("messages must not be empty"));
     }
@@ -444,7 +469,8 @@ async fn publish(
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad("give either body or body_base64, not both"));
             }
-            (Some(t), None) => bytes::Bytes::from(t.into_bytes()),
+            (Some(Cow::Borrowed(t)), None) => slice_or_copy(&raw, t),
+            (Some(Cow::Owned(t)), None) => bytes::Bytes::from(t.into_bytes()),
             (None, Some(b)) => B64
                 .decode(b.as_bytes())
                 .map_err(|e| ApiError::bad(format!("bad body_base64: {e}")))?
@@ -563,34 +589,83 @@ async fn publish(
             mode,
         });
     }
+    // What the answers need of each item (the items themselves go to the batcher).
+    let answers: Vec<(String, u32, Option<String>)> = items
+        .iter()
+        .map(|i| {
+            let transaction = match &i.mode {
+                PublishMode::Half { transaction_id, .. } => Some(transaction_id.clone()),
+                _ => None,
+            };
+            (i.message.message_id.clone(), i.queue, transaction)
+        })
+        .collect();
     let placed = if items.is_empty() {
         Vec::new()
     } else {
-        st.batcher.publish(items.clone()).await?
+        st.batcher.publish(items).await?
     };
-    let results: Vec<Value> = shown
+    let results: Vec<PublishResult> = shown
         .iter()
         .map(|s| match s {
-            Shown::Known(first) => dedup_json(first),
+            Shown::Known(first) => PublishResult::from_dedup(first),
             Shown::New(i) => {
-                let item = &items[*i];
+                let (message_id, queue, transaction) = &answers[*i];
                 match &placed[*i] {
-                    Placed::Offset(o) => {
-                        json!({"message_id": item.message.message_id, "queue": item.queue, "offset": o})
-                    }
-                    Placed::Duplicate(first) => dedup_json(first),
-                    Placed::Pending => match &item.mode {
-                        PublishMode::Half { transaction_id, .. } => {
-                            json!({"message_id": item.message.message_id, "transaction_id": transaction_id})
-                        }
-                        _ => json!({"message_id": item.message.message_id}),
+                    Placed::Offset(o) => PublishResult {
+                        message_id,
+                        queue: Some(*queue),
+                        offset: Some(*o),
+                        transaction_id: None,
+                    },
+                    Placed::Duplicate(first) => PublishResult::from_dedup(first),
+                    Placed::Pending => PublishResult {
+                        message_id,
+                        queue: None,
+                        offset: None,
+                        transaction_id: transaction.as_deref(),
                     },
                 }
             }
         })
         .collect();
     crate::metrics::observe_publish(results.len(), started.elapsed().as_secs_f64());
-    Ok(Json(json!({"results": results})).into_response())
+    Ok(Json(PublishResponse { results }).into_response())
+}
+
+/// The answer to a publish (API.md "Publish").
+#[derive(serde::Serialize)]
+struct PublishResponse<'a> {
+    results: Vec<PublishResult<'a>>,
+}
+
+/// One message's result: its id; `queue` and `offset` once visible; `transaction_id` for a
+/// half message.
+#[derive(serde::Serialize)]
+struct PublishResult<'a> {
+    message_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_id: Option<&'a str>,
+}
+
+impl<'a> PublishResult<'a> {
+    /// The first result of a repeated `dedup_id`.
+    fn from_dedup(first: &'a DedupRecord) -> Self {
+        let (queue, offset) = match (first.queue, first.offset) {
+            (Some(q), Some(o)) => (Some(q), Some(o)),
+            _ => (None, None),
+        };
+        PublishResult {
+            message_id: &first.message_id,
+            queue,
+            offset,
+            transaction_id: first.transaction_id.as_deref(),
+        }
+    }
 }
 
 /// How one published message is answered.
@@ -599,18 +674,6 @@ enum Shown {
     Known(DedupRecord),
     /// The result of this batch item.
     New(usize),
-}
-
-fn dedup_json(first: &DedupRecord) -> Value {
-    let mut v = json!({"message_id": first.message_id});
-    if let (Some(q), Some(o)) = (first.queue, first.offset) {
-        v["queue"] = json!(q);
-        v["offset"] = json!(o);
-    }
-    if let Some(t) = &first.transaction_id {
-        v["transaction_id"] = json!(t);
-    }
-    v
 }
 
 /// A stable hash (FNV-1a, 64 bit): a message group maps to the same queue on every gateway.

@@ -182,7 +182,8 @@ async fn flush(
         let (x, y) = (&jobs[a.0].items[a.1], &jobs[b.0].items[b.1]);
         (&x.message.topic, x.queue).cmp(&(&y.message.topic, y.queue))
     });
-    let mut builder = SegmentBuilder::new(64 * 1024);
+    let expected: usize = jobs.iter().map(|j| j.bytes).sum();
+    let mut builder = SegmentBuilder::with_capacity(64 * 1024, expected);
     let mut messages = Vec::with_capacity(order.len());
     let mut commands = Vec::new();
     // (command index, offset within the run) per item.

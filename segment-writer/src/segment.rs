@@ -106,17 +106,28 @@ impl SegmentBuilder {
     /// A builder closing a block whenever it passes `target_block_bytes` (64 KiB is a good
     /// default: one ranged GET per block, CRC per block).
     pub fn new(target_block_bytes: usize) -> Self {
-        let mut out = BytesMut::with_capacity(HEADER_LEN + target_block_bytes);
+        Self::with_capacity(target_block_bytes, target_block_bytes)
+    }
+
+    /// A builder that expects about `expected_bytes` of encoded messages (e.g. the sum of
+    /// [`Message::approx_size`]): the output is allocated once instead of grown by copying.
+    pub fn with_capacity(target_block_bytes: usize, expected_bytes: usize) -> Self {
+        let target_block_bytes = target_block_bytes.max(1);
+        // Per block: length, CRC and count; then the index entry, footer and some slack.
+        let blocks = expected_bytes / target_block_bytes + 1;
+        let mut out = BytesMut::with_capacity(
+            HEADER_LEN + expected_bytes + blocks * (12 + INDEX_ENTRY_LEN) + FOOTER_LEN + 64,
+        );
         out.put_slice(MAGIC);
         out.put_u8(VERSION);
         SegmentBuilder {
             out,
-            block: BytesMut::new(),
+            block: BytesMut::with_capacity(target_block_bytes.min(expected_bytes) + 1024),
             block_count: 0,
             block_first: 0,
             next_ordinal: 0,
             index: Vec::new(),
-            target_block_bytes: target_block_bytes.max(1),
+            target_block_bytes,
         }
     }
 
@@ -146,13 +157,15 @@ impl SegmentBuilder {
         if self.block_count == 0 {
             return;
         }
-        let mut payload = BytesMut::with_capacity(4 + self.block.len());
-        payload.put_u32_le(self.block_count);
-        payload.put_slice(&self.block);
+        // The block is [length][CRC][count, messages]; the CRC covers count and messages,
+        // computed in two parts so the messages are copied once, straight into the output.
+        let count = self.block_count.to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&count), &self.block);
         let offset = self.out.len() as u64;
-        self.out.put_u32_le(payload.len() as u32);
-        self.out.put_u32_le(crc32c::crc32c(&payload));
-        self.out.put_slice(&payload);
+        self.out.put_u32_le((count.len() + self.block.len()) as u32);
+        self.out.put_u32_le(crc);
+        self.out.put_slice(&count);
+        self.out.put_slice(&self.block);
         let len = (self.out.len() as u64 - offset) as u32;
         self.index.push((self.block_first, offset, len));
         self.block.clear();

@@ -4,7 +4,8 @@
 # bytes per request for DURATION, optionally with CONSUMERS receiving.
 #
 # usage: scripts/bench-local.sh <ferrymq binary> <PRODUCERS> <BATCH> <DURATION> [SIZE] [CONSUMERS]
-#   EXTRA="--max-deltas-in-flight 1" adds serve flags.
+#   EXTRA="--max-deltas-in-flight 1" adds serve flags; BENCH_BIN=<binary> runs the bench
+#   client from another build.
 #
 # Each run gets a fresh directory and nothing is deleted here: on ext4 without a journal (this
 # machine's disk) creating a file skips every inode freed in the last minutes, so deleting a
@@ -17,5 +18,5 @@ $BIN serve --store file://$D --listen 127.0.0.1:18300 --log warn $EXTRA >/tmp/fe
 PID=$!
 until curl -fs http://127.0.0.1:18300/readyz >/dev/null; do sleep 0.1; done
 T=$($BIN token)
-$BIN bench --url http://127.0.0.1:18300 --token $T --producers $P --batch $B --message-size $SIZE --consumers $C --duration $DUR 2>/dev/null | grep -Ev "^\s*$"
+${BENCH_BIN:-$BIN} bench --url http://127.0.0.1:18300 --token $T --producers $P --batch $B --message-size $SIZE --consumers $C --duration $DUR 2>/dev/null | grep -Ev "^\s*$"
 kill $PID; wait 2>/dev/null

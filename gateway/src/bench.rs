@@ -216,31 +216,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (batch, max) = (args.batch, args.max_messages);
         let publish_url = format!("{url}/v1/topics/{topic}/messages");
         tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) && (max == 0 || sent.load(Ordering::Relaxed) < max)
-            {
-                let req = publish_body(&body, batch, now_us());
-                let begin = Instant::now();
-                let r = client
-                    .post(&publish_url)
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json")
-                    .body(req)
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        ack_hist
-                            .lock()
-                            .await
-                            .saturating_record(begin.elapsed().as_micros() as u64);
-                        sent.fetch_add(batch as u64, Ordering::Relaxed);
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::task::yield_now().await;
-                    }
-                }
+            let producer = Producer {
+                url: &publish_url,
+                auth: &auth,
+                body: &body,
+                batch,
+                max,
+                stop: &stop,
+                sent: &sent,
+                errors: &errors,
+                ack_hist: &ack_hist,
+            };
+            // Plain HTTP goes over one hyper connection per producer (a lighter client than
+            // reqwest: the bench shares the machine's CPU with the gateway it measures).
+            match PlainHttp::of(&publish_url) {
+                Some(target) => producer.run_hyper(&target).await,
+                None => producer.run_reqwest(&client).await,
             }
         }));
     }
@@ -342,6 +333,135 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One producer connection's loop: publish `batch` messages per request until stopped.
+struct Producer<'a> {
+    url: &'a str,
+    auth: &'a str,
+    body: &'a str,
+    batch: usize,
+    max: u64,
+    stop: &'a AtomicBool,
+    sent: &'a AtomicU64,
+    errors: &'a AtomicU64,
+    ack_hist: &'a Mutex<Histogram<u64>>,
+}
+
+/// Where a plain `http://host:port/path` URL points.
+struct PlainHttp {
+    addr: String,
+    host: String,
+    path: String,
+}
+
+impl PlainHttp {
+    /// `None` for anything but plain HTTP.
+    fn of(url: &str) -> Option<PlainHttp> {
+        let u = url::Url::parse(url).ok()?;
+        if u.scheme() != "http" {
+            return None;
+        }
+        let host = u.host_str()?.to_string();
+        let port = u.port_or_known_default()?;
+        Some(PlainHttp {
+            addr: format!("{host}:{port}"),
+            host: format!("{host}:{port}"),
+            path: u.path().to_string(),
+        })
+    }
+}
+
+impl Producer<'_> {
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+            && (self.max == 0 || self.sent.load(Ordering::Relaxed) < self.max)
+    }
+
+    async fn record(&self, begin: Instant) {
+        self.ack_hist
+            .lock()
+            .await
+            .saturating_record(begin.elapsed().as_micros() as u64);
+        self.sent.fetch_add(self.batch as u64, Ordering::Relaxed);
+    }
+
+    async fn failed(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        use segment_writer::clock::{Clock, TokioClock};
+        TokioClock::new().sleep(Duration::from_millis(10)).await;
+    }
+
+    async fn run_reqwest(&self, client: &reqwest::Client) {
+        while self.running() {
+            let req = publish_body(self.body, self.batch, now_us());
+            let begin = Instant::now();
+            let r = client
+                .post(self.url)
+                .header("authorization", self.auth)
+                .header("content-type", "application/json")
+                .body(req)
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    let _ = r.bytes().await;
+                    self.record(begin).await;
+                }
+                _ => self.failed().await,
+            }
+        }
+    }
+
+    async fn run_hyper(&self, target: &PlainHttp) {
+        use http_body_util::{BodyExt, Full};
+        while self.running() {
+            let Ok(stream) = tokio::net::TcpStream::connect(&target.addr).await else {
+                self.failed().await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(io).await else {
+                self.failed().await;
+                continue;
+            };
+            let driver = tokio::spawn(conn);
+            while self.running() {
+                let req = hyper::Request::post(&target.path)
+                    .header("host", &target.host)
+                    .header("authorization", self.auth)
+                    .header("content-type", "application/json")
+                    .body(Full::new(bytes::Bytes::from(publish_body(
+                        self.body,
+                        self.batch,
+                        now_us(),
+                    ))));
+                let Ok(req) = req else { return };
+                let begin = Instant::now();
+                match sender.send_request(req).await {
+                    Ok(r) => {
+                        let ok = r.status().is_success();
+                        let read = r.into_body().collect().await.is_ok();
+                        if ok && read {
+                            self.record(begin).await;
+                        } else {
+                            self.failed().await;
+                        }
+                        if !read {
+                            break;
+                        }
+                    }
+                    // The connection broke: a new one.
+                    Err(_) => {
+                        self.failed().await;
+                        break;
+                    }
+                }
+            }
+            driver.abort();
+        }
+    }
 }
 
 /// A clustering consumer: long-poll receive (up to 256), record, ack them all.

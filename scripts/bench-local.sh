@@ -4,13 +4,15 @@
 # bytes per request for DURATION, optionally with CONSUMERS receiving.
 #
 # usage: scripts/bench-local.sh <ferrymq binary> <PRODUCERS> <BATCH> <DURATION> [SIZE] [CONSUMERS]
-#   EXTRA="--max-deltas-in-flight 1" adds serve flags; BENCH_BIN=<binary> runs the bench
-#   client from another build.
+#   EXTRA="--max-deltas-in-flight 1" adds serve flags (EXTRA="--store-profile s3-standard":
+#   S3 latencies); MODE=pull|group picks how consumers read (default group); RATE=<msg/s>
+#   caps the publish rate; BENCH_BIN=<binary> runs the bench client from another build.
 #
-# Each run gets a fresh directory and nothing is deleted here: on ext4 without a journal (this
-# machine's disk) creating a file skips every inode freed in the last minutes, so deleting a
-# previous run's ~20,000 files just before a run makes each create 20x slower (0.3 vs 0.015 ms)
-# and the run ~20% slower. Remove /tmp/ferrymq-bench-local.* after a session.
+# Each run gets a fresh directory, deleted afterwards unless KEEP=1. On ext4 without a journal
+# (this machine's disk) creating a file skips every inode freed in the last minutes, so
+# deleting a previous run's ~100,000 files just before a run makes each create 20x slower (0.3
+# vs 0.015 ms) and the run ~20% slower: for A/B rounds set KEEP=1 and remove
+# /tmp/ferrymq-bench-local.* afterwards (a 60 s run of 16 x 100 writes ~9 GB).
 BIN=$1; P=$2; B=$3; DUR=$4; SIZE=${5:-1024}; C=${6:-0}
 D=${DATA:-$(mktemp -d /tmp/ferrymq-bench-local.XXXXXX)}; mkdir -p $D
 export FERRYMQ_JWT_SECRET=benchsecret
@@ -18,5 +20,6 @@ $BIN serve --store file://$D --listen 127.0.0.1:18300 --log warn $EXTRA >/tmp/fe
 PID=$!
 until curl -fs http://127.0.0.1:18300/readyz >/dev/null; do sleep 0.1; done
 T=$($BIN token)
-${BENCH_BIN:-$BIN} bench --url http://127.0.0.1:18300 --token $T --producers $P --batch $B --message-size $SIZE --consumers $C --duration $DUR 2>/dev/null | grep -Ev "^\s*$"
+${BENCH_BIN:-$BIN} bench --url http://127.0.0.1:18300 --token $T --producers $P --batch $B --message-size $SIZE --consumers $C ${MODE:+--consumer-mode $MODE} ${RATE:+--rate $RATE} --duration $DUR 2>/dev/null | grep -Ev "^\s*$"
 kill $PID; wait 2>/dev/null
+[ "${KEEP:-0}" = 1 ] || rm -rf "$D"

@@ -35,6 +35,8 @@ pub struct BatchSettings {
     pub max_batch_bytes: usize,
     pub max_inflight_batches: usize,
     pub max_inflight_bytes: usize,
+    /// Hedge slow segment PUTs with a second identical one (not on a local disk).
+    pub hedge: bool,
 }
 
 /// One message to append to a chosen queue.
@@ -132,7 +134,7 @@ async fn run(
     settings: BatchSettings,
 ) {
     let slots = Arc::new(Semaphore::new(settings.max_inflight_batches.max(1)));
-    let hedger = Arc::new(Hedger::new(true, Duration::from_millis(2)));
+    let hedger = Arc::new(Hedger::new(settings.hedge, Duration::from_millis(2)));
     let mut flushes = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
         let permit = slots

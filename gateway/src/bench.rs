@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// How long to run.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Publish at most this many messages per second in all (0: as fast as acknowledgements
+    /// come). Each producer sends its share at an even pace; a late request is not made up.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Stop after this many messages (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_messages: u64,
@@ -213,10 +217,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         let (stop, sent, errors, ack_hist) =
             (stop.clone(), sent.clone(), errors.clone(), ack_hist.clone());
-        let (batch, max) = (args.batch, args.max_messages);
+        let (batch, max, rate, producers) =
+            (args.batch, args.max_messages, args.rate, args.producers);
         let publish_url = format!("{url}/v1/topics/{topic}/messages");
         tasks.push(tokio::spawn(async move {
             let producer = Producer {
+                period: (rate > 0)
+                    .then(|| Duration::from_secs_f64((producers * batch) as f64 / rate as f64)),
                 url: &publish_url,
                 auth: &auth,
                 body: &body,
@@ -337,6 +344,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// One producer connection's loop: publish `batch` messages per request until stopped.
 struct Producer<'a> {
+    /// One request per period (`--rate`), or none.
+    period: Option<Duration>,
     url: &'a str,
     auth: &'a str,
     body: &'a str,
@@ -378,6 +387,19 @@ impl Producer<'_> {
             && (self.max == 0 || self.sent.load(Ordering::Relaxed) < self.max)
     }
 
+    /// Waits for this producer's next turn under `--rate` (from `next`, then one period on).
+    async fn pace(&self, next: &mut Instant) {
+        use segment_writer::clock::{Clock, TokioClock};
+        let Some(period) = self.period else { return };
+        let now = Instant::now();
+        if *next > now {
+            TokioClock::new().sleep(*next - now).await;
+            *next += period;
+        } else {
+            *next = now + period;
+        }
+    }
+
     async fn record(&self, begin: Instant) {
         self.ack_hist
             .lock()
@@ -393,7 +415,9 @@ impl Producer<'_> {
     }
 
     async fn run_reqwest(&self, client: &reqwest::Client) {
+        let mut next = Instant::now();
         while self.running() {
+            self.pace(&mut next).await;
             let req = publish_body(self.body, self.batch, now_us());
             let begin = Instant::now();
             let r = client
@@ -415,6 +439,7 @@ impl Producer<'_> {
 
     async fn run_hyper(&self, target: &PlainHttp) {
         use http_body_util::{BodyExt, Full};
+        let mut next = Instant::now();
         while self.running() {
             let Ok(stream) = tokio::net::TcpStream::connect(&target.addr).await else {
                 self.failed().await;
@@ -428,6 +453,7 @@ impl Producer<'_> {
             };
             let driver = tokio::spawn(conn);
             while self.running() {
+                self.pace(&mut next).await;
                 let req = hyper::Request::post(&target.path)
                     .header("host", &target.host)
                     .header("authorization", self.auth)

@@ -239,7 +239,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ns.tail_interval = args.tail_interval;
     ns.max_deltas_in_flight = usize::from(args.max_deltas_in_flight);
     ns.deltas_per_round_trip = args.deltas_per_round_trip;
+    // A local directory without an injected latency profile is CPU- and fsync-bound: fewer,
+    // bigger batches, no inline segments and no hedged writes (a second identical write only
+    // competes for the same disk and CPU) publish more. Anything else waits on the network:
+    // more in flight, one PUT per acknowledgement and hedging cut latency.
+    let local_disk =
+        kind == StoreKind::Local && args.store_profile.as_deref().is_none_or(|p| p == "none");
     ns.log = LogSettings {
+        hedge: !local_disk,
         checkpoint_every: args.checkpoint_every,
         checkpoint_min_interval: args.checkpoint_min_interval,
         ..LogSettings::default()
@@ -272,11 +279,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let reader =
         Arc::new(Reader::new(store.clone(), args.hot_tail_bytes).with_state(node.shared_state()));
-    // A local directory without an injected latency profile is CPU- and fsync-bound: fewer,
-    // bigger batches and no inline segments publish more. Anything else waits on the network:
-    // more in flight and one PUT per acknowledgement cut latency.
-    let local_disk =
-        kind == StoreKind::Local && args.store_profile.as_deref().is_none_or(|p| p == "none");
     let (batcher, batcher_task) = Batcher::start(
         node.clone(),
         reader.clone(),
@@ -294,6 +296,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 16
             }),
             max_inflight_bytes: args.max_inflight_bytes,
+            hedge: !local_disk,
         },
     );
     let state = Arc::new(AppState {

@@ -172,7 +172,7 @@ async fn flush(
     reader: &Reader,
     hedger: &Hedger,
     inline_max_bytes: usize,
-    jobs: Vec<Job>,
+    mut jobs: Vec<Job>,
 ) {
     // Order the batch by (topic, queue), keeping publish order within a queue.
     let mut order: Vec<(usize, usize)> = jobs
@@ -191,10 +191,17 @@ async fn flush(
     // (command index, offset within the run) per item.
     let mut placed: Vec<Vec<(usize, u64)>> =
         jobs.iter().map(|j| vec![(0, 0); j.items.len()]).collect();
+    // The items move out of their jobs (in `order`): each message goes into the segment and
+    // then, without a copy, into the hot tail.
+    let mut items: Vec<Vec<Option<PublishItem>>> = jobs
+        .iter_mut()
+        .map(|j| std::mem::take(&mut j.items).into_iter().map(Some).collect())
+        .collect();
     for &(j, i) in &order {
-        let item = &jobs[j].items[i];
+        let Some(item) = items[j][i].take() else {
+            continue;
+        };
         let ordinal = builder.push(&item.message);
-        messages.push(item.message.clone());
         let plain = item.dedup_id.is_none() && item.mode == PublishMode::Visible;
         let extends = plain
             && matches!(commands.last(), Some(Command::Append { topic, queue, .. }) if *topic == item.message.topic && *queue == item.queue);
@@ -206,8 +213,8 @@ async fn flush(
                 ordinal,
                 publish_time_ms: item.message.publish_time_ms,
                 message_id: item.message.message_id.clone(),
-                dedup_id: item.dedup_id.clone(),
-                mode: item.mode.clone(),
+                dedup_id: item.dedup_id,
+                mode: item.mode,
             });
             placed[j][i] = (commands.len() - 1, 0);
         } else if extends {
@@ -227,6 +234,7 @@ async fn flush(
             });
             placed[j][i] = (commands.len() - 1, 0);
         }
+        messages.push(item.message);
     }
     let bytes = builder.finish();
     let now = node.clock().now_ms();
@@ -294,7 +302,7 @@ async fn flush(
                 node.wait_applied(c.version, Duration::from_secs(5)).await;
             }
             for (j, job) in jobs.into_iter().enumerate() {
-                let mut offsets = Vec::with_capacity(job.items.len());
+                let mut offsets = Vec::with_capacity(placed[j].len());
                 let mut failure = None;
                 for &(ci, k) in &placed[j] {
                     match &c.outcomes[ci] {

@@ -80,10 +80,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRYMQ_INLINE_WRITE_OUT_EVERY", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub inline_write_out_every: Duration,
     /// Publish batches in flight per gateway (segment write and commit, or an inline commit);
-    /// what arrives meanwhile waits for the next batch. Default: 2 on a local directory (a
-    /// write takes a few ms of CPU and fsync: fewer, bigger batches publish more), 16 on S3, in
-    /// memory and under `--store-profile` (a write waits on the network: more in flight,
-    /// lower latency).
+    /// what arrives meanwhile waits for the next batch. Default: 1 on a local directory (a
+    /// write takes CPU and an fsync, not a round trip: one batch at a time publishes as much
+    /// as 2 with half the files and a lower tail), 16 on S3, in memory and under
+    /// `--store-profile` (a write waits on the network: more in flight, lower latency).
     #[arg(long, env = "FERRYMQ_MAX_INFLIGHT_BATCHES")]
     pub max_inflight_batches: Option<usize>,
     /// Bytes of publishes accepted but not yet acknowledged; beyond it publishes get 429.

@@ -291,7 +291,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }),
             max_batch_bytes: args.max_batch_bytes,
             max_inflight_batches: args.max_inflight_batches.unwrap_or(if local_disk {
-                2
+                1
             } else {
                 16
             }),

@@ -4,7 +4,15 @@
 //! RS256/ES256 public key, or the keys of a JWKS file. Required claims: `sub`, `exp`.
 //! Permissions are `action:resource` strings in the claim `perms`, where `*` matches any run
 //! of characters (`/` included).
+//!
+//! A token's verdict depends only on its text, the keys (fixed for the life of the process) and
+//! the time, so tokens verified recently are kept by their exact text: a client's next request
+//! costs a map lookup and an expiry check instead of a signature check (an HMAC, or an RSA or
+//! ECDSA verification, per request).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -40,9 +48,20 @@ impl Action {
     }
 }
 
+/// Seconds a token stays valid past its `exp` (clock skew between issuer and gateway).
+const LEEWAY_SECS: u64 = 5;
+/// Verified tokens kept at most; the set is emptied when full (clients reuse a few tokens).
+const VERIFIED_MAX: usize = 4096;
+
 /// Verifies tokens.
 pub struct Verifier {
     keys: Vec<(DecodingKey, Validation)>,
+    /// Tokens that verified, by their text, with their claims.
+    verified: Mutex<HashMap<String, Arc<Claims>>>,
+    /// Requests answered from `verified`.
+    hits: AtomicU64,
+    /// Unix seconds now (a test can stop the clock).
+    now: fn() -> u64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -54,33 +73,36 @@ impl std::fmt::Debug for Verifier {
 fn validation(alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
     v.set_required_spec_claims(&["exp", "sub"]);
-    v.leeway = 5;
+    v.leeway = LEEWAY_SECS;
     v
 }
 
 impl Verifier {
+    fn with_keys(keys: Vec<(DecodingKey, Validation)>) -> Self {
+        Verifier {
+            keys,
+            verified: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            now: jsonwebtoken::get_current_timestamp,
+        }
+    }
+
     /// HS256 with a shared secret.
     pub fn hs256(secret: &[u8]) -> Self {
-        Verifier {
-            keys: vec![(
-                DecodingKey::from_secret(secret),
-                validation(Algorithm::HS256),
-            )],
-        }
+        Self::with_keys(vec![(
+            DecodingKey::from_secret(secret),
+            validation(Algorithm::HS256),
+        )])
     }
 
     /// RS256 or ES256 with a PEM public key.
     pub fn public_key_pem(pem: &[u8]) -> anyhow::Result<Self> {
         if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Verifier {
-                keys: vec![(k, validation(Algorithm::RS256))],
-            });
+            return Ok(Self::with_keys(vec![(k, validation(Algorithm::RS256))]));
         }
         let k = DecodingKey::from_ec_pem(pem)
             .map_err(|e| anyhow::anyhow!("not an RSA or EC public key PEM: {e}"))?;
-        Ok(Verifier {
-            keys: vec![(k, validation(Algorithm::ES256))],
-        })
+        Ok(Self::with_keys(vec![(k, validation(Algorithm::ES256))]))
     }
 
     /// Every RS256/ES256 key of a JWKS document.
@@ -97,11 +119,16 @@ impl Verifier {
             keys.push((key, validation(alg)));
         }
         anyhow::ensure!(!keys.is_empty(), "JWKS has no keys");
-        Ok(Verifier { keys })
+        Ok(Self::with_keys(keys))
+    }
+
+    /// How many verifications were answered from the tokens verified before.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
     }
 
     /// The claims of the bearer token in `headers`, or 401.
-    pub fn verify(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    pub fn verify(&self, headers: &HeaderMap) -> Result<Arc<Claims>, ApiError> {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
@@ -111,11 +138,31 @@ impl Verifier {
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::Unauthorized("expected a Bearer token".into()))?;
+            .ok_or_else(|| ApiError::Unauthorized("expected a Bearer token".into()))?
+            .trim();
+        {
+            let mut verified = self.verified.lock().expect("verified tokens poisoned");
+            if let Some(claims) = verified.get(token) {
+                // The same test as the full check's: expired once `exp + leeway` has passed.
+                if claims.exp.saturating_add(LEEWAY_SECS) >= (self.now)() {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(claims.clone());
+                }
+                verified.remove(token);
+            }
+        }
         let mut last = None;
         for (key, validation) in &self.keys {
-            match jsonwebtoken::decode::<Claims>(token.trim(), key, validation) {
-                Ok(data) => return Ok(data.claims),
+            match jsonwebtoken::decode::<Claims>(token, key, validation) {
+                Ok(data) => {
+                    let claims = Arc::new(data.claims);
+                    let mut verified = self.verified.lock().expect("verified tokens poisoned");
+                    if verified.len() >= VERIFIED_MAX {
+                        verified.clear();
+                    }
+                    verified.insert(token.to_string(), claims.clone());
+                    return Ok(claims);
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -234,5 +281,51 @@ mod tests {
         h.insert("authorization", format!("Bearer {t}").parse().unwrap());
         assert_eq!(Verifier::hs256(b"k").verify(&h).unwrap().sub, "me");
         assert!(Verifier::hs256(b"other").verify(&h).is_err());
+    }
+
+    static FAKE_NOW: AtomicU64 = AtomicU64::new(0);
+
+    fn fake_now() -> u64 {
+        FAKE_NOW.load(Ordering::SeqCst)
+    }
+
+    fn bearer(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {t}").parse().unwrap());
+        h
+    }
+
+    /// A verified token is answered from memory until `exp` + leeway, never after; a token
+    /// that failed (wrong key, tampered) is never remembered.
+    #[test]
+    fn verified_tokens_are_remembered_until_they_expire() {
+        let mut v = Verifier::hs256(b"k");
+        v.now = fake_now;
+        let t = mint(b"k", "me", &["admin:*".into()], Duration::from_secs(3600)).unwrap();
+        let exp = v.verify(&bearer(&t)).unwrap().exp;
+        FAKE_NOW.store(exp - 10, Ordering::SeqCst);
+        assert_eq!(v.hits(), 0);
+        assert_eq!(v.verify(&bearer(&t)).unwrap().sub, "me");
+        assert_eq!(v.hits(), 1, "the second verification is a hit");
+        FAKE_NOW.store(exp + LEEWAY_SECS, Ordering::SeqCst);
+        assert!(v.verify(&bearer(&t)).is_ok());
+        assert_eq!(v.hits(), 2, "still valid at exp + leeway");
+        FAKE_NOW.store(exp + LEEWAY_SECS + 1, Ordering::SeqCst);
+        // Past its expiry by the stopped clock: not a hit; the full check (real clock, an
+        // hour before exp) accepts it again.
+        assert!(v.verify(&bearer(&t)).is_ok());
+        assert_eq!(v.hits(), 2, "an expired entry is never served");
+        // The signature's first character changed (6 bits of it).
+        let sig = t.rfind('.').unwrap() + 1;
+        let flipped = if t.as_bytes()[sig] == b'A' { 'B' } else { 'A' };
+        let tampered = format!("{}{flipped}{}", &t[..sig], &t[sig + 1..]);
+        for _ in 0..2 {
+            assert!(v.verify(&bearer(&tampered)).is_err());
+        }
+        let other = Verifier::hs256(b"other");
+        for _ in 0..2 {
+            assert!(other.verify(&bearer(&t)).is_err());
+        }
+        assert_eq!(other.hits(), 0);
     }
 }

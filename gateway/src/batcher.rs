@@ -274,7 +274,8 @@ async fn flush(
             return;
         }
     }
-    reader.insert(&name, Arc::new(messages));
+    // `expected` is the sum of the messages' sizes (each job's `bytes`).
+    reader.insert_sized(&name, Arc::new(messages), expected);
     // Which outcomes belong to a single delayed, transactional or deduplicated message.
     let publish_ones: Vec<usize> = commands
         .iter()

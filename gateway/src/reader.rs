@@ -119,6 +119,12 @@ impl Reader {
     /// Puts a decoded segment in the hot tail.
     pub fn insert(&self, name: &str, messages: Arc<Vec<Message>>) {
         let bytes: usize = messages.iter().map(Message::approx_size).sum();
+        self.insert_sized(name, messages, bytes);
+    }
+
+    /// Puts a decoded segment in the hot tail whose size (the sum of its messages'
+    /// [`Message::approx_size`]) the caller already knows.
+    pub fn insert_sized(&self, name: &str, messages: Arc<Vec<Message>>, bytes: usize) {
         if bytes > self.max_bytes {
             return;
         }

@@ -52,26 +52,24 @@ impl Hedger {
         if !self.enabled {
             return None;
         }
-        let s = self.samples.lock().expect("hedge samples poisoned");
-        if s.len() < WARM_UP {
-            return None;
-        }
-        let mut v: Vec<Duration> = s.iter().copied().collect();
-        let i = v.len() * 9 / 10;
-        let (_, p90, _) = v.select_nth_unstable(i);
-        Some((*p90).max(self.floor))
+        Some(self.quantile(9, 10)?.max(self.floor))
     }
 
     /// The median of recent latencies (`None` before the warm-up), enabled or not.
     pub fn median(&self) -> Option<Duration> {
+        self.quantile(1, 2)
+    }
+
+    /// The `num/den` quantile of recent latencies, `None` before the warm-up.
+    fn quantile(&self, num: usize, den: usize) -> Option<Duration> {
         let s = self.samples.lock().expect("hedge samples poisoned");
         if s.len() < WARM_UP {
             return None;
         }
         let mut v: Vec<Duration> = s.iter().copied().collect();
-        let i = v.len() / 2;
-        let (_, p50, _) = v.select_nth_unstable(i);
-        Some(*p50)
+        let i = v.len() * num / den;
+        let (_, q, _) = v.select_nth_unstable(i);
+        Some(*q)
     }
 
     fn record(&self, d: Duration) {

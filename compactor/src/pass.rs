@@ -359,7 +359,7 @@ async fn archive_queue(
                 file = Some((f, hour_index));
             }
             let (f, _) = file.as_mut().expect("a file is open");
-            f.push(m).await?;
+            f.push(m, r.origin_topic.as_deref()).await?;
             at += 1;
             if f.rows().is_multiple_of(4096) {
                 observer.step("write rows");

@@ -1,6 +1,7 @@
 //! Reading archived messages back: given a catalogued file and a run of offsets, only the
 //! footer (cached per file), then the pages that hold those rows (ranged GETs through the
-//! page index), decoded to the same [`Message`] values, byte for byte, that the segments held.
+//! page index), decoded to the same [`Message`](segment_writer::segment::Message) values, byte for byte, that the segments held
+//! (with a dead letter's original topic beside them).
 //!
 //! Rows of a file are its offsets in order, one per offset (the catalogue guarantees
 //! `rows == max_offset - min_offset`), so an offset's row number is `offset - min_offset`; the
@@ -23,10 +24,9 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use segment_writer::manifest::{ArchivedFile, QueueArchive};
-use segment_writer::segment::Message;
 use segment_writer::store::Store;
 
-use crate::schema::rows;
+use crate::schema::{Row, rows};
 use crate::{Error, Result};
 
 /// Footers kept in memory (each a few KiB to a few hundred KiB).
@@ -143,11 +143,7 @@ impl ArchiveReader {
     }
 
     /// The messages at `offsets` (clipped to the file), in offset order.
-    pub async fn read_file(
-        &self,
-        file: &ArchivedFile,
-        offsets: Range<u64>,
-    ) -> Result<Vec<(u64, Message)>> {
+    pub async fn read_file(&self, file: &ArchivedFile, offsets: Range<u64>) -> Result<Vec<Row>> {
         let start = offsets.start.max(file.min_offset);
         let end = offsets.end.min(file.max_offset);
         if start >= end {
@@ -191,12 +187,10 @@ impl ArchiveReader {
             .map_err(|e| self.error(file, e))?;
         let mut out = Vec::with_capacity((end - start) as usize);
         for b in &batches {
-            for row in rows(b).map_err(|e| Error::corrupt(&file.path, e))? {
-                out.push((row.offset, row.message));
-            }
+            out.extend(rows(b).map_err(|e| Error::corrupt(&file.path, e))?);
         }
         let expected: Vec<u64> = (start..end).collect();
-        let got: Vec<u64> = out.iter().map(|(o, _)| *o).collect();
+        let got: Vec<u64> = out.iter().map(|r| r.offset).collect();
         if got != expected {
             return Err(Error::corrupt(
                 &file.path,
@@ -213,7 +207,7 @@ impl ArchiveReader {
         from: u64,
         end: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Message)>> {
+    ) -> Result<Vec<Row>> {
         let mut out = Vec::new();
         let mut at = from;
         while out.len() < max && at < end {
@@ -222,7 +216,7 @@ impl ArchiveReader {
             };
             let stop = end.min(at + (max - out.len()) as u64);
             let got = self.read_file(file, at..stop).await?;
-            at = got.last().map_or(stop, |(o, _)| o + 1);
+            at = got.last().map_or(stop, |r| r.offset + 1);
             out.extend(got);
         }
         Ok(out)

@@ -2,6 +2,11 @@
 //! record batches and back. Only types that DuckDB, Spark and Trino all read: no unsigned
 //! integers; times are `timestamp(ms, UTC)`; `properties` is a Parquet map with the standard
 //! `key_value`/`key`/`value` names. A round trip returns byte-identical messages.
+//!
+//! Besides the twelve columns API.md names, `original_topic` (nullable) keeps a dead letter's
+//! original topic (the field `original_topic` of a `DLQ.<group>` message), so that a dead
+//! letter read back from the archive is the message the hot tail served. Files written
+//! before it existed have no such column and read back as `None`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use bytes::Bytes;
 use segment_writer::segment::Message;
 
 /// Column names, in order.
-pub const COLUMNS: [&str; 12] = [
+pub const COLUMNS: [&str; 13] = [
     "topic",
     "queue",
     "offset",
@@ -31,6 +36,7 @@ pub const COLUMNS: [&str; 12] = [
     "deliver_time",
     "producer_group",
     "message_group",
+    "original_topic",
 ];
 
 fn ts() -> DataType {
@@ -72,6 +78,7 @@ pub fn schema() -> SchemaRef {
         Field::new("deliver_time", ts(), true),
         Field::new("producer_group", DataType::Utf8, true),
         Field::new("message_group", DataType::Utf8, true),
+        Field::new("original_topic", DataType::Utf8, true),
     ]))
 }
 
@@ -82,6 +89,8 @@ pub struct Row {
     pub queue: u32,
     pub offset: u64,
     pub message: Message,
+    /// For a dead letter: the topic it was published to.
+    pub original_topic: Option<String>,
 }
 
 /// Accumulates rows into a record batch.
@@ -98,6 +107,7 @@ pub struct BatchBuilder {
     deliver_time: TimestampMillisecondBuilder,
     producer_group: StringBuilder,
     message_group: StringBuilder,
+    original_topic: StringBuilder,
     rows: usize,
 }
 
@@ -137,6 +147,7 @@ impl BatchBuilder {
             deliver_time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
             producer_group: StringBuilder::new(),
             message_group: StringBuilder::new(),
+            original_topic: StringBuilder::new(),
             rows: 0,
         }
     }
@@ -151,8 +162,16 @@ impl BatchBuilder {
         self.rows == 0
     }
 
-    /// Appends one message of `topic`/`queue` at `offset`.
-    pub fn push(&mut self, topic: &str, queue: u32, offset: u64, m: &Message) {
+    /// Appends one message of `topic`/`queue` at `offset` (a dead letter with the topic it
+    /// was published to).
+    pub fn push(
+        &mut self,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        m: &Message,
+        original_topic: Option<&str>,
+    ) {
         self.topic.append_value(topic);
         self.queue.append_value(queue as i32);
         self.offset.append_value(offset as i64);
@@ -175,6 +194,7 @@ impl BatchBuilder {
         self.producer_group
             .append_option(m.producer_group.as_deref());
         self.message_group.append_option(m.message_group.as_deref());
+        self.original_topic.append_option(original_topic);
         self.rows += 1;
     }
 
@@ -194,6 +214,7 @@ impl BatchBuilder {
             Arc::new(self.deliver_time.finish()),
             Arc::new(self.producer_group.finish()),
             Arc::new(self.message_group.finish()),
+            Arc::new(self.original_topic.finish()),
         ];
         RecordBatch::try_new(schema(), columns)
     }
@@ -248,6 +269,14 @@ pub fn rows(batch: &RecordBatch) -> Result<Vec<Row>, String> {
     let message_group = column(batch, "message_group")?
         .as_string_opt::<i32>()
         .ok_or_else(|| wrong("message_group"))?;
+    // Optional: files written before the column existed have none.
+    let original_topic = match batch.column_by_name("original_topic") {
+        Some(c) => Some(
+            c.as_string_opt::<i32>()
+                .ok_or_else(|| wrong("original_topic"))?,
+        ),
+        None => None,
+    };
     let map_keys = properties
         .keys()
         .as_string_opt::<i32>()
@@ -291,6 +320,7 @@ pub fn rows(batch: &RecordBatch) -> Result<Vec<Row>, String> {
             topic: t,
             queue: q,
             offset: o,
+            original_topic: original_topic.and_then(|a| opt_str(a, i)),
         });
     }
     Ok(out)
@@ -361,20 +391,24 @@ mod tests {
     proptest! {
         #[test]
         fn any_messages_round_trip_through_a_batch(
-            msgs in proptest::collection::vec(arb_message(), 0..20),
+            msgs in proptest::collection::vec(
+                (arb_message(), proptest::option::of("\\PC{0,8}")),
+                0..20,
+            ),
             queue in 0u32..1024,
             first in 0u64..(1 << 62),
         ) {
             let mut b = BatchBuilder::new();
-            for (i, m) in msgs.iter().enumerate() {
-                b.push(&m.topic, queue, first + i as u64, m);
+            for (i, (m, origin)) in msgs.iter().enumerate() {
+                b.push(&m.topic, queue, first + i as u64, m, origin.as_deref());
             }
             let back = rows(&b.finish().expect("batch")).expect("rows");
             prop_assert_eq!(back.len(), msgs.len());
             for (i, r) in back.into_iter().enumerate() {
                 prop_assert_eq!(r.offset, first + i as u64);
                 prop_assert_eq!(r.queue, queue);
-                prop_assert_eq!(&r.message, &msgs[i]);
+                prop_assert_eq!(&r.message, &msgs[i].0);
+                prop_assert_eq!(&r.original_topic, &msgs[i].1);
             }
         }
     }
@@ -384,7 +418,7 @@ mod tests {
         let mut b = BatchBuilder::new();
         let msgs: Vec<Message> = (0..50).map(sample).collect();
         for (i, m) in msgs.iter().enumerate() {
-            b.push("t", 3, 100 + i as u64, m);
+            b.push("t", 3, 100 + i as u64, m, None);
         }
         let batch = b.finish().expect("batch");
         assert_eq!(batch.schema(), schema());
@@ -405,5 +439,32 @@ mod tests {
             assert_eq!(r.message, msgs[i]);
         }
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn files_without_the_original_topic_column_read_back_without_one() {
+        let mut b = BatchBuilder::new();
+        b.push("DLQ.g", 0, 7, &sample(1), Some("orders"));
+        let batch = b.finish().expect("batch");
+        let with = rows(&batch).expect("rows");
+        assert_eq!(with[0].original_topic.as_deref(), Some("orders"));
+        // A file written before the column existed: the first twelve columns only.
+        let old = batch
+            .project(&(0..12).collect::<Vec<_>>())
+            .expect("projection");
+        let without = rows(&old).expect("rows");
+        assert_eq!(without[0].original_topic, None);
+        assert_eq!(without[0].message, with[0].message);
+        // A column of that name with another type is refused, not misread.
+        let mut fields: Vec<_> = old.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            "original_topic",
+            DataType::Int32,
+            true,
+        )));
+        let mut cols = old.columns().to_vec();
+        cols.push(Arc::new(arrow_array::Int32Array::from(vec![Some(1)])));
+        let odd = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("batch");
+        assert!(rows(&odd).unwrap_err().contains("original_topic"));
     }
 }

@@ -157,15 +157,16 @@ async fn a_pass_archives_every_offset_once_and_reads_back_identical_bytes() {
         );
         assert!(qa.files[1].path.contains("/hour=01/"));
         let all = reader.read(&qa, 0, 250, 1000).await.expect("read all");
-        let got: Vec<Message> = all.iter().map(|(_, m)| m.clone()).collect();
+        let got: Vec<Message> = all.iter().map(|r| r.message.clone()).collect();
+        assert!(all.iter().all(|r| r.original_topic.is_none()));
         assert_eq!(got, published[q as usize]);
         // A few offsets from the middle of a row group, across a file boundary.
         let some = reader.read(&qa, 120, 250, 10).await.expect("read some");
         assert_eq!(
-            some.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            some.iter().map(|r| r.offset).collect::<Vec<_>>(),
             (120..130).collect::<Vec<_>>()
         );
-        assert_eq!(some[0].1, published[q as usize][120]);
+        assert_eq!(some[0].message, published[q as usize][120]);
     }
 
     // A second pass has nothing to do.
@@ -316,7 +317,7 @@ async fn ranged_reads_return_exactly_the_offsets_asked_for_across_row_groups() {
     let mut w =
         crate::writer::FileWriter::create(&store, name, "t", 2, 5_000, &settings).expect("writer");
     for m in &msgs {
-        w.push(m).await.expect("push");
+        w.push(m, None).await.expect("push");
     }
     let written = w.finish(&store).await.expect("finish");
     assert_eq!(written.row_groups, 8);
@@ -347,6 +348,7 @@ async fn ranged_reads_return_exactly_the_offsets_asked_for_across_row_groups() {
         let want: Vec<(u64, Message)> = (start.max(5_000)..(start + len).min(6_000))
             .map(|o| (o, msgs[(o - 5_000) as usize].clone()))
             .collect();
+        let got: Vec<(u64, Message)> = got.into_iter().map(|r| (r.offset, r.message)).collect();
         assert_eq!(got, want, "offsets {start}..{}", start + len);
     }
     // A catalogue entry that disagrees with the file is refused, not misread.

@@ -199,10 +199,10 @@ impl FileWriter {
         self.next_offset - self.first_offset
     }
 
-    /// Appends the message at the next offset.
-    pub async fn push(&mut self, m: &Message) -> Result<()> {
+    /// Appends the message at the next offset (a dead letter with its original topic).
+    pub async fn push(&mut self, m: &Message, original_topic: Option<&str>) -> Result<()> {
         self.batch
-            .push(&self.topic, self.queue, self.next_offset, m);
+            .push(&self.topic, self.queue, self.next_offset, m, original_topic);
         self.next_offset += 1;
         self.min_time_ms = self.min_time_ms.min(m.publish_time_ms);
         self.max_time_ms = self.max_time_ms.max(m.publish_time_ms);

@@ -304,8 +304,8 @@ impl Reader {
                 .read(qa, from, end, max)
                 .await
                 .map_err(archive_error)?;
-            for (o, m) in got {
-                out.push(stored(o, m, None));
+            for r in got {
+                out.push(stored(r.offset, r.message, r.original_topic));
             }
             if out.len() >= max || out.last().is_none_or(|s| s.offset + 1 < end) {
                 return Ok(out);
@@ -352,7 +352,7 @@ impl Reader {
                             .await
                             .map_err(archive_error)?
                             .into_iter()
-                            .map(|(_, m)| m)
+                            .map(|r| r.message)
                             .collect(),
                         None => return Err(e),
                     }

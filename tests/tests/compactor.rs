@@ -173,7 +173,8 @@ async fn list(store: &Store, dir: object_store::path::Path) -> BTreeSet<String> 
         .expect("list")
 }
 
-const DUCKDB: &str = r#"
+/// Connects DuckDB to the archive under `sys.argv[1]` (a directory or `s3://…`): `con`, `rel`.
+const DUCKDB_CONNECT: &str = r#"
 import duckdb, importlib.util, os, sys
 root = sys.argv[1]
 con = duckdb.connect()
@@ -186,6 +187,10 @@ if root.startswith("s3://"):
         SECRET '{os.environ["AWS_SECRET_ACCESS_KEY"]}', REGION '{os.environ["AWS_REGION"]}',
         ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)""")
 rel = f"read_parquet('{root}/archive/**/*.parquet', hive_partitioning = true)"
+"#;
+
+/// Per-topic counts and every row (with [`DUCKDB_CONNECT`]).
+const DUCKDB: &str = r#"
 for topic, n, distinct in con.execute(f"""select topic, count(*), count(distinct (queue, "offset"))
         from {rel} group by topic order by topic""").fetchall():
     print(f"count\t{topic}\t{n}\t{distinct}")
@@ -194,14 +199,14 @@ for topic, queue, offset, mid, body in con.execute(
     print(f"row\t{topic}\t{queue}\t{offset}\t{mid}\t{body}")
 "#;
 
-/// DuckDB's view of the archive: per-topic (rows, distinct offsets) and every row.
-fn duckdb(root: &str) -> (BTreeMap<String, (u64, u64)>, Published) {
+/// Runs the DuckDB `script` (after [`DUCKDB_CONNECT`]) on the archive under `root`; its stdout.
+fn run_duckdb(script: &str, root: &str) -> String {
     let python = std::env::var("FERRYMQ_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("FERRYMQ_TEST_PYTHON is not set: run scripts/test (it installs DuckDB)")
     });
     let out = std::process::Command::new(python)
         .arg("-c")
-        .arg(DUCKDB)
+        .arg(format!("{DUCKDB_CONNECT}{script}"))
         .arg(root)
         .output()
         .expect("run DuckDB");
@@ -210,9 +215,14 @@ fn duckdb(root: &str) -> (BTreeMap<String, (u64, u64)>, Published) {
         "DuckDB failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// DuckDB's view of the archive: per-topic (rows, distinct offsets) and every row.
+fn duckdb(root: &str) -> (BTreeMap<String, (u64, u64)>, Published) {
     let mut counts = BTreeMap::new();
     let mut rows = Published::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in run_duckdb(DUCKDB, root).lines() {
         let f: Vec<&str> = line.split('\t').collect();
         match f[0] {
             "count" => {
@@ -524,3 +534,93 @@ async fn the_background_compactor_archives_and_trims(backend: Backend) {
     pull_all(&api, &published).await;
 }
 on_real_stores!(the_background_compactor_archives_and_trims);
+
+/// A dead letter keeps its original topic in the archive: DuckDB finds it in the
+/// `original_topic` column beside the same message id, and ordinary rows have none.
+async fn dead_letters_keep_their_original_topic_in_the_archive(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    let gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    let r = api.put("/v1/topics/orders", json!({"queues": 1})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = api
+        .put(
+            "/v1/groups/dl",
+            json!({"subscriptions": [{"topic": "orders"}], "start_from": "earliest",
+                   "max_retries": 0, "invisible_ms": 300, "retry_backoff_ms": [0]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = api
+        .post(
+            "/v1/topics/orders/messages",
+            json!({"messages": [{"body": "doomed"}, {"body": "fine"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let ids: Vec<String> = r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_string())
+        .collect();
+    // Both delivered once; only "fine" is acked, so "doomed" is dead-lettered on expiry.
+    let mut delivered = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while delivered.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        let r = api
+            .post(
+                "/v1/groups/dl/receive",
+                json!({"max_messages": 10, "wait_ms": 1000}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        delivered.extend(r.body["messages"].as_array().unwrap().iter().cloned());
+    }
+    let fine: Vec<Value> = delivered
+        .iter()
+        .filter(|m| m["body"] == "fine")
+        .map(|m| m["receipt_handle"].clone())
+        .collect();
+    let r = api
+        .post("/v1/groups/dl/ack", json!({"receipt_handles": fine}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api
+            .get("/v1/topics/DLQ.dl/queues/0/messages?offset=0&wait_ms=500")
+            .await;
+        if r.status == 200 && r.body["messages"].as_array().is_some_and(|m| m.len() == 1) {
+            assert_eq!(r.body["messages"][0]["original_topic"], "orders");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not dead-lettered: {:?}",
+            r.body
+        );
+    }
+
+    let summary = compact_ok(&ts.url, &["--segment-grace", "0s"]).await;
+    assert_eq!(summary["rows"].as_u64(), Some(3), "{summary}");
+    let out = run_duckdb(
+        r#"
+for row in con.execute(f"""select topic, "offset", message_id, coalesce(original_topic, '-')
+        from {rel} order by topic, "offset" """).fetchall():
+    print("\t".join(str(v) for v in row))
+"#,
+        &archive_root(&ts),
+    );
+    let want = format!(
+        "DLQ.dl\t0\t{doomed}\torders\norders\t0\t{doomed}\t-\norders\t1\t{fine}\t-\n",
+        doomed = ids[0],
+        fine = ids[1]
+    );
+    assert_eq!(
+        out, want,
+        "DuckDB's rows (topic, offset, id, original topic)"
+    );
+}
+on_real_stores!(dead_letters_keep_their_original_topic_in_the_archive);

@@ -30,6 +30,13 @@ pub enum Error {
     /// A setting cannot work (e.g. a zstd level out of range): fix the configuration.
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// Sweeping a local directory store's files failed (permissions, I/O).
+    #[error("local store directory {path}: {source}")]
+    LocalDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The result type of the compactor.
@@ -59,7 +66,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Core(e) => e.is_retryable(),
-            Error::Unavailable { .. } | Error::LeaseHeld(_) => true,
+            Error::Unavailable { .. } | Error::LeaseHeld(_) | Error::LocalDir { .. } => true,
             Error::Corrupt { .. } | Error::Rejected(_) | Error::Invalid(_) => false,
         }
     }

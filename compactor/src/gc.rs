@@ -8,7 +8,8 @@
 //!   a commit, so the state is at least as new as the listing) and it is older than a grace
 //!   (segments are written before the commit that references them).
 //! - **Orphans**: archive files that no catalogue entry names, and timer spill objects the
-//!   state no longer references (loaded back, or their commit failed), older than a grace.
+//!   state no longer references (loaded back, or their commit failed), older than a grace; on
+//!   a local directory also the staging files (`x#1`) of puts a crash interrupted.
 //! - **Archive retention** (off by default): the oldest files of a queue whose newest message
 //!   is older than the setting are removed from the catalogue, then deleted.
 
@@ -72,10 +73,31 @@ pub async fn collect_orphans(
         step: "delete timer spills",
         what: "timer spill objects no longer referenced",
     };
-    Ok(deleted
+    let deleted = deleted
         + spills
             .collect(node, s, observer, State::referenced_timer_spills)
-            .await?)
+            .await?;
+    // A local directory's staging files (LIST never shows them) of puts a crash interrupted.
+    let Some(dir) = node.store().local_dir() else {
+        return Ok(deleted);
+    };
+    let cutoff_ms = node.clock().now_ms() - s.orphan_grace.as_millis() as i64;
+    let root = dir.clone();
+    let staged = tokio::task::spawn_blocking(move || {
+        segment_writer::store::remove_staging_leftovers(&root, cutoff_ms)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|source| Error::LocalDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    if staged > 0 {
+        observer.step("delete staging files");
+        info!(count = staged, "deleted staging files of interrupted puts");
+    }
+    Ok(deleted + staged)
 }
 
 /// Objects under `dir` that the state does not name and that are older than `grace` (they

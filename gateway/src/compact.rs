@@ -28,8 +28,9 @@ pub struct CompactorFlags {
     /// segment's write to its commit).
     #[arg(long, env = "FERRYMQ_SEGMENT_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
     pub segment_grace: Duration,
-    /// Delete an uncatalogued archive file (a compactor died before committing it) only once
-    /// older than this.
+    /// Delete an uncatalogued archive file (a compactor died before committing it), and on a
+    /// local directory a staging file (`x#1`) of a put a crash interrupted, only once older
+    /// than this.
     #[arg(long, env = "FERRYMQ_ORPHAN_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
     pub orphan_grace: Duration,
     /// Delete archive files whose newest message is older than this (default: keep forever).

@@ -79,7 +79,8 @@ fn archive_error(e: compactor::Error) -> segment_writer::Error {
         compactor::Error::Corrupt { path, reason } => E::Corrupt { path, reason },
         e @ (compactor::Error::LeaseHeld(_)
         | compactor::Error::Rejected(_)
-        | compactor::Error::Invalid(_)) => E::Invalid(e.to_string()),
+        | compactor::Error::Invalid(_)
+        | compactor::Error::LocalDir { .. }) => E::Invalid(e.to_string()),
     }
 }
 

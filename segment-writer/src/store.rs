@@ -143,6 +143,59 @@ impl Store {
             url: self.url.clone(),
         }
     }
+
+    /// The directory of a `file://` store; `None` for any other.
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        if kind_of(&self.url).ok()? != StoreKind::Local {
+            return None;
+        }
+        url::Url::parse(&self.url).ok()?.to_file_path().ok()
+    }
+}
+
+/// Whether `name` is a local directory's staging file: object_store writes an object `x` to
+/// `x#<n>` first (n all digits) and then renames or links it, so such a file outlives its put
+/// only when the process died during that put. LIST never shows them (object_store skips
+/// them), so nothing else ever deletes them. The same test as object_store's: what follows the
+/// first `#` is all digits (anything else is an object LIST shows, never deleted here).
+fn is_staging_file(name: &str) -> bool {
+    name.split_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Deletes the staging files under `dir` (a local directory store) last modified at or before
+/// `cutoff_ms` (Unix ms): left by puts that a crash interrupted. Blocking: call it off the
+/// async runtime. Returns how many it deleted; a file that vanished meanwhile is not an error.
+pub fn remove_staging_leftovers(dir: &std::path::Path, cutoff_ms: i64) -> std::io::Result<u64> {
+    let mut deleted = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+                continue;
+            }
+            if !kind.is_file() || !entry.file_name().to_str().is_some_and(is_staging_file) {
+                continue;
+            }
+            let modified_ms = entry
+                .metadata()?
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            if modified_ms > cutoff_ms {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]
@@ -157,6 +210,50 @@ mod tests {
             Store::open("file://relative"),
             Err(Error::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn staging_leftovers_older_than_the_cutoff_are_deleted_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let day = root.join("segments/2026-12-01");
+        std::fs::create_dir_all(&day).unwrap();
+        let old = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let make = |path: &std::path::Path, old_enough: bool| {
+            let f = std::fs::File::create(path).unwrap();
+            if old_enough {
+                f.set_modified(old).unwrap();
+            }
+        };
+        make(&day.join("a.seg#1"), true); // a crashed put: deleted
+        make(&root.join("log#12"), true); // at the root too: deleted
+        make(&day.join("b.seg#2"), false); // a put in progress: kept
+        make(&day.join("c.seg"), true); // an object: kept
+        make(&day.join("d#x1"), true); // an object whose name has a '#': kept
+        make(&day.join("e#"), true); // likewise
+        make(&day.join("f#2#3"), true); // likewise (object_store lists it)
+        let cutoff = 1_700_000_000_000 + 1;
+        assert_eq!(remove_staging_leftovers(root, cutoff).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&day)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b.seg#2", "c.seg", "d#x1", "e#", "f#2#3"]);
+        assert!(!root.join("log#12").exists());
+        assert_eq!(remove_staging_leftovers(root, cutoff).unwrap(), 0);
+    }
+
+    #[test]
+    fn only_a_file_url_has_a_local_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        assert_eq!(
+            Store::open(&url).unwrap().local_dir().as_deref(),
+            Some(dir.path())
+        );
+        assert_eq!(Store::memory().local_dir(), None);
+        assert_eq!(Store::open("s3://b/p").unwrap().local_dir(), None);
     }
 
     #[test]

@@ -624,3 +624,48 @@ for row in con.execute(f"""select topic, "offset", message_id, coalesce(original
     );
 }
 on_real_stores!(dead_letters_keep_their_original_topic_in_the_archive);
+
+/// On a local directory, `compact` deletes the staging files (`x#1`) that puts interrupted by a
+/// crash leave behind, once older than the orphan grace; a younger one (a put that may still be
+/// running) and every object stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staging_files_of_interrupted_puts_are_swept_from_a_local_directory() {
+    let ts = fresh(Backend::Local).unwrap();
+    let gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    setup(&api, 1).await;
+    let mut published = Published::new();
+    publish(&api, 2, 100, 3, &mut published).await;
+    let root = std::path::PathBuf::from(archive_root(&ts));
+    let segments = list(&ts.store, ts.store.paths.segment_dir()).await;
+    let some_segment = root.join(segments.iter().next().expect("a segment"));
+    let staged = |p: &std::path::Path, n: u32| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(format!("#{n}"));
+        std::path::PathBuf::from(s)
+    };
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    let old_segment = staged(&some_segment.with_file_name("crashed.seg"), 1);
+    let old_version = staged(&root.join("manifest/log/00000000000099999999"), 2);
+    let fresh_one = staged(&some_segment.with_file_name("in-progress.seg"), 1);
+    for (p, old) in [
+        (&old_segment, true),
+        (&old_version, true),
+        (&fresh_one, false),
+    ] {
+        let f = std::fs::File::create(p).unwrap();
+        if old {
+            f.set_modified(two_hours_ago).unwrap();
+        }
+    }
+    let summary = compact_ok(&ts.url, &["--orphan-grace", "1h"]).await;
+    assert_eq!(summary["orphans_deleted"].as_u64(), Some(2), "{summary}");
+    assert!(!old_segment.exists() && !old_version.exists());
+    assert!(fresh_one.exists(), "a young staging file is kept");
+    assert_eq!(
+        list(&ts.store, ts.store.paths.segment_dir()).await,
+        segments,
+        "every segment kept"
+    );
+    pull_all(&api, &published).await;
+}

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// read from the log, which is not collected past them.
     #[arg(long, env = "FERRYMQ_INLINE_WRITE_OUT_EVERY", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub inline_write_out_every: Duration,
+    /// Bytes of inline segments the sequencer keeps in memory until it has written them out;
+    /// beyond it, it reads them back from their log versions (one GET per version).
+    #[arg(long, env = "FERRYMQ_INLINE_KEEP_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub inline_keep_bytes: usize,
     /// Publish batches in flight per gateway (segment write and commit, or an inline commit);
     /// what arrives meanwhile waits for the next batch. Default: 1 on a local directory (a
     /// write takes CPU and an fsync, not a round trip: one batch at a time publishes as much

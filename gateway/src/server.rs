@@ -153,6 +153,41 @@ fn secrets(args: &ServeArgs, url: &str, kind: StoreKind) -> anyhow::Result<Secre
     })
 }
 
+/// Publish-path defaults that depend on the store (each overridable by its flag).
+///
+/// A local directory without an injected latency profile is CPU- and fsync-bound: fewer,
+/// bigger batches, no inline segments and no hedged writes (a second identical write only
+/// competes for the same disk and CPU) publish more. Anything else waits on the network: more
+/// in flight, one PUT per acknowledgement and hedging cut latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoreDefaults {
+    /// `--inline-max-bytes`.
+    inline_max_bytes: usize,
+    /// `--max-inflight-batches`.
+    max_inflight_batches: usize,
+    /// Hedged segment and delta writes (no flag).
+    hedge: bool,
+}
+
+impl StoreDefaults {
+    fn for_store(kind: StoreKind, profile: Option<&str>) -> StoreDefaults {
+        let local_disk = kind == StoreKind::Local && profile.is_none_or(|p| p == "none");
+        if local_disk {
+            StoreDefaults {
+                inline_max_bytes: 0,
+                max_inflight_batches: 1,
+                hedge: false,
+            }
+        } else {
+            StoreDefaults {
+                inline_max_bytes: 64 * 1024,
+                max_inflight_batches: 16,
+                hedge: true,
+            }
+        }
+    }
+}
+
 /// The timer spill settings of the `--timer-*` flags.
 fn timer_spill_settings(args: &ServeArgs) -> anyhow::Result<SpillSettings> {
     let s = SpillSettings {
@@ -239,14 +274,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ns.tail_interval = args.tail_interval;
     ns.max_deltas_in_flight = usize::from(args.max_deltas_in_flight);
     ns.deltas_per_round_trip = args.deltas_per_round_trip;
-    // A local directory without an injected latency profile is CPU- and fsync-bound: fewer,
-    // bigger batches, no inline segments and no hedged writes (a second identical write only
-    // competes for the same disk and CPU) publish more. Anything else waits on the network:
-    // more in flight, one PUT per acknowledgement and hedging cut latency.
-    let local_disk =
-        kind == StoreKind::Local && args.store_profile.as_deref().is_none_or(|p| p == "none");
+    let defaults = StoreDefaults::for_store(kind, args.store_profile.as_deref());
     ns.log = LogSettings {
-        hedge: !local_disk,
+        hedge: defaults.hedge,
         checkpoint_every: args.checkpoint_every,
         checkpoint_min_interval: args.checkpoint_min_interval,
         ..LogSettings::default()
@@ -284,19 +314,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         reader.clone(),
         BatchSettings {
             linger: args.linger,
-            inline_max_bytes: args.inline_max_bytes.unwrap_or(if local_disk {
-                0
-            } else {
-                64 * 1024
-            }),
+            inline_max_bytes: args.inline_max_bytes.unwrap_or(defaults.inline_max_bytes),
             max_batch_bytes: args.max_batch_bytes,
-            max_inflight_batches: args.max_inflight_batches.unwrap_or(if local_disk {
-                1
-            } else {
-                16
-            }),
+            max_inflight_batches: args
+                .max_inflight_batches
+                .unwrap_or(defaults.max_inflight_batches),
             max_inflight_bytes: args.max_inflight_bytes,
-            hedge: !local_disk,
+            hedge: defaults.hedge,
         },
     );
     let state = Arc::new(AppState {
@@ -321,8 +345,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store_url: url.clone(),
     });
     // The sequencer keeps the bytes of inline segments it commits, to write them out later
-    // without reading its own deltas back (64 MiB at most; beyond that it GETs them).
-    let inline_bytes = Arc::new(segment_writer::inline::InlineBytes::new(64 * 1024 * 1024));
+    // without reading its own deltas back (beyond the bound it GETs them).
+    let inline_bytes = Arc::new(segment_writer::inline::InlineBytes::new(
+        args.inline_keep_bytes,
+    ));
     let background = spawn_background(
         node.clone(),
         reader.clone(),
@@ -489,4 +515,36 @@ fn spawn_background(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_local_directory_without_a_latency_profile_gets_the_disk_defaults() {
+        let disk = StoreDefaults::for_store(StoreKind::Local, None);
+        assert_eq!(
+            (disk.inline_max_bytes, disk.max_inflight_batches, disk.hedge),
+            (0, 1, false)
+        );
+        assert_eq!(
+            StoreDefaults::for_store(StoreKind::Local, Some("none")),
+            disk
+        );
+        let network = StoreDefaults::for_store(StoreKind::S3, None);
+        assert_eq!(
+            (
+                network.inline_max_bytes,
+                network.max_inflight_batches,
+                network.hedge
+            ),
+            (64 * 1024, 16, true)
+        );
+        assert_eq!(
+            StoreDefaults::for_store(StoreKind::Local, Some("s3-standard")),
+            network
+        );
+        assert_eq!(StoreDefaults::for_store(StoreKind::Memory, None), network);
+    }
 }

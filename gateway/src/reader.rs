@@ -209,13 +209,11 @@ impl Reader {
         let mut attempt = 1;
         let read = loop {
             // A segment still inline in the log is small: read whole from its log version.
-            let read = match &self.state {
-                Some(state) if self.inline_version(segment).is_some() => {
-                    segment_writer::inline::read_segment_anywhere(&self.store, state, segment)
-                        .await
-                        .map(SegmentRead::Whole)
-                }
-                _ => {
+            let read = match self.inline_version(segment) {
+                Some(version) => segment_writer::inline::read_inline(&self.store, version, segment)
+                    .await
+                    .map(SegmentRead::Whole),
+                None => {
                     segment_store::read_ordinals_or_whole(
                         &self.store,
                         segment,

@@ -67,9 +67,14 @@ pub async fn read_segment_anywhere(
     state: &RwLock<State>,
     name: &str,
 ) -> Result<Vec<Message>> {
-    let Some(version) = inline_version(state, name) else {
-        return segment_store::read_segment(store, name).await;
-    };
+    match inline_version(state, name) {
+        Some(version) => read_inline(store, version, name).await,
+        None => segment_store::read_segment(store, name).await,
+    }
+}
+
+/// Reads inline segment `name` from log version `version`, which holds it.
+pub async fn read_inline(store: &Store, version: u64, name: &str) -> Result<Vec<Message>> {
     let (path, delta) = read_version(store, &crate::clock::TokioClock::shared(), version).await?;
     let bytes = inline_segments(&delta)
         .find(|(n, _)| *n == name)

@@ -78,6 +78,19 @@ pub struct AppState {
     pub store_url: String,
 }
 
+impl AppState {
+    /// Verifies the request's bearer token (401) and that it grants `action` on `resource`
+    /// (403): the prologue of every `/v1` handler whose resource is known from its path.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        action: Action,
+        resource: &str,
+    ) -> Result<(), ApiError> {
+        self.verifier.verify(headers)?.require(action, resource)
+    }
+}
+
 type St = State<Arc<AppState>>;
 type ApiResult = Result<Response, ApiError>;
 
@@ -339,8 +352,7 @@ async fn put_topic(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Admin, &format!("topic/{topic}"))?;
     check_name("topic", &topic, 127)?;
     reserved("topic", &topic)?;
     let b: TopicBody = body_json(body, st.limits.max_request_bytes).await?;
@@ -357,8 +369,7 @@ async fn put_topic(
 }
 
 async fn list_topics(State(st): St, headers: HeaderMap) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, "topic/*")?;
+    st.authorize(&headers, Action::Admin, "topic/*")?;
     let s = st.node.state();
     let topics: Vec<Value> = s
         .topics
@@ -369,8 +380,7 @@ async fn list_topics(State(st): St, headers: HeaderMap) -> ApiResult {
 }
 
 async fn get_topic(State(st): St, Path(topic): Path<String>, headers: HeaderMap) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Admin, &format!("topic/{topic}"))?;
     refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
     let s = st.node.state();
     let t = s
@@ -388,8 +398,7 @@ async fn get_topic(State(st): St, Path(topic): Path<String>, headers: HeaderMap)
 }
 
 async fn delete_topic(State(st): St, Path(topic): Path<String>, headers: HeaderMap) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Admin, &format!("topic/{topic}"))?;
     if !st.node.state().topics.contains_key(&topic) {
         return Err(topic_not_found(&topic));
     }
@@ -440,8 +449,7 @@ async fn publish(
     body: Body,
 ) -> ApiResult {
     let started = std::time::Instant::now();
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Pub, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Pub, &format!("topic/{topic}"))?;
     let raw = body_bytes(body, st.limits.max_request_bytes).await?;
     let b: PublishBody = parse_json(&raw)?;
     if b.messages.is_empty() {
@@ -744,8 +752,7 @@ async fn pull(
     headers: HeaderMap,
     query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Sub, &format!("topic/{topic}"))?;
     let Query(q) = query.map_err(|e| ApiError::bad(format!("bad query: {e}")))?;
     let queue: u32 = queue
         .parse()
@@ -858,8 +865,7 @@ async fn put_group(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Admin, &format!("group/{group}"))?;
     check_name("group", &group, 120)?;
     reserved("group", &group)?;
     let b: GroupBody = body_json(body, st.limits.max_request_bytes).await?;
@@ -939,8 +945,7 @@ fn group_json(name: &str, def: &GroupDef) -> Value {
 }
 
 async fn get_group(State(st): St, Path(group): Path<String>, headers: HeaderMap) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Sub, &format!("group/{group}"))?;
     refresh_unless(&st, |s| s.groups.contains_key(&group)).await;
     let s = st.node.state();
     let g = s
@@ -965,8 +970,7 @@ async fn get_group(State(st): St, Path(group): Path<String>, headers: HeaderMap)
 }
 
 async fn delete_group(State(st): St, Path(group): Path<String>, headers: HeaderMap) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Admin, &format!("group/{group}"))?;
     if !st.node.state().groups.contains_key(&group) {
         return Err(group_not_found(&group));
     }
@@ -1003,8 +1007,7 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Sub, &format!("group/{group}"))?;
     let b: ReceiveBody = body_json(body, st.limits.max_request_bytes).await?;
     if b.max_messages == 0 || b.max_messages > st.limits.max_receive {
         return Err(ApiError::bad(format!(
@@ -1283,8 +1286,7 @@ async fn ack(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Sub, &format!("group/{group}"))?;
     let b: SettleBody = body_json(body, st.limits.max_request_bytes).await?;
     if b.delay_ms.is_some() {
         return Err(ApiError::bad("ack takes no delay_ms"));
@@ -1298,8 +1300,7 @@ async fn nack(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Sub, &format!("group/{group}"))?;
     let b: SettleBody = body_json(body, st.limits.max_request_bytes).await?;
     if b.delay_ms
         .is_some_and(|d| !(0..=40 * 86_400_000).contains(&d))
@@ -1328,8 +1329,7 @@ async fn invisibility(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Sub, &format!("group/{group}"))?;
     let b: InvisibilityBody = body_json(body, st.limits.max_request_bytes).await?;
     if b.invisible_ms <= 0 || b.invisible_ms > 12 * 3600 * 1000 {
         return Err(ApiError::bad("invisible_ms must be 1..=43200000"));
@@ -1383,8 +1383,7 @@ async fn reset(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Admin, &format!("group/{group}"))?;
     let b: ResetBody = body_json(body, st.limits.max_request_bytes).await?;
     let to = match b.to {
         StartFromIn::Named(n) if n == "earliest" => ResetTarget::Earliest,
@@ -1420,8 +1419,7 @@ async fn reset(
 // ---------- cluster, internal ----------
 
 async fn cluster(State(st): St, headers: HeaderMap) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, "cluster")?;
+    st.authorize(&headers, Action::Admin, "cluster")?;
     let s = st.node.state();
     let me = st.node.settings();
     let mut gateways = vec![
@@ -1449,8 +1447,7 @@ async fn archive(
     headers: HeaderMap,
     query: Result<Query<ArchiveQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, "archive")?;
+    st.authorize(&headers, Action::Admin, "archive")?;
     let Query(q) = query.map_err(|e| ApiError::bad(format!("bad query: {e}")))?;
     if let Some(t) = &q.topic {
         check_name("topic", t, 127)?;
@@ -1587,8 +1584,7 @@ async fn lookup_message(
     Path((topic, message_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Sub, &format!("topic/{topic}"))?;
     refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
     match find_message(&st, &topic, &message_id).await? {
         Some(m) => Ok(Json(message_json(&m)).into_response()),
@@ -1617,8 +1613,7 @@ async fn lookup_by_key(
     headers: HeaderMap,
     query: Result<Query<KeyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Sub, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Sub, &format!("topic/{topic}"))?;
     let Query(q) = query.map_err(|e| ApiError::bad(format!("bad query: {e}")))?;
     let begin = q.begin_ms.unwrap_or(0);
     let end = q.end_ms.unwrap_or(i64::MAX);
@@ -1653,8 +1648,7 @@ async fn cancel_message(
     Path((topic, message_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Pub, &format!("topic/{topic}"))?;
+    st.authorize(&headers, Action::Pub, &format!("topic/{topic}"))?;
     refresh_unless(&st, |s| s.topics.contains_key(&topic)).await;
     let (inline, spills) = {
         let s = st.node.state();
@@ -1816,8 +1810,7 @@ async fn put_producer_group(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Pub, &format!("producer/{group}"))?;
+    st.authorize(&headers, Action::Pub, &format!("producer/{group}"))?;
     check_name("producer group", &group, 120)?;
     let b: ProducerGroupBody = body_json(body, st.limits.max_request_bytes).await?;
     let day = 86_400_000;
@@ -1861,8 +1854,7 @@ async fn put_producer_instance(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Pub, &format!("producer/{group}"))?;
+    st.authorize(&headers, Action::Pub, &format!("producer/{group}"))?;
     check_name("producer group", &group, 120)?;
     check_name("instance", &instance, 120)?;
     let b: InstanceBody = body_json(body, st.limits.max_request_bytes).await?;
@@ -1906,8 +1898,7 @@ async fn poll_checks(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Pub, &format!("producer/{group}"))?;
+    st.authorize(&headers, Action::Pub, &format!("producer/{group}"))?;
     check_name("producer group", &group, 120)?;
     let b: ChecksBody = body_json(body, st.limits.max_request_bytes).await?;
     if b.max == 0 || b.max > 1000 {
@@ -1966,8 +1957,7 @@ async fn redrive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let claims = st.verifier.verify(&headers)?;
-    claims.require(Action::Admin, &format!("group/{group}"))?;
+    st.authorize(&headers, Action::Admin, &format!("group/{group}"))?;
     let b: RedriveBody = body_json(body, st.limits.max_request_bytes).await?;
     if b.max_messages == 0 || b.max_messages > 100_000 {
         return Err(ApiError::bad("max_messages must be 1..=100000"));

@@ -71,3 +71,28 @@ impl Error {
         }
     }
 }
+
+/// A compactor error as the durable core's, for callers that speak only the core's errors (the
+/// gateway's reads fall back to the archive and map core errors to HTTP in one place): a store
+/// failure stays a store failure, a bad archive file stays corrupt, the rest is invalid.
+impl From<Error> for segment_writer::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(e) => e,
+            Error::Unavailable {
+                operation,
+                path,
+                source,
+            } => segment_writer::Error::Unavailable {
+                operation,
+                path,
+                source,
+            },
+            Error::Corrupt { path, reason } => segment_writer::Error::Corrupt { path, reason },
+            e @ (Error::LeaseHeld(_)
+            | Error::Rejected(_)
+            | Error::Invalid(_)
+            | Error::LocalDir { .. }) => segment_writer::Error::Invalid(e.to_string()),
+        }
+    }
+}

@@ -62,28 +62,6 @@ pub struct Reader {
     archive: ArchiveReader,
 }
 
-/// The core's error for an archive read failure (the gateway maps core errors to HTTP).
-fn archive_error(e: compactor::Error) -> segment_writer::Error {
-    use segment_writer::Error as E;
-    match e {
-        compactor::Error::Core(e) => e,
-        compactor::Error::Unavailable {
-            operation,
-            path,
-            source,
-        } => E::Unavailable {
-            operation,
-            path,
-            source,
-        },
-        compactor::Error::Corrupt { path, reason } => E::Corrupt { path, reason },
-        e @ (compactor::Error::LeaseHeld(_)
-        | compactor::Error::Rejected(_)
-        | compactor::Error::Invalid(_)
-        | compactor::Error::LocalDir { .. }) => E::Invalid(e.to_string()),
-    }
-}
-
 /// One piece of a read: ordinals of one segment.
 struct Piece {
     segment: String,
@@ -302,7 +280,7 @@ impl Reader {
                 .archive
                 .read(qa, from, end, max)
                 .await
-                .map_err(archive_error)?;
+                .map_err(segment_writer::Error::from)?;
             for r in got {
                 out.push(stored(r.offset, r.message, r.original_topic));
             }
@@ -349,7 +327,7 @@ impl Reader {
                             .archive
                             .read(&qa, p.first_offset, end, n as usize)
                             .await
-                            .map_err(archive_error)?
+                            .map_err(segment_writer::Error::from)?
                             .into_iter()
                             .map(|r| r.message)
                             .collect(),

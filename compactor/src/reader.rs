@@ -1,7 +1,7 @@
 //! Reading archived messages back: given a catalogued file and a run of offsets, only the
 //! footer (cached per file), then the pages that hold those rows (ranged GETs through the
-//! page index), decoded to the same [`Message`](segment_writer::segment::Message) values, byte for byte, that the segments held
-//! (with a dead letter's original topic beside them).
+//! page index), decoded to the same [`Message`](segment_writer::segment::Message) values,
+//! byte for byte, that the segments held (with a dead letter's original topic beside them).
 //!
 //! Rows of a file are its offsets in order, one per offset (the catalogue guarantees
 //! `rows == max_offset - min_offset`), so an offset's row number is `offset - min_offset`; the

@@ -165,12 +165,20 @@ fn is_staging_file(name: &str) -> bool {
 
 /// Deletes the staging files under `dir` (a local directory store) last modified at or before
 /// `cutoff_ms` (Unix ms): left by puts that a crash interrupted. Blocking: call it off the
-/// async runtime. Returns how many it deleted; a file that vanished meanwhile is not an error.
+/// async runtime. Returns how many it deleted. Running gateways rename their staging files
+/// away while it walks: a file or directory that vanished meanwhile is skipped, not an error.
 pub fn remove_staging_leftovers(dir: &std::path::Path, cutoff_ms: i64) -> std::io::Result<u64> {
+    fn gone<T>(r: &std::io::Result<T>) -> bool {
+        matches!(r, Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
     let mut deleted = 0;
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d)? {
+        let entries = std::fs::read_dir(&d);
+        if gone(&entries) {
+            continue;
+        }
+        for entry in entries? {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_dir() {
@@ -180,18 +188,20 @@ pub fn remove_staging_leftovers(dir: &std::path::Path, cutoff_ms: i64) -> std::i
             if !kind.is_file() || !entry.file_name().to_str().is_some_and(is_staging_file) {
                 continue;
             }
-            let modified_ms = entry
-                .metadata()?
-                .modified()?
+            let modified = entry.metadata().and_then(|m| m.modified());
+            if gone(&modified) {
+                continue;
+            }
+            let modified_ms = modified?
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             if modified_ms > cutoff_ms {
                 continue;
             }
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => deleted += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            let removed = std::fs::remove_file(entry.path());
+            if !gone(&removed) {
+                removed?;
+                deleted += 1;
             }
         }
     }
@@ -242,6 +252,11 @@ mod tests {
         assert_eq!(left, ["b.seg#2", "c.seg", "d#x1", "e#", "f#2#3"]);
         assert!(!root.join("log#12").exists());
         assert_eq!(remove_staging_leftovers(root, cutoff).unwrap(), 0);
+        // A directory that is not there (removed while a walk ran) is nothing to delete.
+        assert_eq!(
+            remove_staging_leftovers(&root.join("gone"), cutoff).unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -14,7 +14,14 @@ use crate::{Error, Result};
 /// How many bytes from the end a first ranged read takes (footer plus a typical index).
 const TAIL_GUESS: u64 = 16 * 1024;
 
-/// Writes a segment under its relative name. Segments have unique names, so a plain put suffices.
+/// Attempts of one segment PUT before its batch fails. A store error the client's own retries
+/// did not absorb (an S3 503 burst, a local write error, an injected fault) is retried with the
+/// same bytes under the same name: the object is not referenced until the commit that follows,
+/// so writing it again is harmless, and the alternative is a 503 for every publish it carried.
+pub const PUT_ATTEMPTS: u32 = 3;
+
+/// Writes a segment under its relative name, once. Segments have unique names, so a plain put
+/// suffices. (The publish path uses [`put_segment_hedged`], which also retries.)
 pub async fn put_segment(store: &Store, name: &str, bytes: Bytes) -> Result<()> {
     let path = store.paths.segment(name);
     store
@@ -25,7 +32,8 @@ pub async fn put_segment(store: &Store, name: &str, bytes: Bytes) -> Result<()> 
     Ok(())
 }
 
-/// Writes a segment, hedging a slow PUT with a second identical one (same name, same bytes).
+/// Writes a segment, hedging a slow PUT with a second identical one (same name, same bytes),
+/// and retrying a failed one ([`PUT_ATTEMPTS`], 10 and 20 ms apart).
 pub async fn put_segment_hedged(
     store: &Store,
     name: &str,
@@ -34,15 +42,27 @@ pub async fn put_segment_hedged(
     clock: &dyn crate::clock::Clock,
 ) -> Result<()> {
     let path = store.paths.segment(name);
-    hedger
-        .run(
-            clock,
-            || store.inner.put(&path, PutPayload::from(bytes.clone())),
-            Result::is_ok,
-        )
-        .await
-        .map_err(|e| Error::store("put", &path, e))?;
-    Ok(())
+    let mut attempt = 1;
+    loop {
+        let put = hedger
+            .run(
+                clock,
+                || store.inner.put(&path, PutPayload::from(bytes.clone())),
+                Result::is_ok,
+            )
+            .await
+            .map_err(|e| Error::store("put", &path, e));
+        match put {
+            Err(e) if e.is_retryable() && attempt < PUT_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "segment put failed; retrying");
+                clock
+                    .sleep(std::time::Duration::from_millis(10 * u64::from(attempt)))
+                    .await;
+                attempt += 1;
+            }
+            result => return result.map(|_| ()),
+        }
+    }
 }
 
 /// Reads a whole segment.
@@ -168,4 +188,60 @@ async fn read_ranges(
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::clock::{Clock, TokioClock};
+    use crate::faulty::{FaultConfig, FaultyStore};
+    use crate::hedge::Hedger;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_segment_put_is_retried_and_an_outage_fails_after_the_last_attempt() {
+        let clock: Arc<dyn Clock> = TokioClock::shared();
+        let faulty = Arc::new(FaultyStore::new(
+            Arc::new(InMemory::new()),
+            FaultConfig::default(),
+            1,
+            clock.clone(),
+        ));
+        let store = Store::from_object_store(faulty.clone(), "memory://");
+        let bytes = segment::encode(&[Message {
+            topic: "t".into(),
+            body: "x".into(),
+            ..Message::default()
+        }]);
+        // Down for the first attempt only: the retry lands, the same bytes under the same name.
+        faulty.set_outage(true);
+        let put = {
+            let (store, bytes, clock) = (store.clone(), bytes.clone(), clock.clone());
+            tokio::spawn(async move {
+                let hedger = Hedger::new(false, Duration::ZERO);
+                put_segment_hedged(&store, "d/a.seg", bytes, &hedger, clock.as_ref()).await
+            })
+        };
+        // (A refused call counts as an injected fault, not as a put.)
+        while faulty.counts().injected_faults < 1 {
+            tokio::task::yield_now().await;
+        }
+        faulty.set_outage(false);
+        put.await.unwrap().unwrap();
+        assert_eq!((faulty.counts().injected_faults, faulty.counts().puts), (1, 1));
+        assert_eq!(get_segment_bytes(&store, "d/a.seg").await.unwrap(), bytes);
+        // Down throughout: the batch fails after the last attempt, with a retryable error.
+        faulty.set_outage(true);
+        let hedger = Hedger::new(false, Duration::ZERO);
+        let r = put_segment_hedged(&store, "d/b.seg", bytes, &hedger, clock.as_ref()).await;
+        assert!(r.as_ref().is_err_and(Error::is_retryable), "{r:?}");
+        assert_eq!(faulty.counts().injected_faults, 1 + u64::from(PUT_ATTEMPTS));
+        assert_eq!(faulty.counts().puts, 1);
+    }
 }

@@ -234,7 +234,10 @@ mod tests {
         }
         faulty.set_outage(false);
         put.await.unwrap().unwrap();
-        assert_eq!((faulty.counts().injected_faults, faulty.counts().puts), (1, 1));
+        assert_eq!(
+            (faulty.counts().injected_faults, faulty.counts().puts),
+            (1, 1)
+        );
         assert_eq!(get_segment_bytes(&store, "d/a.seg").await.unwrap(), bytes);
         // Down throughout: the batch fails after the last attempt, with a retryable error.
         faulty.set_outage(true);

@@ -7,7 +7,8 @@
 //! most `inline_max_bytes`, one submission carrying the segment's bytes inline
 //! (`Command::InlineSegment`: one PUT to acknowledge; the sequencer writes the object later);
 //! only then are its requests answered with their offsets. Deduplicated, delayed and transactional messages ride the
-//! same segment, each with its own `PublishOne` command. A failed PUT or commit fails every
+//! same segment, each with its own `PublishOne` command. A segment PUT that still fails after
+//! its retries (`segment_store::PUT_ATTEMPTS`), or a failed commit, fails every
 //! request it carried (503): nothing is acknowledged from memory. Bytes accepted but not yet answered are bounded;
 //! beyond the bound a publish gets 429 at once.
 

@@ -184,28 +184,31 @@ impl Reader {
         // checker: at 5% store errors a restarted gateway, its hot tail empty, failed nearly
         // every receive of a lagging group). The store's own retries come first; this is the
         // last resort, so it retries at once, a few times.
-        let mut attempt = 1;
-        let read = loop {
-            // A segment still inline in the log is small: read whole from its log version.
-            let read = match self.inline_version(segment) {
-                Some(version) => segment_writer::inline::read_inline(&self.store, version, segment)
-                    .await
-                    .map(SegmentRead::Whole),
-                None => {
-                    segment_store::read_ordinals_or_whole(
-                        &self.store,
-                        segment,
-                        ordinals.clone(),
-                        WHOLE_SEGMENT_BELOW,
-                    )
-                    .await
+        let (store, ordinals_wanted) = (&self.store, &ordinals);
+        let read = segment_writer::store::retrying(
+            &segment_writer::clock::TokioClock::starting_at(0),
+            READ_ATTEMPTS,
+            |_| std::time::Duration::ZERO,
+            "segment read",
+            || async move {
+                // A segment still inline in the log is small: read whole from its log version.
+                match self.inline_version(segment) {
+                    Some(version) => segment_writer::inline::read_inline(store, version, segment)
+                        .await
+                        .map(SegmentRead::Whole),
+                    None => {
+                        segment_store::read_ordinals_or_whole(
+                            store,
+                            segment,
+                            ordinals_wanted.clone(),
+                            WHOLE_SEGMENT_BELOW,
+                        )
+                        .await
+                    }
                 }
-            };
-            match read {
-                Err(e) if e.is_retryable() && attempt < READ_ATTEMPTS => attempt += 1,
-                result => break result?,
-            }
-        };
+            },
+        )
+        .await?;
         match read {
             SegmentRead::Some(messages) => Ok(messages),
             // A small segment is read and kept whole: the next read of a lagging consumer

@@ -42,27 +42,19 @@ pub async fn put_segment_hedged(
     clock: &dyn crate::clock::Clock,
 ) -> Result<()> {
     let path = store.paths.segment(name);
-    let mut attempt = 1;
-    loop {
-        let put = hedger
+    let backoff = |n: u32| std::time::Duration::from_millis(10 * u64::from(n));
+    crate::store::retrying(clock, PUT_ATTEMPTS, backoff, "segment put", || async {
+        hedger
             .run(
                 clock,
                 || store.inner.put(&path, PutPayload::from(bytes.clone())),
                 Result::is_ok,
             )
             .await
-            .map_err(|e| Error::store("put", &path, e));
-        match put {
-            Err(e) if e.is_retryable() && attempt < PUT_ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "segment put failed; retrying");
-                clock
-                    .sleep(std::time::Duration::from_millis(10 * u64::from(attempt)))
-                    .await;
-                attempt += 1;
-            }
-            result => return result.map(|_| ()),
-        }
-    }
+            .map(|_| ())
+            .map_err(|e| Error::store("put", &path, e))
+    })
+    .await
 }
 
 /// Reads a whole segment.

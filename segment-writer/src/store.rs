@@ -6,6 +6,9 @@
 //!   region, endpoint and `AWS_ALLOW_HTTP` come from the usual `AWS_*` variables. Conditional
 //!   create (`If-None-Match: *`) is what makes the manifest log safe.
 //! - `memory://`: in-process, for unit tests and simulation (lost on exit).
+//!
+//! Also [`retrying`]: the one retry loop for store calls whose failure would otherwise fail a
+//! whole open, read or batch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,6 +153,36 @@ impl Store {
             return None;
         }
         url::Url::parse(&self.url).ok()?.to_file_path().ok()
+    }
+}
+
+/// Runs a store call up to `attempts` times while it fails with a retryable error
+/// ([`Error::is_retryable`]), pausing `backoff(n)` after the `n`-th failure (no sleep for a zero
+/// pause); returns the first success or the last error. `what` names the call in the debug log.
+pub async fn retrying<T, F, Fut>(
+    clock: &dyn crate::clock::Clock,
+    attempts: u32,
+    backoff: impl Fn(u32) -> Duration,
+    what: &str,
+    mut call: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && attempt < attempts => {
+                tracing::debug!(error = %e, attempt, "{what} failed; retrying");
+                let pause = backoff(attempt);
+                if !pause.is_zero() {
+                    clock.sleep(pause).await;
+                }
+                attempt += 1;
+            }
+            result => return result,
+        }
     }
 }
 

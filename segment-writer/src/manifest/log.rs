@@ -153,23 +153,22 @@ pub(crate) async fn get_retrying(
     path: &object_store::path::Path,
 ) -> Result<Option<Bytes>> {
     const ATTEMPTS: u32 = 4;
-    let mut attempt = 1;
-    loop {
-        let got = match store.inner.get(path).await {
-            Ok(r) => r.bytes().await.map(Some),
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => Err(e),
-        };
-        match got {
-            Ok(bytes) => return Ok(bytes),
-            Err(e) if attempt < ATTEMPTS => {
-                debug!(error = %e, %path, attempt, "manifest get failed; retrying");
-                clock.sleep(Duration::from_millis(20 << attempt)).await;
-                attempt += 1;
+    let backoff = |n: u32| Duration::from_millis(20 << n);
+    crate::store::retrying(
+        clock.as_ref(),
+        ATTEMPTS,
+        backoff,
+        "manifest get",
+        || async {
+            match store.inner.get(path).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
             }
-            Err(e) => return Err(Error::store("get", path, e)),
-        }
-    }
+            .map_err(|e| Error::store("get", path, e))
+        },
+    )
+    .await
 }
 
 impl ManifestLog {

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
+use segment_writer::manifest::index::IndexCache;
 use segment_writer::manifest::{Command, Outcome, State};
 use segment_writer::node::Node;
 use tracing::info;
@@ -64,7 +65,7 @@ pub async fn collect_orphans(
         what: "orphan archive files",
     };
     let deleted = archive
-        .collect(node, s, observer, |st| st.archive.paths())
+        .collect(node, s, observer, async |st| Ok(st.archive.paths()))
         .await?;
     // Timer spill objects loaded back, or written by a spill whose commit failed.
     let spills = Unreferenced {
@@ -75,7 +76,23 @@ pub async fn collect_orphans(
     };
     let deleted = deleted
         + spills
-            .collect(node, s, observer, State::referenced_timer_spills)
+            .collect(node, s, observer, async |st| {
+                Ok(st.referenced_timer_spills())
+            })
+            .await?;
+    // Index objects no run names any more (merged, dropped by retention, or written by a
+    // fold whose commit failed), after the segment grace.
+    let index = Unreferenced {
+        dir: paths.index_dir(),
+        grace: s.segment_grace,
+        step: "delete index objects",
+        what: "index objects no longer referenced",
+    };
+    let deleted = deleted
+        + index
+            .collect(node, s, observer, async |st| {
+                Ok(st.referenced_index_objects())
+            })
             .await?;
     // A local directory's staging files (LIST never shows them) of puts a crash interrupted.
     let Some(dir) = node.store().local_dir() else {
@@ -117,12 +134,13 @@ impl Unreferenced {
         node: &Node,
         s: &CompactSettings,
         observer: &dyn Observer,
-        named: impl Fn(&State) -> BTreeSet<String>,
+        named: impl AsyncFnOnce(State) -> Result<BTreeSet<String>>,
     ) -> Result<u64> {
         let store = node.store().clone();
         let listed = list(node, &self.dir).await?;
         take_lease(node, s).await?;
-        let named = named(&node.state());
+        let state = node.state().clone();
+        let named = named(state).await?;
         let cutoff = node.clock().now_ms() - self.grace.as_millis() as i64;
         let doomed: Vec<Path> = listed
             .into_iter()
@@ -158,11 +176,11 @@ pub async fn retention(
         let mut out = Vec::new();
         for (topic, t) in &state.topics {
             for (qi, q) in t.queues.iter().enumerate() {
-                let Some(first) = q.ranges.first() else {
+                if q.index.is_empty() && q.ranges.is_empty() {
                     continue;
-                };
+                }
                 let to = state.droppable_to(topic, qi as u32, now);
-                if to > first.base {
+                if to > q.first_held() {
                     out.push(Command::DropRanges {
                         topic: topic.clone(),
                         queue: qi as u32,
@@ -222,8 +240,16 @@ pub async fn retention(
         step: "delete segments",
         what: "unreferenced segments",
     };
+    let store = node.store().clone();
+    let index = IndexCache::new(64 * 1024 * 1024);
     report.segments_deleted = segments
-        .collect(node, s, observer, State::referenced_segments)
+        .collect(node, s, observer, async |st| {
+            let mut named = st.referenced_segments();
+            named.extend(
+                segment_writer::manifest::index::indexed_segments(&store, &index, &st).await?,
+            );
+            Ok(named)
+        })
         .await?;
     Ok(())
 }

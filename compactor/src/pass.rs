@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::ObjectStoreExt;
+use segment_writer::manifest::index::{IndexCache, QueueSnapshot};
 use segment_writer::manifest::{Command, OffsetRange, Outcome, Rejection, State};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
@@ -202,14 +203,20 @@ pub(crate) async fn take_lease(node: &Node, s: &CompactSettings) -> Result<u64> 
     }
 }
 
-/// One queue's work: offsets `from..to` found in `ranges`.
+/// One queue's work: offsets `from..to`, found in the index runs and inline ranges of `snap`.
 struct QueueWork {
     topic: String,
     queue: u32,
     from: u64,
     to: u64,
-    ranges: Vec<OffsetRange>,
+    snap: QueueSnapshot,
 }
+
+/// Decoded index sections a pass keeps in memory.
+const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Offsets whose ranges are looked up at once while archiving a queue.
+const RANGES_PER_LOOKUP: u64 = 1 << 20;
 
 fn plan(state: &State) -> Result<Vec<QueueWork>> {
     let mut out = Vec::new();
@@ -220,20 +227,17 @@ fn plan(state: &State) -> Result<Vec<QueueWork>> {
             if from >= q.next_offset {
                 continue;
             }
-            if q.ranges.first().is_none_or(|r| r.base > from) {
+            if q.first_held() > from {
                 return Err(Error::Core(segment_writer::Error::Invalid(format!(
                     "{name}/{queue}: offset {from} is neither archived nor in a segment"
                 ))));
             }
-            let first = q
-                .ranges
-                .partition_point(|r| r.base + u64::from(r.count) <= from);
             out.push(QueueWork {
                 topic: name.clone(),
                 queue,
                 from,
                 to: q.next_offset,
-                ranges: q.ranges[first..].to_vec(),
+                snap: QueueSnapshot::of(q, from, u64::MAX),
             });
         }
     }
@@ -265,13 +269,14 @@ pub async fn run_pass(
         node.shared_state(),
         settings.segment_cache_bytes,
     );
+    let index = IndexCache::new(INDEX_CACHE_BYTES);
     let mut last_lease = node.clock().instant();
     for w in work {
         archive_queue(
             node,
             settings,
             observer,
-            &mut cache,
+            (&mut cache, &index),
             &w,
             &mut last_lease,
             &mut report,
@@ -309,7 +314,7 @@ async fn archive_queue(
     node: &Node,
     s: &CompactSettings,
     observer: &dyn Observer,
-    cache: &mut SegmentCache,
+    (cache, index): (&mut SegmentCache, &IndexCache),
     w: &QueueWork,
     last_lease: &mut tokio::time::Instant,
     report: &mut PassReport,
@@ -317,11 +322,57 @@ async fn archive_queue(
     let store = node.store().clone();
     let mut file: Option<(FileWriter, i64)> = None;
     let mut at = w.from;
-    for r in &w.ranges {
-        if at >= w.to {
+    while at < w.to {
+        let ranges = index
+            .ranges_from(&store, &w.topic, w.queue, &w.snap, at, RANGES_PER_LOOKUP)
+            .await?;
+        let before = at;
+        let go_on = archive_ranges(
+            node,
+            s,
+            observer,
+            cache,
+            w,
+            &ranges,
+            (&mut at, &mut file),
+            last_lease,
+            report,
+        )
+        .await?;
+        if !go_on {
+            return Ok(());
+        }
+        if at == before {
             break;
         }
-        let start = at.max(r.base);
+    }
+    if let Some((f, _)) = file.take() {
+        commit_file(node, observer, f, w, report).await?;
+    }
+    Ok(())
+}
+
+/// Archives the messages of `ranges` from `*at` on into `file` (opening, splitting and
+/// committing files as it goes); false if the manifest refused a file (the queue is left
+/// alone).
+#[allow(clippy::too_many_arguments)]
+async fn archive_ranges(
+    node: &Node,
+    s: &CompactSettings,
+    observer: &dyn Observer,
+    cache: &mut SegmentCache,
+    w: &QueueWork,
+    ranges: &[OffsetRange],
+    (at, file): (&mut u64, &mut Option<(FileWriter, i64)>),
+    last_lease: &mut tokio::time::Instant,
+    report: &mut PassReport,
+) -> Result<bool> {
+    let store = node.store().clone();
+    for r in ranges {
+        if *at >= w.to {
+            break;
+        }
+        let start = (*at).max(r.base);
         let stop = (r.base + u64::from(r.count)).min(w.to);
         if stop <= start {
             continue;
@@ -343,7 +394,7 @@ async fn archive_queue(
             if split {
                 let (f, _) = file.take().expect("a file is open");
                 if !commit_file(node, observer, f, w, report).await? {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             if file.is_none() {
@@ -355,21 +406,18 @@ async fn archive_queue(
                 let id = ulid::Ulid::new().to_string();
                 let name = Paths::archive_name(&w.topic, &date, hour, &id);
                 observer.step("open file");
-                let f = FileWriter::create(&store, name, &w.topic, w.queue, at, &s.file)?;
-                file = Some((f, hour_index));
+                let f = FileWriter::create(&store, name, &w.topic, w.queue, *at, &s.file)?;
+                *file = Some((f, hour_index));
             }
             let (f, _) = file.as_mut().expect("a file is open");
             f.push(m, r.origin_topic.as_deref()).await?;
-            at += 1;
+            *at += 1;
             if f.rows().is_multiple_of(4096) {
                 observer.step("write rows");
             }
         }
     }
-    if let Some((f, _)) = file.take() {
-        commit_file(node, observer, f, w, report).await?;
-    }
-    Ok(())
+    Ok(true)
 }
 
 /// Finishes a file and catalogues it; false if the manifest refused it (someone else archived

@@ -17,10 +17,11 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::manifest::index::QueueSnapshot;
 use segment_writer::manifest::messaging::DEDUP_WINDOW_MS;
 use segment_writer::manifest::{
-    CheckDue, Command, DedupRecord, GroupDef, GroupMode, Outcome, PublishMode, QueueOffset,
-    ResetTarget, SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
+    CheckDue, Command, DedupRecord, GroupDef, GroupMode, OffsetRange, Outcome, PublishMode,
+    QueueOffset, ResetTarget, SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
 };
 use segment_writer::node::{ForwardRequest, Node};
 use segment_writer::segment::Message;
@@ -45,6 +46,8 @@ pub struct Limits {
     pub max_wait_ms: u64,
     pub max_properties_bytes: usize,
     pub max_delay_ms: i64,
+    /// Leased plus retrying messages per group ([`Command::Lease`]`::max_in_flight`).
+    pub max_in_flight_per_group: u32,
 }
 
 /// A long-poll's place among the bounded number of waiters (`None` for a request that does
@@ -1133,6 +1136,7 @@ async fn receive(
                 }
             }
             let mut wanted = Vec::new();
+            let mut located = Vec::new();
             let mut message_groups = Vec::new();
             let mut skipped = Vec::new();
             let mut taken: std::collections::BTreeSet<(String, u32, String)> = Default::default();
@@ -1161,12 +1165,16 @@ async fn receive(
                     _ => None,
                 };
                 if wanted.len() < window {
+                    located.push(m.located.clone());
                     wanted.push(c);
                     message_groups.push(mg);
                 }
             }
             if ordered.is_empty() {
                 message_groups.clear();
+            }
+            if located.iter().all(Option::is_none) {
+                located.clear();
             }
             let had_skips = !skipped.is_empty();
             let lease = Command::Lease {
@@ -1177,9 +1185,23 @@ async fn receive(
                 candidates: wanted,
                 skipped,
                 message_groups,
+                located,
+                max_in_flight: Some(st.limits.max_in_flight_per_group),
             };
             let (version, grants) = match one(submit(&st, vec![lease]).await?.1)? {
-                Outcome::Leased { version, grants } => (version, grants),
+                Outcome::Leased {
+                    grants,
+                    capped: true,
+                    ..
+                } if grants.is_empty() => {
+                    return Err(ApiError::TooManyRequests(format!(
+                        "group {group} has {} messages leased or waiting for a retry, its cap: ack or nack some first",
+                        st.limits.max_in_flight_per_group
+                    )));
+                }
+                Outcome::Leased {
+                    version, grants, ..
+                } => (version, grants),
                 o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
             };
             if !grants.is_empty() {
@@ -1507,26 +1529,39 @@ async fn scan_topic(
     keep: impl Fn(&Stored) -> bool,
     limit: usize,
 ) -> Result<Vec<Stored>, ApiError> {
-    // (queue, first offset, count) of every range published in the window.
-    let spans: Vec<(u32, u64, u64)> = {
+    // (queue, first offset, count) of every range published in the window: inline, and in
+    // the index runs whose publish times overlap it (read through the index cache).
+    let queues: Vec<QueueSnapshot> = {
         let s = st.node.state();
         let t = s.topics.get(topic).ok_or_else(|| topic_not_found(topic))?;
         t.queues
             .iter()
-            .enumerate()
-            .flat_map(|(qi, q)| {
-                q.ranges
-                    .iter()
-                    .filter(|r| r.publish_time_ms >= begin && r.publish_time_ms <= end)
-                    .map(move |r| {
-                        let from = r.base.max(q.min_offset);
-                        let to = r.base + u64::from(r.count);
-                        (qi as u32, from, to.saturating_sub(from))
-                    })
-            })
-            .filter(|(_, _, n)| *n > 0)
+            .map(|q| QueueSnapshot::of(q, q.min_offset, u64::MAX))
             .collect()
     };
+    let in_window = |r: &OffsetRange| r.publish_time_ms >= begin && r.publish_time_ms <= end;
+    let mut spans: Vec<(u32, u64, u64)> = Vec::new();
+    for (qi, q) in queues.iter().enumerate() {
+        let mut ranges = Vec::new();
+        for run in &q.index {
+            if run.max_publish_ms >= begin && run.min_publish_ms <= end {
+                let all = st
+                    .reader
+                    .index()
+                    .run(st.reader.store(), topic, qi as u32, run)
+                    .await?;
+                ranges.extend(all.iter().filter(|r| in_window(r)).cloned());
+            }
+        }
+        ranges.extend(q.ranges.iter().filter(|r| in_window(r)).cloned());
+        for r in ranges {
+            let from = r.base.max(q.min_offset);
+            let to = r.base + u64::from(r.count);
+            if to > from {
+                spans.push((qi as u32, from, to - from));
+            }
+        }
+    }
     let mut found = Vec::new();
     let mut scanned = 0usize;
     for (queue, from, count) in spans {
@@ -1951,6 +1986,35 @@ fn default_redrive_max() -> u32 {
     1000
 }
 
+/// The ranges of the group's dead-letter queue from its first readable offset (up to `max`
+/// offsets) that are folded into index objects: a re-drive carries them, as apply cannot read
+/// objects.
+async fn folded_dead_letters(
+    st: &AppState,
+    group: &str,
+    max: u32,
+) -> Result<Vec<OffsetRange>, ApiError> {
+    let dlq = segment_writer::manifest::state::dlq_topic(group);
+    let (snap, inline_from) = {
+        let s = st.node.state();
+        match s.topics.get(&dlq).and_then(|t| t.queues.first()) {
+            Some(q) if q.min_offset < q.first_inline() && !q.index.is_empty() => {
+                (QueueSnapshot::of(q, q.min_offset, 0), q.first_inline())
+            }
+            _ => return Ok(Vec::new()),
+        }
+    };
+    let from = snap.min_offset;
+    let n = (inline_from - from).min(u64::from(max));
+    let mut ranges = st
+        .reader
+        .index()
+        .ranges_from(st.reader.store(), &dlq, 0, &snap, from, n)
+        .await?;
+    ranges.retain(|r| r.base < inline_from);
+    Ok(ranges)
+}
+
 async fn redrive(
     State(st): St,
     Path(group): Path<String>,
@@ -1966,9 +2030,11 @@ async fn redrive(
     if !st.node.state().groups.contains_key(&group) {
         return Err(group_not_found(&group));
     }
+    let folded = folded_dead_letters(&st, &group, b.max_messages).await?;
     let cmd = Command::Redrive {
         group,
         max: b.max_messages,
+        folded,
     };
     match one(submit_and_apply(&st, vec![cmd]).await?)? {
         Outcome::Redriven { moved } => Ok(Json(json!({"moved": moved})).into_response()),

@@ -100,6 +100,15 @@ pub struct ServeArgs {
     /// it they get 429. Each holds a connection and a few KiB.
     #[arg(long, env = "FERRYMQ_MAX_LONG_POLLS", default_value_t = 10_000)]
     pub max_long_polls: usize,
+    /// Messages one consumer group may have leased or waiting for a retry at once (SQS: 120,000
+    /// per queue). A receive past it is answered 429 (`TooManyRequests`) until some are acked,
+    /// nacked or expire; this bounds the group's cursor state.
+    #[arg(
+        long,
+        env = "FERRYMQ_MAX_IN_FLIGHT_PER_GROUP",
+        default_value_t = 100_000
+    )]
+    pub max_in_flight_per_group: u32,
     /// Largest message body.
     #[arg(long, env = "FERRYMQ_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -146,6 +155,19 @@ pub struct ServeArgs {
     /// due (less than `--timer-spill-horizon`).
     #[arg(long, env = "FERRYMQ_TIMER_LOAD_AHEAD", default_value = "60s", value_parser = humantime::parse_duration)]
     pub timer_load_ahead: Duration,
+    /// Newest offset ranges of each queue kept in the manifest itself; older ones are folded
+    /// into index objects in the bucket (`index/`), so the manifest does not grow with traffic.
+    #[arg(long, env = "FERRYMQ_INDEX_KEEP_INLINE", default_value_t = 256)]
+    pub index_keep_inline: usize,
+    /// A queue's ranges are folded once this many are beyond `--index-keep-inline` ...
+    #[arg(long, env = "FERRYMQ_INDEX_CHUNK", default_value_t = 1_024)]
+    pub index_chunk: usize,
+    /// ... or once the newest of at least 32 of them is older than this.
+    #[arg(long, env = "FERRYMQ_INDEX_FOLD_AGE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub index_fold_age: Duration,
+    /// Consecutive index runs of one level merged into one of the next.
+    #[arg(long, env = "FERRYMQ_INDEX_FAN_IN", default_value_t = 8)]
+    pub index_fan_in: usize,
     /// Run the compactor in this gateway every this long (off by default; one compactor is
     /// active cluster-wide at a time, through a lease in the manifest).
     #[arg(long, env = "FERRYMQ_COMPACT_INTERVAL", value_parser = humantime::parse_duration)]

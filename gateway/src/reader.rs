@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use compactor::ArchiveReader;
 use futures::StreamExt;
+use segment_writer::manifest::index::{self, IndexCache, QueueSnapshot};
 use segment_writer::manifest::{OffsetRange, QueueArchive, State};
 use segment_writer::segment::Message;
 use segment_writer::segment_store::{self, SegmentRead};
@@ -26,6 +27,9 @@ const READ_ATTEMPTS: u32 = 4;
 /// Segments up to this size are read whole (one GET) and kept in the hot tail; larger ones are
 /// read with ranged GETs of the blocks needed.
 const WHOLE_SEGMENT_BELOW: u64 = 1024 * 1024;
+
+/// Decoded index sections kept in memory (about 1.5 MB per full run).
+const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Segment reads in flight for one read of a queue.
 const PIECES_IN_FLIGHT: usize = 8;
@@ -39,6 +43,9 @@ pub struct Stored {
     pub message: Message,
     /// For dead letters: the topic it was published to.
     pub origin_topic: Option<String>,
+    /// Its range (of just this offset) when it was read through an index object: a lease of it
+    /// carries this (`manifest::index`).
+    pub located: Option<OffsetRange>,
 }
 
 /// Segments by name with their size and last use; `by_use` orders names by last use, so an
@@ -60,6 +67,7 @@ pub struct Reader {
     max_bytes: usize,
     cache: Mutex<Lru>,
     archive: ArchiveReader,
+    index: Arc<IndexCache>,
 }
 
 /// One piece of a read: ordinals of one segment.
@@ -79,7 +87,18 @@ impl Reader {
             state: None,
             max_bytes,
             cache: Mutex::new(Lru::default()),
+            index: Arc::new(IndexCache::new(INDEX_CACHE_BYTES)),
         }
+    }
+
+    /// The cache of index sections (shared with the index keeper).
+    pub fn index(&self) -> &Arc<IndexCache> {
+        &self.index
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Looks segments up in `state` first: one still inline in a log version is read from
@@ -248,7 +267,7 @@ impl Reader {
         offset: u64,
         max: usize,
     ) -> segment_writer::Result<Vec<Stored>> {
-        let (from, segments_from, next, archive) = {
+        let (from, snap, archive) = {
             let s = state.read().expect("state lock poisoned");
             let Some(q) = s
                 .topics
@@ -258,16 +277,17 @@ impl Reader {
                 return Ok(Vec::new());
             };
             let from = offset.max(q.min_offset);
-            let segments_from = q.ranges.first().map_or(q.next_offset, |r| r.base);
             let archive = s.archive.queue(topic, queue).cloned();
-            (from, segments_from, q.next_offset, archive)
+            (from, QueueSnapshot::of(q, from, max as u64), archive)
         };
+        let (segments_from, next) = (snap.first_held(), snap.next_offset);
         let stored = |offset: u64, message: Message, origin_topic: Option<String>| Stored {
             topic: topic.to_string(),
             queue,
             offset,
             message,
             origin_topic,
+            located: None,
         };
         let mut out = Vec::new();
         // Offsets below the first range were dropped by retention: the archive holds them.
@@ -291,18 +311,14 @@ impl Reader {
                 return Ok(out);
             }
         }
-        let pieces = {
-            let s = state.read().expect("state lock poisoned");
-            let Some(q) = s
-                .topics
-                .get(topic)
-                .and_then(|t| t.queues.get(queue as usize))
-            else {
-                return Ok(out);
-            };
-            let at = out.last().map_or(from, |s| s.offset + 1);
-            plan(&q.ranges, at, q.next_offset, max - out.len())
-        };
+        let at = out.last().map_or(from, |s| s.offset + 1);
+        let left = max - out.len();
+        let ranges = self
+            .index
+            .ranges_from(&self.store, topic, queue, &snap, at, left as u64)
+            .await?;
+        let inline_from = snap.first_inline();
+        let pieces = plan(&ranges, at, next, left);
         // Pieces are read concurrently (a cold read spans many small segments), in order.
         let mut reads = futures::stream::iter(pieces)
             .map(|p| async move {
@@ -339,12 +355,16 @@ impl Reader {
                 }
             };
             for (i, message) in msgs.into_iter().enumerate() {
+                let offset = p.first_offset + i as u64;
                 out.push(Stored {
                     topic: topic.to_string(),
                     queue,
-                    offset: p.first_offset + i as u64,
+                    offset,
                     message,
                     origin_topic: p.origin_topic.clone(),
+                    located: (offset < inline_from)
+                        .then(|| index::single(&ranges, offset))
+                        .flatten(),
                 });
             }
         }

@@ -6,13 +6,15 @@
 //! answers `commit` or `rollback` is turned into a decision like `POST /v1/transactions/{id}`.
 //!
 //! The spill keeper (also the sequencer's) moves timers due far ahead out of the manifest into
-//! spill objects and back ([`spawn_spill_keeper`]).
+//! spill objects and back ([`spawn_spill_keeper`]); the index keeper folds old offset ranges
+//! into index objects and merges them ([`spawn_index_keeper`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::manifest::index::{self, IndexCache, IndexSettings};
 use segment_writer::manifest::timers::{self, SpillSettings};
 use segment_writer::manifest::{CheckDue, Command, Outcome};
 use segment_writer::node::Node;
@@ -234,6 +236,73 @@ async fn keep_timers(
     if let Some(Outcome::Rejected { rejection }) = committed.outcomes.first() {
         // Timers published into the chunk meanwhile: planned again next round.
         debug!(%rejection, "timer spill refused");
+    }
+    node.wait_applied(committed.version, Duration::from_secs(2))
+        .await;
+    Ok(())
+}
+
+/// Ranges one round of the index keeper folds or merges at most (a few MB of object).
+const INDEX_RANGES_PER_ROUND: usize = 200_000;
+
+/// Starts the sequencer's index keeper (`segment_writer::manifest::index`): every 200 ms it
+/// folds the oldest ranges of queues that hold too many inline into one index object, or
+/// merges runs, with one object write and one commit per round.
+pub fn spawn_index_keeper(
+    node: Node,
+    cache: Arc<IndexCache>,
+    settings: IndexSettings,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            let pause = Duration::from_millis(200 << failures.min(5)).min(Duration::from_secs(5));
+            node.clock().sleep(pause).await;
+            if node.is_stopped() {
+                return;
+            }
+            if !node.is_sequencer() {
+                continue;
+            }
+            match keep_index(&node, &cache, &settings).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    if matches!(e, segment_writer::Error::Corrupt { .. }) {
+                        crate::metrics::observe_corrupt_object();
+                        error!(error = %e, "an index object cannot be read: its runs are not merged");
+                    } else {
+                        warn!(error = %e, "folding the offset index failed");
+                    }
+                    failures += 1;
+                }
+            }
+        }
+    })
+}
+
+/// One round of the index keeper.
+async fn keep_index(
+    node: &Node,
+    cache: &IndexCache,
+    settings: &IndexSettings,
+) -> segment_writer::Result<()> {
+    let work = {
+        let s = node.state();
+        let now = s.time_ms.max(node.clock().now_ms());
+        s.plan_index(now, settings, INDEX_RANGES_PER_ROUND)
+    };
+    if work.is_empty() {
+        return Ok(());
+    }
+    let object = Paths::index_name(&ulid::Ulid::new());
+    let Some((bytes, command)) = index::build(node.store(), cache, &object, &work).await? else {
+        return Ok(());
+    };
+    let size = bytes.len();
+    index::put_object(node.store(), &object, bytes).await?;
+    let committed = node.submit(vec![command]).await?;
+    if let Some(Outcome::Indexed { runs }) = committed.outcomes.first() {
+        debug!(%object, bytes = size, planned = work.len(), installed = runs, "index runs written");
     }
     node.wait_applied(committed.version, Duration::from_secs(2))
         .await;

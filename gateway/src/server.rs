@@ -338,6 +338,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_wait_ms: 30_000,
             max_properties_bytes: 64 * 1024,
             max_delay_ms: 40 * 86_400_000,
+            max_in_flight_per_group: args.max_in_flight_per_group,
         },
         round_robin: AtomicU64::new(rand::random::<u32>().into()),
         long_polls: tokio::sync::Semaphore::new(args.max_long_polls),
@@ -360,6 +361,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let scheduler =
         crate::scheduler::spawn(node.clone(), reader.clone(), Duration::from_millis(10));
     let spill_keeper = crate::scheduler::spawn_spill_keeper(node.clone(), spill);
+    let index_keeper = crate::scheduler::spawn_index_keeper(
+        node.clone(),
+        reader.index().clone(),
+        segment_writer::manifest::index::IndexSettings {
+            keep_inline: args.index_keep_inline,
+            chunk: args.index_chunk.max(1),
+            min_chunk: 32.min(args.index_chunk.max(1)),
+            fold_age_ms: args.index_fold_age.as_millis() as i64,
+            fan_in: args.index_fan_in.max(2),
+            ..Default::default()
+        },
+    );
     let compactor = args
         .compact_interval
         .map(|every| crate::compact::spawn_background(node.clone(), every, &args.compactor));
@@ -396,6 +409,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     inline_writer.abort();
     scheduler.abort();
     spill_keeper.abort();
+    index_keeper.abort();
     if let Some(c) = compactor {
         c.abort();
     }

@@ -9,6 +9,7 @@ const LOG: &str = "manifest/log";
 const CHECKPOINTS: &str = "manifest/checkpoints";
 const ARCHIVE: &str = "archive";
 const TIMERS: &str = "timers";
+const INDEX: &str = "index";
 
 /// Builds and parses the keys of one FerryMQ bucket prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,16 @@ impl Paths {
     /// `timers/<ulid>.json`: a timer spill object, relative to the prefix.
     pub fn timer_spill_name(id: &ulid::Ulid) -> String {
         format!("{TIMERS}/{id}.json")
+    }
+
+    /// `index/<ulid>.idx`: an offset index object, relative to the prefix.
+    pub fn index_name(id: &ulid::Ulid) -> String {
+        format!("{INDEX}/{id}.idx")
+    }
+
+    /// The folder of index objects, for LIST (garbage collection).
+    pub fn index_dir(&self) -> Path {
+        self.join(INDEX)
     }
 
     /// The folder of timer spill objects, for LIST (garbage collection).

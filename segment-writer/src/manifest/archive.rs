@@ -126,11 +126,26 @@ const HOUR_MS: i64 = 3_600_000;
 impl State {
     /// Segments that some state pointer still names. Garbage collection deletes only segments
     /// outside this set (and older than a grace: a segment is written before its commit).
+    /// Segments of ranges folded into index objects are not here: see
+    /// `manifest::index::indexed_segments`.
     pub fn referenced_segments(&self) -> BTreeSet<String> {
+        let cursors = self
+            .groups
+            .values()
+            .flat_map(|g| g.cursors.values())
+            .flat_map(|per_topic| per_topic.values())
+            .flatten();
+        let located = cursors.flat_map(|c| {
+            c.leases
+                .values()
+                .filter_map(|l| l.located.as_deref())
+                .chain(c.retries.values().filter_map(|r| r.located.as_deref()))
+        });
         self.topics
             .values()
             .flat_map(|t| t.queues.iter())
             .flat_map(|q| q.ranges.iter())
+            .chain(located)
             .map(|r| r.segment.clone())
             // Delayed messages not yet due and half messages point into segments too.
             .chain(self.timers.values().map(|p| p.segment.clone()))
@@ -159,8 +174,9 @@ impl State {
     }
 
     /// How far the ranges of `topic`/`queue` may be dropped at delta time `now`: the end of
-    /// the longest prefix of ranges that are wholly archived, past retention and below every
-    /// cursor. Equal to the first range's base when nothing may be dropped.
+    /// the longest prefix of index runs and then ranges that are wholly archived, past
+    /// retention and below every cursor. Equal to the first held offset when nothing may be
+    /// dropped.
     pub fn droppable_to(&self, topic: &str, queue: u32, now: i64) -> u64 {
         let Some(t) = self.topics.get(topic) else {
             return 0;
@@ -173,7 +189,13 @@ impl State {
             .archived_to(topic, queue)
             .min(self.min_committed(topic, queue).unwrap_or(u64::MAX));
         let retention_ms = i64::from(t.def.retention_hours) * HOUR_MS;
-        let mut to = q.ranges.first().map_or(q.next_offset, |r| r.base);
+        let mut to = q.first_held();
+        for r in &q.index {
+            if r.end > limit || r.last_stored_ms.saturating_add(retention_ms) > now {
+                return to;
+            }
+            to = r.end;
+        }
         for r in &q.ranges {
             let end = r.base + u64::from(r.count);
             if end > limit || r.stored_ms().saturating_add(retention_ms) > now {
@@ -265,6 +287,8 @@ impl State {
                     .ok_or_else(|| {
                         Rejection::Invalid(format!("topic {topic} has no queue {queue}"))
                     })?;
+                let n = q.index.partition_point(|r| r.end <= to);
+                q.index.drain(..n);
                 let n = q
                     .ranges
                     .partition_point(|r| r.base + u64::from(r.count) <= to);
@@ -307,7 +331,7 @@ impl State {
                     .topics
                     .get(topic)
                     .and_then(|t| t.queues.get(*queue as usize))
-                    .map(|q| q.ranges.first().map_or(q.next_offset, |r| r.base));
+                    .map(|q| q.first_held());
                 let qa = self
                     .archive
                     .queues

@@ -152,6 +152,15 @@ pub enum Command {
         /// passed over.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         message_groups: Vec<Option<String>>,
+        /// For candidates no longer inline (folded into index objects): the range of just that
+        /// offset, as the receiving gateway read it, parallel to `candidates` (empty: none).
+        /// A folded candidate without one is passed over.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        located: Vec<Option<super::state::OffsetRange>>,
+        /// The group's cap on messages leased or waiting for a retry (`None`: the default,
+        /// [`super::state::DEFAULT_MAX_IN_FLIGHT`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_in_flight: Option<u32>,
     },
     /// Ack, nack or extend the lease granted at `lease_version`.
     Settle {
@@ -249,7 +258,21 @@ pub enum Command {
     },
     /// Make up to `max` dead letters of `group` visible to it again, attempts reset, and
     /// remove them from `DLQ.<group>`.
-    Redrive { group: String, max: u32 },
+    Redrive {
+        group: String,
+        max: u32,
+        /// The dead-letter queue's ranges from its first readable offset on that are folded
+        /// into index objects, as the gateway read them (apply cannot read objects).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        folded: Vec<super::state::OffsetRange>,
+    },
+    /// Install index runs written to `object` (`manifest::index`): folds of queues' oldest
+    /// inline ranges and merges of runs; each is checked against the state and applied or
+    /// passed over on its own.
+    FoldIndex {
+        object: String,
+        runs: Vec<super::index::NewRun>,
+    },
     /// Catalogue a Parquet file holding offsets `min_offset..max_offset` of a queue; refused
     /// unless `min_offset` is the queue's archived-up-to offset (see `manifest::archive`).
     ArchiveFile {
@@ -341,8 +364,14 @@ pub enum Outcome {
     Defined { created: bool },
     /// Messages appended at `base_offset..base_offset + count`.
     Appended { base_offset: u64 },
-    /// Leases granted at this delta's version.
-    Leased { version: u64, grants: Vec<Grant> },
+    /// Leases granted at this delta's version; `capped` when the group's in-flight cap kept
+    /// any from being granted.
+    Leased {
+        version: u64,
+        grants: Vec<Grant>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        capped: bool,
+    },
     /// A settle applied; for an extend, the new lease version.
     Settled { lease_version: u64 },
     /// Nothing changed, for this reason.
@@ -355,6 +384,8 @@ pub enum Outcome {
     Checks { checks: Vec<CheckDue> },
     /// Dead letters made visible again.
     Redriven { moved: u32 },
+    /// Index runs installed.
+    Indexed { runs: u32 },
 }
 
 /// The first result of a deduplicated publish.

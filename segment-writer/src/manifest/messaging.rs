@@ -518,10 +518,14 @@ impl State {
         Ok(Outcome::Done)
     }
 
+    /// `folded`: the DLQ's ranges from its first readable offset that are no longer inline, as
+    /// the gateway read them from the index; they must start at that offset and stay below
+    /// the inline ranges, or the re-drive is refused (and retried on a fresh state).
     pub(super) fn redrive(
         &mut self,
         group: &str,
         max: u32,
+        folded: &[OffsetRange],
         now: i64,
     ) -> Result<Outcome, Rejection> {
         if !self.groups.contains_key(group) {
@@ -532,34 +536,77 @@ impl State {
             return Ok(Outcome::Redriven { moved: 0 });
         };
         let from = q.min_offset;
-        let to = q.next_offset.min(from + u64::from(max));
-        let origins: Vec<(String, u32, u64)> = (from..to)
+        let inline_from = q.first_inline();
+        let mut to = q.next_offset.min(from + u64::from(max));
+        if from < inline_from {
+            // Offsets below the inline ranges come from `folded`, which must be contiguous
+            // from `from`.
+            let mut at = from;
+            for r in folded {
+                if r.base > at || r.base + u64::from(r.count) <= at {
+                    break;
+                }
+                at = r.base + u64::from(r.count);
+            }
+            if at < to.min(inline_from) {
+                if folded.is_empty() && q.index.first().is_none_or(|r| r.base > from) {
+                    // Nothing held below the inline ranges: only archived dead letters.
+                    to = to.min(inline_from);
+                } else {
+                    return Err(Rejection::Conflict(format!(
+                        "{dlq}: the folded ranges given do not cover {from}..{}",
+                        to.min(inline_from)
+                    )));
+                }
+            }
+        }
+        let range_of = |o: u64| -> Option<OffsetRange> {
+            if o < inline_from {
+                super::index::single(folded, o)
+            } else {
+                q.locate(o)
+                    .map(|(r, _)| super::index::single(std::slice::from_ref(r), o))?
+            }
+        };
+        // (origin topic, queue, offset, the message's range in the DLQ).
+        let origins: Vec<(String, u32, u64, OffsetRange)> = (from..to)
             .filter_map(|o| {
-                let (r, _) = q.locate(o)?;
+                let r = range_of(o)?;
                 let (queue, offset) = r.origin?;
-                Some((r.origin_topic.clone()?, queue, offset + (o - r.base)))
+                Some((r.origin_topic.clone()?, queue, offset, r))
             })
             .collect();
         // Dead letters whose DLQ range retention dropped (they live on in the archive, without
         // their origin) or whose original topic is gone are passed over, and not counted.
         let mut moved = 0u32;
-        for (topic, queue, offset) in origins {
-            let in_range = self
+        for (topic, queue, offset, dlq_range) in origins {
+            let Some(origin_inline_from) = self
                 .topics
                 .get(&topic)
                 .and_then(|t| t.queues.get(queue as usize))
-                .is_some_and(|q| offset < q.next_offset);
-            if !in_range {
+                .filter(|q| offset < q.next_offset)
+                .map(|q| q.first_inline())
+            else {
                 continue;
-            }
+            };
+            // The origin's range may be folded: the DLQ's pointer names the same bytes.
+            let located = (offset < origin_inline_from).then(|| {
+                Box::new(OffsetRange {
+                    base: offset,
+                    origin_topic: None,
+                    origin: None,
+                    ..dlq_range
+                })
+            });
             if let Ok(c) = self.cursor_mut(group, "", &topic, queue) {
-                c.done.remove(&offset);
+                c.done.remove(offset);
                 c.leases.remove(&offset);
                 c.retries.insert(
                     offset,
                     Retry {
                         attempts: 0,
                         visible_at_ms: now,
+                        located,
                     },
                 );
                 moved += 1;
@@ -567,6 +614,7 @@ impl State {
         }
         if let Some(q) = self.topics.get_mut(&dlq).and_then(|t| t.queues.first_mut()) {
             q.min_offset = to;
+            q.index.retain(|r| r.end > to);
             q.ranges.retain(|r| r.base + u64::from(r.count) > to);
         }
         Ok(Outcome::Redriven { moved })
@@ -863,6 +911,8 @@ mod tests {
                 candidates,
                 skipped: vec![],
                 message_groups: vec![],
+                located: vec![],
+                max_in_flight: None,
             })
         };
         assert!(matches!(lease(&mut s), Outcome::Leased { grants, .. } if grants.len() == 1));
@@ -875,6 +925,7 @@ mod tests {
             s.one(Command::Redrive {
                 group: "g".into(),
                 max: 100,
+                folded: vec![],
             })
         };
         assert_eq!(redrive(&mut s), Outcome::Redriven { moved: 1 });

@@ -4,6 +4,8 @@
 //! - [`state`]: the state and its deterministic [`State::apply`].
 //! - [`messaging`]: timers, half messages, producer groups, dedup and re-drive.
 //! - [`timers`]: timers due far ahead spilled to objects and loaded back.
+//! - [`index`]: old offset ranges folded into index objects, summaries in the state.
+//! - [`intervals`]: offset sets as intervals (cursors' consumed offsets).
 //! - [`archive`]: the archive catalogue, retention of offset ranges, the compactor lease.
 //! - [`log`]: reading, committing (create-if-absent) and checkpointing the log.
 //!
@@ -13,8 +15,12 @@
 
 pub mod archive;
 pub mod command;
+pub mod index;
+pub mod intervals;
 pub mod log;
 pub mod messaging;
+#[cfg(test)]
+mod samples;
 #[cfg(test)]
 mod sim;
 pub mod state;

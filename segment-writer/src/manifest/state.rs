@@ -17,6 +17,8 @@ use super::command::{
     Command, DedupRecord, Delta, DeltaId, Entry, Grant, GroupDef, GroupMode, Outcome, QueueOffset,
     Rejection, RequestId, ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
 };
+use super::index::IndexRun;
+use super::intervals::OffsetSet;
 
 /// How long a forwarded request's outcome is remembered (a retry within it applies once).
 /// A follower gives up on a forward well within this (its submit timeout).
@@ -67,18 +69,38 @@ impl OffsetRange {
     }
 }
 
-/// One queue's offsets.
+/// One queue's offsets: summaries of runs of ranges held in index objects (`manifest::index`),
+/// then the newest ranges inline. Together they hold offsets `first_held()..next_offset`
+/// contiguously; below, offsets live only in the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct QueueLog {
     /// The next offset to assign.
     pub next_offset: u64,
     /// The first still readable.
     pub min_offset: u64,
+    /// Runs folded into index objects, in offset order, followed by `ranges`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index: Vec<IndexRun>,
     pub ranges: Vec<OffsetRange>,
 }
 
 impl QueueLog {
-    /// The range holding `offset` and the offset's ordinal in its segment.
+    /// The first offset held by a run or an inline range (`next_offset` when none is).
+    pub fn first_held(&self) -> u64 {
+        self.index
+            .first()
+            .map(|r| r.base)
+            .or(self.ranges.first().map(|r| r.base))
+            .unwrap_or(self.next_offset)
+    }
+
+    /// The first offset held inline (below it, in index runs).
+    pub fn first_inline(&self) -> u64 {
+        self.ranges.first().map_or(self.next_offset, |r| r.base)
+    }
+
+    /// The inline range holding `offset` and the offset's ordinal in its segment (folded
+    /// offsets: `manifest::index::IndexCache::locate`).
     pub fn locate(&self, offset: u64) -> Option<(&OffsetRange, u32)> {
         if offset < self.min_offset || offset >= self.next_offset {
             return None;
@@ -95,7 +117,13 @@ impl QueueLog {
     /// The first offset stored at or after `time_ms` (range granularity: a publish batch, or
     /// the delayed messages due in one tick), or `next_offset`. Store times grow with offsets
     /// (a delayed message is stored when due), so this is a binary search.
+    /// In folded runs the granularity is the run (a reset may deliver up to one run's earlier
+    /// messages again); gateways resolve the exact offset through the index first.
     pub fn offset_at_time(&self, time_ms: i64) -> u64 {
+        let i = self.index.partition_point(|r| r.last_stored_ms < time_ms);
+        if let Some(r) = self.index.get(i) {
+            return r.base.max(self.min_offset);
+        }
         let i = self.ranges.partition_point(|r| r.stored_ms() < time_ms);
         self.ranges
             .get(i)
@@ -118,30 +146,42 @@ pub struct Topic {
 }
 
 /// A granted lease on one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// Which delivery this is, from 1.
     pub attempt: u32,
     /// The version that granted (or last extended) it: receipts name it.
     pub version: u64,
     pub deadline_ms: i64,
+    /// The message's range (of just its offset) when that is no longer inline: a dead-letter
+    /// move needs its bytes (`manifest::index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub located: Option<Box<OffsetRange>>,
 }
 
 /// A message waiting to be delivered again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
     /// Deliveries so far.
     pub attempts: u32,
     pub visible_at_ms: i64,
+    /// As [`Lease::located`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub located: Option<Box<OffsetRange>>,
 }
+
+/// Messages a group may have leased or waiting for a retry at once when the receive does not
+/// say (SQS allows 120,000 in flight per queue). A receive past it grants nothing and the
+/// gateway answers 429.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100_000;
 
 /// A group's (or broadcast instance's) progress on one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Cursor {
     /// Every offset below is consumed.
     pub committed: u64,
-    /// Consumed offsets at or above `committed`.
-    pub done: BTreeSet<u64>,
+    /// Consumed offsets at or above `committed`, as intervals.
+    pub done: OffsetSet,
     pub leases: BTreeMap<u64, Lease>,
     pub retries: BTreeMap<u64, Retry>,
     /// Ordered topics: message group → the offset of it in flight (leased or waiting for a
@@ -163,18 +203,33 @@ impl Cursor {
             // A re-driven dead letter may sit below `committed`.
             return false;
         }
-        offset < self.committed || self.done.contains(&offset)
+        offset < self.committed || self.done.contains(offset)
+    }
+
+    /// Leased plus waiting for a retry.
+    pub fn in_flight(&self) -> usize {
+        self.leases.len() + self.retries.len()
+    }
+
+    /// The range of a leased or retrying `offset` kept with it, if it was folded.
+    fn located(&self, offset: u64) -> Option<&OffsetRange> {
+        self.leases
+            .get(&offset)
+            .and_then(|l| l.located.as_deref())
+            .or_else(|| self.retries.get(&offset).and_then(|r| r.located.as_deref()))
     }
 
     fn mark_done(&mut self, offset: u64) {
         self.leases.remove(&offset);
         self.retries.remove(&offset);
-        self.fifo_inflight.retain(|_, o| *o != offset);
+        if !self.fifo_inflight.is_empty() {
+            self.fifo_inflight.retain(|_, o| *o != offset);
+        }
         if offset >= self.committed {
             self.done.insert(offset);
         }
-        while self.done.remove(&self.committed) {
-            self.committed += 1;
+        if let Some(end) = self.done.take_from(self.committed) {
+            self.committed = end;
         }
     }
 
@@ -410,12 +465,17 @@ impl State {
                 candidates,
                 skipped,
                 message_groups,
+                located,
+                max_in_flight,
             } => self.lease(
                 group,
                 consumer,
-                *invisible_ms,
-                *max,
-                (candidates, message_groups),
+                (
+                    *invisible_ms,
+                    *max,
+                    max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+                ),
+                (candidates, message_groups, located),
                 skipped,
                 now,
             ),
@@ -538,7 +598,8 @@ impl State {
                 check_url,
                 ttl_ms,
             } => self.register_producer(producer_group, instance, check_url, *ttl_ms, now),
-            Command::Redrive { group, max } => self.redrive(group, *max, now),
+            Command::Redrive { group, max, folded } => self.redrive(group, *max, folded, now),
+            Command::FoldIndex { runs, .. } => self.apply_index(runs),
             Command::Sequencer {
                 gateway,
                 address,
@@ -718,14 +779,29 @@ impl State {
         Ok(&mut cursors[queue as usize])
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Messages of `group` leased or waiting for a retry, over all its cursors.
+    pub fn in_flight(&self, group: &str) -> usize {
+        self.groups.get(group).map_or(0, |g| {
+            g.cursors
+                .values()
+                .flat_map(|per_topic| per_topic.values())
+                .flatten()
+                .map(Cursor::in_flight)
+                .sum()
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
     fn lease(
         &mut self,
         group: &str,
         consumer: &str,
-        invisible_ms: i64,
-        max: u32,
-        (candidates, message_groups): (&[QueueOffset], &[Option<String>]),
+        (invisible_ms, max, cap): (i64, u32, u32),
+        (candidates, message_groups, located): (
+            &[QueueOffset],
+            &[Option<String>],
+            &[Option<OffsetRange>],
+        ),
         skipped: &[QueueOffset],
         now: i64,
     ) -> Result<Outcome, Rejection> {
@@ -760,22 +836,29 @@ impl State {
         }
         let mut grants = Vec::new();
         let mut dead = Vec::new();
+        let mut in_flight = self.in_flight(group);
+        let mut capped = false;
         for (i, at) in candidates.iter().enumerate() {
             if grants.len() >= max as usize {
                 break;
             }
             let message_group = message_groups.get(i).and_then(Option::as_ref);
-            let Some(next) = self
+            let Some((next, held_from, inline_from)) = self
                 .topics
                 .get(&at.topic)
                 .and_then(|t| t.queues.get(at.queue as usize))
-                .map(|q| q.next_offset)
+                .map(|q| (q.next_offset, q.first_held(), q.first_inline()))
             else {
                 continue;
             };
             if at.offset >= next {
                 continue;
             }
+            // A folded offset must come with its range (or have it from an earlier lease).
+            let given = located
+                .get(i)
+                .and_then(Option::as_ref)
+                .filter(|r| r.base == at.offset && r.count == 1);
             let Ok(c) = self.cursor_mut(group, consumer, &at.topic, at.queue) else {
                 continue;
             };
@@ -784,20 +867,33 @@ impl State {
                     continue;
                 }
             }
+            // Offsets only archived (below every run) have no segment pointer to keep.
+            let kept = c.located(at.offset).cloned();
+            let folded = at.offset >= held_from && at.offset < inline_from;
+            if folded && kept.is_none() && given.is_none() {
+                continue;
+            }
+            let fresh = !c.leases.contains_key(&at.offset) && !c.retries.contains_key(&at.offset);
             match c.availability(at.offset, now, &def) {
                 None => {}
                 Some((_, true)) => dead.push(at.clone()),
+                Some((_, false)) if fresh && in_flight >= cap as usize => capped = true,
                 Some((attempt, false)) => {
                     if let Some(mg) = message_group {
                         c.fifo_inflight.insert(mg.clone(), at.offset);
                     }
                     c.retries.remove(&at.offset);
+                    in_flight += usize::from(fresh);
+                    let located = folded
+                        .then(|| kept.or_else(|| given.cloned()).map(Box::new))
+                        .flatten();
                     c.leases.insert(
                         at.offset,
                         Lease {
                             attempt,
                             version,
                             deadline_ms: now + invisible_ms,
+                            located,
                         },
                     );
                     grants.push(Grant {
@@ -810,7 +906,11 @@ impl State {
         for at in dead {
             self.dead_letter(group, &at, now);
         }
-        Ok(Outcome::Leased { version, grants })
+        Ok(Outcome::Leased {
+            version,
+            grants,
+            capped,
+        })
     }
 
     fn settle(
@@ -837,7 +937,7 @@ impl State {
             };
         }
         let lease = match c.leases.get(&at.offset) {
-            Some(l) if l.version == lease_version && l.deadline_ms > now => *l,
+            Some(l) if l.version == lease_version && l.deadline_ms > now => l.clone(),
             _ => return Err(Rejection::ReceiptExpired),
         };
         match action {
@@ -855,6 +955,7 @@ impl State {
                         Retry {
                             attempts: lease.attempt,
                             visible_at_ms: now + delay_ms.max(0),
+                            located: lease.located,
                         },
                     );
                 }
@@ -870,6 +971,7 @@ impl State {
                         attempt: lease.attempt,
                         version,
                         deadline_ms: now + invisible_ms,
+                        located: lease.located,
                     },
                 );
                 Ok(Outcome::Settled {
@@ -882,13 +984,23 @@ impl State {
     /// Moves a message to its group's dead-letter topic (a pointer to the same bytes) and marks
     /// it consumed for the group.
     fn dead_letter(&mut self, group: &str, at: &QueueOffset, now: i64) {
-        let Some((range, ordinal)) = self
+        let inline = self
             .topics
             .get(&at.topic)
             .and_then(|t| t.queues.get(at.queue as usize))
             .and_then(|q| q.locate(at.offset))
-            .map(|(r, o)| (r.clone(), o))
-        else {
+            .map(|(r, o)| (r.clone(), o));
+        let kept = || {
+            let g = self.groups.get(group)?;
+            let c = g.cursors.get("")?.get(&at.topic)?.get(at.queue as usize)?;
+            c.located(at.offset).map(|r| (r.clone(), r.first_ordinal))
+        };
+        let Some((range, ordinal)) = inline.or_else(kept) else {
+            // Only in the archive (retention dropped its range): nothing to point the dead
+            // letter at; it is consumed rather than redelivered for ever.
+            if let Ok(c) = self.cursor_mut(group, "", &at.topic, at.queue) {
+                c.mark_done(at.offset);
+            }
             return;
         };
         let dlq = dlq_topic(group);
@@ -1000,10 +1112,11 @@ impl State {
                 }
                 let mut offset = c.committed.max(q.min_offset);
                 while found.len() < limit && offset < q.next_offset {
-                    if !c.done.contains(&offset)
-                        && !c.leases.contains_key(&offset)
-                        && !c.retries.contains_key(&offset)
-                    {
+                    offset = c.done.next_absent(offset);
+                    if offset >= q.next_offset {
+                        break;
+                    }
+                    if !c.leases.contains_key(&offset) && !c.retries.contains_key(&offset) {
                         found.push(offset);
                     }
                     offset += 1;
@@ -1095,6 +1208,8 @@ mod tests {
                 candidates,
                 skipped: vec![],
                 message_groups: vec![],
+                located: vec![],
+                max_in_flight: None,
             }) {
                 Outcome::Leased { grants, .. } => grants,
                 o => panic!("{o:?}"),
@@ -1263,9 +1378,13 @@ mod tests {
                 candidates: offsets.iter().map(|&o| at(o)).collect(),
                 skipped: vec![],
                 message_groups: groups,
+                located: vec![],
+                max_in_flight: None,
             },
         ) {
-            Outcome::Leased { version, grants } => (
+            Outcome::Leased {
+                version, grants, ..
+            } => (
                 version,
                 grants.iter().map(|g| g.at.offset).collect::<Vec<_>>(),
             ),
@@ -1369,5 +1488,100 @@ mod tests {
         assert_eq!(s.state.time_ms, 9_999);
         // A delta of an older writer (no parent) always applies.
         assert!(!s.state.is_orphan(&mk(4, 45, None)));
+    }
+
+    #[test]
+    fn a_stuck_message_and_a_million_acked_after_it_cost_a_handful_of_entries() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        for _ in 0..1_000 {
+            s.one(append("t", 0, 1_001));
+        }
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: group_def(1_000),
+        });
+        // Offset 0 is leased and never settled; every later one is consumed (as filtered-out
+        // skips, 10,000 per receive: the same path to `done` as an ack).
+        let lease = |candidates: Vec<u64>, skipped: Vec<u64>| {
+            let q = |o| QueueOffset {
+                topic: "t".into(),
+                queue: 0,
+                offset: o,
+            };
+            Command::Lease {
+                group: "g".into(),
+                consumer: String::new(),
+                invisible_ms: 1000,
+                max: 1,
+                candidates: candidates.into_iter().map(q).collect(),
+                skipped: skipped.into_iter().map(q).collect(),
+                message_groups: vec![],
+                located: vec![],
+                max_in_flight: None,
+            }
+        };
+        s.one(lease(vec![0], vec![]));
+        for chunk in (1..1_001_000u64).collect::<Vec<_>>().chunks(10_000) {
+            s.one(lease(vec![], chunk.to_vec()));
+        }
+        let c = &s.state.groups["g"].cursors[""]["t"][0];
+        assert_eq!(c.committed, 0);
+        assert_eq!((c.done.intervals(), c.done.len()), (1, 1_000_999));
+        let bytes = serde_json::to_vec(&s.state.groups["g"]).expect("encodes");
+        assert!(
+            bytes.len() < 1024,
+            "the group encodes in {} bytes",
+            bytes.len()
+        );
+        let checkpoint = super::super::log::encode_checkpoint(&s.state).expect("encodes");
+        assert!(
+            checkpoint.len() < 1 << 20,
+            "checkpoint {} bytes",
+            checkpoint.len()
+        );
+    }
+
+    #[test]
+    fn receives_past_the_in_flight_cap_grant_nothing() {
+        let mut s = Sim::new();
+        s.one(topic("t", 2));
+        s.one(append("t", 0, 10));
+        s.one(append("t", 1, 10));
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: group_def(5),
+        });
+        let lease = |s: &mut Sim, cap| {
+            let candidates = s.state.candidates("g", "", s.now, 100);
+            s.one(Command::Lease {
+                group: "g".into(),
+                consumer: String::new(),
+                invisible_ms: 1000,
+                max: 100,
+                candidates,
+                skipped: vec![],
+                message_groups: vec![],
+                located: vec![],
+                max_in_flight: Some(cap),
+            })
+        };
+        let Outcome::Leased { grants, capped, .. } = lease(&mut s, 15) else {
+            panic!()
+        };
+        assert_eq!((grants.len(), capped), (15, true));
+        assert_eq!(s.state.in_flight("g"), 15);
+        let before = s.state.groups.clone();
+        let Outcome::Leased { grants, capped, .. } = lease(&mut s, 15) else {
+            panic!()
+        };
+        assert!(grants.is_empty() && capped);
+        assert_eq!(s.state.groups, before, "a capped receive changes nothing");
+        // An expired lease may be leased again at the cap: it is already in flight.
+        s.now += 2_000;
+        let Outcome::Leased { grants, .. } = lease(&mut s, 15) else {
+            panic!()
+        };
+        assert_eq!(grants.len(), 15);
     }
 }

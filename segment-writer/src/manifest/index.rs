@@ -1,0 +1,1304 @@
+//! The offset index out of the state: a queue's old offset ranges live in immutable, binary,
+//! CRC-checked index objects in the bucket (`index/<ulid>.idx`), and the state keeps one
+//! summary per run of them ([`IndexRun`]), as an LSM keeps SSTs (DESIGN.md, "What stays
+//! bounded").
+//!
+//! - **Fold.** The sequencer's index keeper takes, for every queue whose inline ranges exceed
+//!   [`IndexSettings::keep_inline`] by a chunk (or whose oldest foldable range is older than
+//!   [`IndexSettings::fold_age_ms`]), the oldest ranges but the newest `keep_inline`, writes
+//!   them as one section per queue into one object, and commits [`Command::FoldIndex`]. Apply
+//!   re-checks each queue's prefix against the run (first offset, end, count and a digest of
+//!   the ranges), so a range dropped or re-driven between the snapshot and the commit is never
+//!   lost: that queue's run is refused and planned again.
+//! - **Merge.** When a queue has [`IndexSettings::fan_in`] consecutive runs of one level, the
+//!   keeper reads them, writes their ranges as one section of the next level and commits the
+//!   run with the objects it replaces; apply checks they are still there. Runs stop growing at
+//!   [`IndexSettings::max_run_ranges`], so a section is read whole in one GET. A queue holds at
+//!   most `fan_in - 1` runs per level below the top, plus one per `max_run_ranges` ranges held:
+//!   retention bounds the latter (see `docs/benchmarks.md` for measured sizes).
+//! - **Leases of folded offsets.** Apply cannot read objects, and a dead-letter move needs the
+//!   message's segment and ordinal. So an offset that is leased or waiting for a retry always
+//!   knows its range: inline, or in its [`Lease::located`](super::state::Lease::located): a
+//!   receive of a folded offset carries the range it read ([`Command::Lease`]`::located`), and
+//!   a fold attaches it to the leases and retries of the offsets it moves out.
+//! - **Reads** ([`IndexCache`]) find the run by binary search over the summaries and read its
+//!   section (one ranged GET) through a byte-bounded cache.
+//! - **Garbage.** Objects no summary names are deleted by the compactor after the segment
+//!   grace ([`State::referenced_index_objects`]); retention drops whole runs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::command::{Command, Outcome, Rejection};
+use super::state::{OffsetRange, QueueLog, State};
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// The format of index sections this code writes.
+pub const INDEX_FORMAT: u32 = 1;
+
+/// The magic number at the start of every section.
+const MAGIC: &[u8; 4] = b"FMQX";
+
+/// The fixed header of a section: magic, format, payload length, CRC32C of the payload.
+const HEADER: usize = 16;
+
+/// When ranges fold into index objects and runs merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSettings {
+    /// Newest ranges of each queue kept inline (reads of recent data need no index object).
+    /// Default 256.
+    pub keep_inline: usize,
+    /// A queue folds once it has this many ranges beyond `keep_inline`. Default 1,024.
+    pub chunk: usize,
+    /// ... or at least `min_chunk` of them whose newest is older than `fold_age_ms`, so slow
+    /// queues do not keep `keep_inline + chunk` ranges inline for ever. Defaults 32 and 60 s.
+    pub min_chunk: usize,
+    pub fold_age_ms: i64,
+    /// Consecutive runs of one level merged into one of the next. Default 8 (1,024-range folds
+    /// become runs of 8,192, then 65,536).
+    pub fan_in: usize,
+    /// Runs are not merged beyond this many ranges (a section of about 1.5 MB, read whole in
+    /// one GET). Default 65,536.
+    pub max_run_ranges: u32,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            keep_inline: 256,
+            chunk: 1_024,
+            min_chunk: 32,
+            fold_age_ms: 60_000,
+            fan_in: 8,
+            max_run_ranges: 65_536,
+        }
+    }
+}
+
+/// The state's summary of one run of a queue's ranges held in an index object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexRun {
+    /// The object (relative name, `index/<ulid>.idx`).
+    pub object: String,
+    /// Where its section starts in the object, and its length in bytes.
+    pub at: u64,
+    pub len: u64,
+    /// Its offsets: `base..end`.
+    pub base: u64,
+    pub end: u64,
+    /// How many ranges it holds.
+    pub ranges: u32,
+    /// 0 for a fold, one more per merge.
+    pub level: u8,
+    /// Store times of its first and last range (what reset to a time and retention go by).
+    pub first_stored_ms: i64,
+    pub last_stored_ms: i64,
+    /// The span of its publish times (lookup by message id and key scans by publish time).
+    pub min_publish_ms: i64,
+    pub max_publish_ms: i64,
+    /// A digest of its ranges ([`digest`]): apply of a fold compares it with the inline ranges
+    /// it replaces.
+    pub digest: u64,
+}
+
+impl IndexRun {
+    /// The summary of `ranges` (non-empty, contiguous) written at `at..at + len` of `object`.
+    pub fn summarize(object: &str, at: u64, len: u64, level: u8, ranges: &[OffsetRange]) -> Self {
+        let first = ranges.first();
+        let last = ranges.last();
+        IndexRun {
+            object: object.to_string(),
+            at,
+            len,
+            base: first.map_or(0, |r| r.base),
+            end: last.map_or(0, |r| r.base + u64::from(r.count)),
+            ranges: ranges.len() as u32,
+            level,
+            first_stored_ms: first.map_or(0, OffsetRange::stored_ms),
+            last_stored_ms: ranges.iter().map(OffsetRange::stored_ms).max().unwrap_or(0),
+            min_publish_ms: ranges.iter().map(|r| r.publish_time_ms).min().unwrap_or(0),
+            max_publish_ms: ranges.iter().map(|r| r.publish_time_ms).max().unwrap_or(0),
+            digest: digest(ranges),
+        }
+    }
+}
+
+/// A run to install: a fold of the queue's oldest inline ranges (`replaces` empty) or a merge
+/// of the consecutive runs in objects `replaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRun {
+    pub topic: String,
+    pub queue: u32,
+    pub run: IndexRun,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
+}
+
+/// 64-bit FNV-1a over the fields of `ranges` that a reader uses: equal digests mean the same
+/// pointers (a fold's snapshot still matches the state).
+pub fn digest(ranges: &[OffsetRange]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for r in ranges {
+        eat(&r.base.to_le_bytes());
+        eat(&r.count.to_le_bytes());
+        eat(r.segment.as_bytes());
+        eat(&r.first_ordinal.to_le_bytes());
+        eat(&r.publish_time_ms.to_le_bytes());
+        eat(&r.appended_ms.unwrap_or(i64::MIN).to_le_bytes());
+        eat(r.origin_topic.as_deref().unwrap_or("").as_bytes());
+        let (q, o) = r.origin.unwrap_or((u32::MAX, u64::MAX));
+        eat(&q.to_le_bytes());
+        eat(&o.to_le_bytes());
+    }
+    h
+}
+
+// ---------- the section codec ----------
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_u32_le(s.len() as u32);
+    b.put_slice(s.as_bytes());
+}
+
+/// Encodes one queue's contiguous ranges as a section: a header (magic, format, length,
+/// CRC32C) and a payload of the topic, queue, first offset, a string table (segments and
+/// origin topics) and fixed-width records (count, segment, first ordinal, publish time,
+/// flags, then the optional store time and origin).
+pub fn encode_section(topic: &str, queue: u32, ranges: &[OffsetRange]) -> Bytes {
+    let mut strings: Vec<&str> = Vec::new();
+    let mut table: HashMap<&str, u32> = HashMap::new();
+    for r in ranges {
+        for s in std::iter::once(r.segment.as_str()).chain(r.origin_topic.as_deref()) {
+            if !table.contains_key(s) {
+                table.insert(s, strings.len() as u32);
+                strings.push(s);
+            }
+        }
+    }
+    let mut p = BytesMut::with_capacity(64 + ranges.len() * 40 + strings.len() * 48);
+    put_str(&mut p, topic);
+    p.put_u32_le(queue);
+    p.put_u64_le(ranges.first().map_or(0, |r| r.base));
+    p.put_u32_le(ranges.len() as u32);
+    p.put_u32_le(strings.len() as u32);
+    for s in &strings {
+        put_str(&mut p, s);
+    }
+    for r in ranges {
+        p.put_u32_le(r.count);
+        p.put_u32_le(table[r.segment.as_str()]);
+        p.put_u32_le(r.first_ordinal);
+        p.put_i64_le(r.publish_time_ms);
+        let flags = u8::from(r.appended_ms.is_some())
+            | (u8::from(r.origin_topic.is_some()) << 1)
+            | (u8::from(r.origin.is_some()) << 2);
+        p.put_u8(flags);
+        if let Some(a) = r.appended_ms {
+            p.put_i64_le(a);
+        }
+        if let Some(t) = &r.origin_topic {
+            p.put_u32_le(table[t.as_str()]);
+        }
+        if let Some((q, o)) = r.origin {
+            p.put_u32_le(q);
+            p.put_u64_le(o);
+        }
+    }
+    let payload = p.freeze();
+    let mut out = BytesMut::with_capacity(HEADER + payload.len());
+    out.put_slice(MAGIC);
+    out.put_u32_le(INDEX_FORMAT);
+    out.put_u32_le(payload.len() as u32);
+    out.put_u32_le(crc32c::crc32c(&payload));
+    out.put_slice(&payload);
+    out.freeze()
+}
+
+/// A section decoded: its queue and ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub topic: String,
+    pub queue: u32,
+    pub ranges: Vec<OffsetRange>,
+}
+
+fn need(b: &[u8], n: usize, what: &str) -> std::result::Result<(), String> {
+    if b.remaining() < n {
+        Err(format!("truncated at {what}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn get_str(b: &mut &[u8]) -> std::result::Result<String, String> {
+    need(b, 4, "a string length")?;
+    let n = b.get_u32_le() as usize;
+    need(b, n, "a string")?;
+    let s = std::str::from_utf8(&b[..n])
+        .map_err(|_| "a string is not UTF-8".to_string())?
+        .to_string();
+    b.advance(n);
+    Ok(s)
+}
+
+/// Decodes a section; any damage (magic, format, length, checksum, a record out of bounds) is
+/// an error naming what is wrong.
+pub fn decode_section(bytes: &[u8]) -> std::result::Result<Section, String> {
+    let mut b = bytes;
+    need(b, HEADER, "the header")?;
+    if &b[..4] != MAGIC {
+        return Err("not an index section (bad magic)".into());
+    }
+    b.advance(4);
+    let format = b.get_u32_le();
+    if format != INDEX_FORMAT {
+        return Err(format!("index format {format} is not {INDEX_FORMAT}"));
+    }
+    let len = b.get_u32_le() as usize;
+    let crc = b.get_u32_le();
+    if b.len() != len {
+        return Err(format!("payload is {} bytes, header says {len}", b.len()));
+    }
+    if crc32c::crc32c(b) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let topic = get_str(&mut b)?;
+    need(b, 20, "the queue")?;
+    let queue = b.get_u32_le();
+    let mut base = b.get_u64_le();
+    let n = b.get_u32_le() as usize;
+    let nstrings = b.get_u32_le() as usize;
+    // Each string takes at least 4 bytes and each record at least 21: bound the allocations.
+    if nstrings > b.len() / 4 || n > b.len() / 21 {
+        return Err("counts exceed the payload".into());
+    }
+    let mut strings = Vec::with_capacity(nstrings);
+    for _ in 0..nstrings {
+        strings.push(get_str(&mut b)?);
+    }
+    let string = |i: u32| {
+        strings
+            .get(i as usize)
+            .cloned()
+            .ok_or_else(|| format!("string {i} out of range"))
+    };
+    let mut ranges = Vec::with_capacity(n);
+    for _ in 0..n {
+        need(b, 21, "a record")?;
+        let count = b.get_u32_le();
+        let segment = string(b.get_u32_le())?;
+        let first_ordinal = b.get_u32_le();
+        let publish_time_ms = b.get_i64_le();
+        let flags = b.get_u8();
+        let appended_ms = if flags & 1 != 0 {
+            need(b, 8, "a store time")?;
+            Some(b.get_i64_le())
+        } else {
+            None
+        };
+        let origin_topic = if flags & 2 != 0 {
+            need(b, 4, "an origin topic")?;
+            Some(string(b.get_u32_le())?)
+        } else {
+            None
+        };
+        let origin = if flags & 4 != 0 {
+            need(b, 12, "an origin")?;
+            Some((b.get_u32_le(), b.get_u64_le()))
+        } else {
+            None
+        };
+        if count == 0 {
+            return Err("an empty range".into());
+        }
+        ranges.push(OffsetRange {
+            base,
+            count,
+            segment,
+            first_ordinal,
+            publish_time_ms,
+            origin_topic,
+            origin,
+            appended_ms,
+        });
+        base = base
+            .checked_add(u64::from(count))
+            .ok_or("offsets overflow")?;
+    }
+    if !b.is_empty() {
+        return Err(format!("{} bytes after the last record", b.len()));
+    }
+    Ok(Section {
+        topic,
+        queue,
+        ranges,
+    })
+}
+
+/// An index object being built: sections appended, each run summarized at its byte offset.
+#[derive(Debug, Default)]
+pub struct ObjectBuilder {
+    bytes: BytesMut,
+    runs: Vec<NewRun>,
+}
+
+impl ObjectBuilder {
+    /// Appends one queue's ranges (non-empty) as a section of level `level` replacing
+    /// `replaces` (empty: a fold of inline ranges).
+    pub fn add(
+        &mut self,
+        object: &str,
+        topic: &str,
+        queue: u32,
+        level: u8,
+        ranges: &[OffsetRange],
+        replaces: Vec<String>,
+    ) {
+        let section = encode_section(topic, queue, ranges);
+        let at = self.bytes.len() as u64;
+        self.bytes.put_slice(&section);
+        self.runs.push(NewRun {
+            topic: topic.to_string(),
+            queue,
+            run: IndexRun::summarize(object, at, section.len() as u64, level, ranges),
+            replaces,
+        });
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The object's bytes and its runs.
+    pub fn finish(self) -> (Bytes, Vec<NewRun>) {
+        (self.bytes.freeze(), self.runs)
+    }
+}
+
+// ---------- planning (the sequencer's keeper) ----------
+
+/// One queue's work for the keeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexWork {
+    /// Fold these inline ranges (the queue's oldest).
+    Fold {
+        topic: String,
+        queue: u32,
+        ranges: Vec<OffsetRange>,
+    },
+    /// Merge these consecutive runs into one of `level`.
+    Merge {
+        topic: String,
+        queue: u32,
+        level: u8,
+        runs: Vec<IndexRun>,
+    },
+}
+
+impl State {
+    /// What the index keeper should do now: folds (at most `max_ranges` ranges in all) and
+    /// merges (at most `max_ranges` ranges read in all, but at least one merge when one is due).
+    pub fn plan_index(&self, now: i64, s: &IndexSettings, max_ranges: usize) -> Vec<IndexWork> {
+        let mut out = Vec::new();
+        let mut budget = max_ranges;
+        for (name, t) in &self.topics {
+            for (qi, q) in t.queues.iter().enumerate() {
+                if budget == 0 {
+                    return out;
+                }
+                let foldable = q.ranges.len().saturating_sub(s.keep_inline);
+                let old = foldable >= s.min_chunk.max(1)
+                    && q.ranges
+                        .get(foldable - 1)
+                        .is_some_and(|r| r.stored_ms() + s.fold_age_ms <= now);
+                if foldable >= s.chunk.max(1) || old {
+                    let n = foldable.min(budget).min(s.max_run_ranges as usize);
+                    budget -= n;
+                    out.push(IndexWork::Fold {
+                        topic: name.clone(),
+                        queue: qi as u32,
+                        ranges: q.ranges[..n].to_vec(),
+                    });
+                }
+            }
+        }
+        let mut budget = max_ranges;
+        let mut merges = 0;
+        for (name, t) in &self.topics {
+            for (qi, q) in t.queues.iter().enumerate() {
+                if let Some((level, runs)) = mergeable(q, s) {
+                    let n: usize = runs.iter().map(|r| r.ranges as usize).sum();
+                    if n > budget && merges > 0 {
+                        return out;
+                    }
+                    budget = budget.saturating_sub(n);
+                    merges += 1;
+                    out.push(IndexWork::Merge {
+                        topic: name.clone(),
+                        queue: qi as u32,
+                        level,
+                        runs,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Every index object a summary names.
+    pub fn referenced_index_objects(&self) -> BTreeSet<String> {
+        self.topics
+            .values()
+            .flat_map(|t| t.queues.iter())
+            .flat_map(|q| q.index.iter())
+            .map(|r| r.object.clone())
+            .collect()
+    }
+
+    /// Installs the runs of [`Command::FoldIndex`]; each is checked and applied on its own.
+    pub(crate) fn apply_index(&mut self, runs: &[NewRun]) -> Result<Outcome, Rejection> {
+        let mut applied = 0u32;
+        for n in runs {
+            if self.install_run(n).is_ok() {
+                applied += 1;
+            }
+        }
+        Ok(Outcome::Indexed { runs: applied })
+    }
+
+    fn install_run(&mut self, n: &NewRun) -> std::result::Result<(), Rejection> {
+        let q = self
+            .topics
+            .get_mut(&n.topic)
+            .and_then(|t| t.queues.get_mut(n.queue as usize))
+            .ok_or_else(|| Rejection::TopicNotFound(n.topic.clone()))?;
+        let stale = || Rejection::Conflict("the index changed since the plan".into());
+        if n.run.ranges == 0 || n.run.end <= n.run.base {
+            return Err(Rejection::Invalid("an empty index run".into()));
+        }
+        if n.replaces.is_empty() {
+            // A fold: the run must be exactly the queue's oldest inline ranges, and follow the
+            // last run.
+            let k = n.run.ranges as usize;
+            if k > q.ranges.len()
+                || q.ranges[0].base != n.run.base
+                || q.index.last().is_some_and(|r| r.end != n.run.base)
+            {
+                return Err(stale());
+            }
+            let last = &q.ranges[k - 1];
+            if last.base + u64::from(last.count) != n.run.end
+                || digest(&q.ranges[..k]) != n.run.digest
+            {
+                return Err(stale());
+            }
+            let folded: Vec<OffsetRange> = q.ranges.drain(..k).collect();
+            q.index.push(n.run.clone());
+            self.locate_pending(&n.topic, n.queue, &folded);
+            Ok(())
+        } else {
+            // A merge: the replaced runs must still be consecutive, in order, spanning the run.
+            let i = q
+                .index
+                .iter()
+                .position(|r| r.object == n.replaces[0] && r.base == n.run.base)
+                .ok_or_else(stale)?;
+            let j = i + n.replaces.len();
+            if j > q.index.len() {
+                return Err(stale());
+            }
+            let old = &q.index[i..j];
+            let same = old.iter().zip(&n.replaces).all(|(r, o)| &r.object == o)
+                && old.windows(2).all(|w| w[0].end == w[1].base)
+                && old.last().is_some_and(|r| r.end == n.run.end)
+                && old.iter().map(|r| r.ranges).sum::<u32>() == n.run.ranges;
+            if !same {
+                return Err(stale());
+            }
+            q.index.splice(i..j, [n.run.clone()]);
+            Ok(())
+        }
+    }
+
+    /// Gives every lease and retry of an offset in `folded` (ranges leaving the state) its
+    /// range, so a dead-letter move still finds the message's bytes.
+    fn locate_pending(&mut self, topic: &str, queue: u32, folded: &[OffsetRange]) {
+        let (Some(first), Some(last)) = (folded.first(), folded.last()) else {
+            return;
+        };
+        let span = first.base..last.base + u64::from(last.count);
+        for g in self.groups.values_mut() {
+            for per_topic in g.cursors.values_mut() {
+                let Some(c) = per_topic
+                    .get_mut(topic)
+                    .and_then(|v| v.get_mut(queue as usize))
+                else {
+                    continue;
+                };
+                for (&offset, lease) in c.leases.range_mut(span.clone()) {
+                    if lease.located.is_none() {
+                        lease.located = single(folded, offset).map(Box::new);
+                    }
+                }
+                for (&offset, retry) in c.retries.range_mut(span.clone()) {
+                    if retry.located.is_none() {
+                        retry.located = single(folded, offset).map(Box::new);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The oldest `fan_in` consecutive runs of one level that may merge, and the level they make.
+fn mergeable(q: &QueueLog, s: &IndexSettings) -> Option<(u8, Vec<IndexRun>)> {
+    let fan_in = s.fan_in.max(2);
+    let mut i = 0;
+    while i < q.index.len() {
+        let level = q.index[i].level;
+        let mut j = i;
+        while j < q.index.len() && q.index[j].level == level {
+            j += 1;
+        }
+        if j - i >= fan_in {
+            let runs = &q.index[i..i + fan_in];
+            let total: u64 = runs.iter().map(|r| u64::from(r.ranges)).sum();
+            if total <= u64::from(s.max_run_ranges) {
+                return Some((level.saturating_add(1), runs.to_vec()));
+            }
+        }
+        i = j;
+    }
+    None
+}
+
+/// The range of just `offset`, cut from the contiguous `ranges` holding it.
+pub fn single(ranges: &[OffsetRange], offset: u64) -> Option<OffsetRange> {
+    let i = ranges
+        .partition_point(|r| r.base <= offset)
+        .checked_sub(1)?;
+    let r = &ranges[i];
+    if offset >= r.base + u64::from(r.count) {
+        return None;
+    }
+    let k = offset - r.base;
+    Some(OffsetRange {
+        base: offset,
+        count: 1,
+        segment: r.segment.clone(),
+        first_ordinal: r.first_ordinal + k as u32,
+        publish_time_ms: r.publish_time_ms,
+        origin_topic: r.origin_topic.clone(),
+        origin: match &r.origin_topic {
+            Some(_) => r.origin.map(|(q, o)| (q, o + k)),
+            None => r.origin,
+        },
+        appended_ms: r.appended_ms,
+    })
+}
+
+// ---------- reading ----------
+
+/// Reads run sections through a byte-bounded cache of decoded ranges (key: object and section
+/// offset; objects are immutable, so an entry never goes stale).
+#[derive(Debug)]
+pub struct IndexCache {
+    max_bytes: usize,
+    inner: Mutex<CacheInner>,
+}
+
+/// A cached section: its ranges, their size and the tick of their last use.
+type Cached = (Arc<Vec<OffsetRange>>, usize, u64);
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    map: HashMap<(String, u64), Cached>,
+    by_use: BTreeMap<u64, (String, u64)>,
+    total: usize,
+    tick: u64,
+    gets: u64,
+}
+
+/// Memory one cached range takes, roughly (the struct and its segment name).
+fn approx_size(ranges: &[OffsetRange]) -> usize {
+    ranges
+        .iter()
+        .map(|r| size_of::<OffsetRange>() + r.segment.len())
+        .sum()
+}
+
+impl IndexCache {
+    /// A cache holding at most `max_bytes` of decoded ranges.
+    pub fn new(max_bytes: usize) -> Self {
+        IndexCache {
+            max_bytes,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().expect("index cache lock poisoned")
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lock().total
+    }
+
+    /// Sections read from the store so far.
+    pub fn gets(&self) -> u64 {
+        self.lock().gets
+    }
+
+    fn cached(&self, key: &(String, u64)) -> Option<Arc<Vec<OffsetRange>>> {
+        let mut c = self.lock();
+        c.tick += 1;
+        let tick = c.tick;
+        let (v, last) = {
+            let e = c.map.get_mut(key)?;
+            (e.0.clone(), std::mem::replace(&mut e.2, tick))
+        };
+        c.by_use.remove(&last);
+        c.by_use.insert(tick, key.clone());
+        Some(v)
+    }
+
+    fn insert(&self, key: (String, u64), ranges: Arc<Vec<OffsetRange>>) {
+        let size = approx_size(&ranges);
+        if size > self.max_bytes {
+            return;
+        }
+        let mut c = self.lock();
+        c.tick += 1;
+        let tick = c.tick;
+        if let Some(old) = c.map.insert(key.clone(), (ranges, size, tick)) {
+            c.total -= old.1;
+            c.by_use.remove(&old.2);
+        }
+        c.by_use.insert(tick, key);
+        c.total += size;
+        while c.total > self.max_bytes {
+            let Some((_, victim)) = c.by_use.pop_first() else {
+                break;
+            };
+            if let Some(v) = c.map.remove(&victim) {
+                c.total -= v.1;
+            }
+        }
+    }
+
+    /// The ranges of `run` of `topic`/`queue` (one ranged GET when not cached). A section that
+    /// is missing, damaged or not the run's is [`Error::Corrupt`].
+    pub async fn run(
+        &self,
+        store: &Store,
+        topic: &str,
+        queue: u32,
+        run: &IndexRun,
+    ) -> Result<Arc<Vec<OffsetRange>>> {
+        let key = (run.object.clone(), run.at);
+        if let Some(v) = self.cached(&key) {
+            return Ok(v);
+        }
+        let path = store.paths.relative(&run.object);
+        let bytes = crate::store::retrying(
+            &crate::clock::TokioClock::starting_at(0),
+            3,
+            |n| std::time::Duration::from_millis(20 << n),
+            "index get",
+            || async {
+                store
+                    .inner
+                    .get_range(&path, run.at..run.at + run.len)
+                    .await
+                    .map_err(|e| match e {
+                        object_store::Error::NotFound { .. } => {
+                            Error::corrupt(&path, "index object is missing")
+                        }
+                        e => Error::store("get", &path, e),
+                    })
+            },
+        )
+        .await?;
+        self.lock().gets += 1;
+        let section = decode_section(&bytes).map_err(|e| Error::corrupt(&path, e))?;
+        let first = section.ranges.first().map_or(0, |r| r.base);
+        if section.topic != topic
+            || section.queue != queue
+            || first != run.base
+            || section.ranges.len() != run.ranges as usize
+            || digest(&section.ranges) != run.digest
+        {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "section at {} is not the run of {topic}/{queue} from {}",
+                    run.at, run.base
+                ),
+            ));
+        }
+        let v = Arc::new(section.ranges);
+        self.insert(key, v.clone());
+        Ok(v)
+    }
+
+    /// Up to `max` ranges of the queue holding offsets from `from` on (the first may start
+    /// below it), read from the runs (through the cache) and then the inline ranges of `q`, a
+    /// snapshot of the queue taken by the caller.
+    pub async fn ranges_from(
+        &self,
+        store: &Store,
+        topic: &str,
+        queue: u32,
+        q: &QueueSnapshot,
+        from: u64,
+        max_offsets: u64,
+    ) -> Result<Vec<OffsetRange>> {
+        let mut out = Vec::new();
+        let mut at = from;
+        let stop = from.saturating_add(max_offsets).min(q.next_offset);
+        let mut i = q.index.partition_point(|r| r.end <= at);
+        while at < stop && i < q.index.len() {
+            let run = &q.index[i];
+            let ranges = self.run(store, topic, queue, run).await?;
+            let j = ranges.partition_point(|r| r.base + u64::from(r.count) <= at);
+            for r in &ranges[j..] {
+                if r.base >= stop {
+                    break;
+                }
+                at = r.base + u64::from(r.count);
+                out.push(r.clone());
+            }
+            at = at.max(run.end);
+            i += 1;
+        }
+        let j = q
+            .ranges
+            .partition_point(|r| r.base + u64::from(r.count) <= at);
+        for r in &q.ranges[j..] {
+            if r.base >= stop {
+                break;
+            }
+            out.push(r.clone());
+        }
+        Ok(out)
+    }
+
+    /// The range holding `offset` and the offset's ordinal in its segment.
+    pub async fn locate(
+        &self,
+        store: &Store,
+        topic: &str,
+        queue: u32,
+        q: &QueueSnapshot,
+        offset: u64,
+    ) -> Result<Option<OffsetRange>> {
+        let ranges = self.ranges_from(store, topic, queue, q, offset, 1).await?;
+        Ok(single(&ranges, offset))
+    }
+
+    /// The first offset stored at or after `time_ms` (range granularity), or `next_offset`.
+    pub async fn offset_at_time(
+        &self,
+        store: &Store,
+        topic: &str,
+        queue: u32,
+        q: &QueueSnapshot,
+        time_ms: i64,
+    ) -> Result<u64> {
+        let i = q.index.partition_point(|r| r.last_stored_ms < time_ms);
+        if let Some(run) = q.index.get(i) {
+            let ranges = self.run(store, topic, queue, run).await?;
+            let j = ranges.partition_point(|r| r.stored_ms() < time_ms);
+            if let Some(r) = ranges.get(j) {
+                return Ok(r.base.max(q.min_offset));
+            }
+        }
+        let j = q.ranges.partition_point(|r| r.stored_ms() < time_ms);
+        Ok(q.ranges
+            .get(j)
+            .map_or(q.next_offset, |r| r.base.max(q.min_offset)))
+    }
+}
+
+/// What a read needs of a queue, copied out of the state under its lock.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSnapshot {
+    pub next_offset: u64,
+    pub min_offset: u64,
+    pub index: Vec<IndexRun>,
+    pub ranges: Vec<OffsetRange>,
+}
+
+impl QueueSnapshot {
+    /// The part of `q` a read of `max` offsets from `from` needs: the inline ranges holding
+    /// them and all the summaries (which are few).
+    pub fn of(q: &QueueLog, from: u64, max: u64) -> Self {
+        let j = q
+            .ranges
+            .partition_point(|r| r.base + u64::from(r.count) <= from);
+        let stop = from.saturating_add(max);
+        let k = j + q.ranges[j..].partition_point(|r| r.base < stop);
+        QueueSnapshot {
+            next_offset: q.next_offset,
+            min_offset: q.min_offset,
+            index: q.index.clone(),
+            ranges: q.ranges[j..k].to_vec(),
+        }
+    }
+
+    /// The first offset held inline.
+    pub fn first_inline(&self) -> u64 {
+        self.ranges.first().map_or(self.next_offset, |r| r.base)
+    }
+
+    /// The first offset held by a run or an inline range (below it: only in the archive).
+    pub fn first_held(&self) -> u64 {
+        self.index
+            .first()
+            .map(|r| r.base)
+            .or(self.ranges.first().map(|r| r.base))
+            .unwrap_or(self.next_offset)
+    }
+}
+
+/// Writes an index object under its relative name (unique, so a plain put suffices).
+pub async fn put_object(store: &Store, name: &str, bytes: Bytes) -> Result<()> {
+    let path = store.paths.relative(name);
+    store
+        .inner
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map_err(|e| Error::store("put", &path, e))?;
+    Ok(())
+}
+
+/// Builds the object for `work` (reading the runs a merge replaces through `cache`) and the
+/// command that installs it; `None` when there is nothing to do.
+pub async fn build(
+    store: &Store,
+    cache: &IndexCache,
+    object: &str,
+    work: &[IndexWork],
+) -> Result<Option<(Bytes, Command)>> {
+    let mut b = ObjectBuilder::default();
+    for w in work {
+        match w {
+            IndexWork::Fold {
+                topic,
+                queue,
+                ranges,
+            } => {
+                if !ranges.is_empty() {
+                    b.add(object, topic, *queue, 0, ranges, Vec::new());
+                }
+            }
+            IndexWork::Merge {
+                topic,
+                queue,
+                level,
+                runs,
+            } => {
+                let mut all = Vec::new();
+                for r in runs {
+                    all.extend(cache.run(store, topic, *queue, r).await?.iter().cloned());
+                }
+                if !all.is_empty() {
+                    let replaces = runs.iter().map(|r| r.object.clone()).collect();
+                    b.add(object, topic, *queue, *level, &all, replaces);
+                }
+            }
+        }
+    }
+    if b.is_empty() {
+        return Ok(None);
+    }
+    let (bytes, runs) = b.finish();
+    Ok(Some((
+        bytes,
+        Command::FoldIndex {
+            object: object.to_string(),
+            runs,
+        },
+    )))
+}
+
+/// The segments the index objects of `state` point into (for garbage collection), read
+/// through `cache`.
+pub async fn indexed_segments(
+    store: &Store,
+    cache: &IndexCache,
+    state: &State,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for (name, t) in &state.topics {
+        for (qi, q) in t.queues.iter().enumerate() {
+            for run in &q.index {
+                for r in cache.run(store, name, qi as u32, run).await?.iter() {
+                    if !out.contains(&r.segment) {
+                        out.insert(r.segment.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::command::{
+        GroupDef, GroupMode, QueueOffset, SettleAction, StartFrom, Subscription, TopicDef,
+        TopicKind,
+    };
+    use crate::manifest::sim::Sim;
+
+    fn range(base: u64, count: u32, seg: &str) -> OffsetRange {
+        OffsetRange {
+            base,
+            count,
+            segment: seg.into(),
+            first_ordinal: 3,
+            publish_time_ms: 1_000 + base as i64,
+            origin_topic: None,
+            origin: None,
+            appended_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_section_round_trips_and_damage_is_refused() {
+        let mut rs = vec![range(10, 2, "a"), range(12, 5, "b"), range(17, 1, "a")];
+        rs[1].appended_ms = Some(99);
+        rs[2].origin_topic = Some("t0".into());
+        rs[2].origin = Some((3, 77));
+        let bytes = encode_section("t", 4, &rs);
+        let s = decode_section(&bytes).expect("decodes");
+        assert_eq!((s.topic.as_str(), s.queue), ("t", 4));
+        assert_eq!(s.ranges, rs);
+        for i in [0, 5, 17, bytes.len() - 1] {
+            let mut bad = bytes.to_vec();
+            bad[i] ^= 0x40;
+            assert!(decode_section(&bad).is_err(), "flipped byte {i}");
+        }
+        assert!(decode_section(&bytes[..bytes.len() - 3]).is_err());
+        assert!(decode_section(b"").is_err());
+    }
+
+    #[test]
+    fn single_cuts_one_offset_out_of_a_range() {
+        let rs = vec![range(10, 2, "a"), range(12, 5, "b")];
+        let one = single(&rs, 14).expect("held");
+        assert_eq!((one.base, one.count, one.first_ordinal), (14, 1, 5));
+        assert_eq!(one.segment, "b");
+        assert!(single(&rs, 17).is_none());
+        assert!(single(&rs, 9).is_none());
+    }
+
+    const SMALL: IndexSettings = IndexSettings {
+        keep_inline: 4,
+        chunk: 8,
+        min_chunk: 2,
+        fold_age_ms: 1_000_000,
+        fan_in: 3,
+        max_run_ranges: 1_000,
+    };
+
+    /// A topic `t` of one queue with `n` appends of 2 messages, each in its own segment.
+    fn sim_with(n: u64) -> Sim {
+        let mut s = Sim::new();
+        s.one(Command::CreateTopic {
+            topic: "t".into(),
+            def: TopicDef {
+                kind: TopicKind::Normal,
+                queues: 1,
+                retention_hours: 1,
+            },
+        });
+        for i in 0..n {
+            s.now += 10;
+            s.one(Command::Append {
+                topic: "t".into(),
+                queue: 0,
+                segment: format!("seg{i}"),
+                first_ordinal: 1,
+                count: 2,
+                publish_time_ms: s.now,
+            });
+        }
+        s
+    }
+
+    /// Runs the keeper's rounds until there is nothing to do; the store holds the objects.
+    async fn keep(s: &mut Sim, store: &Store, cache: &IndexCache) -> u32 {
+        let mut installed = 0;
+        for round in 0..100 {
+            let work = s.state.plan_index(s.now, &SMALL, 20);
+            if work.is_empty() {
+                return installed;
+            }
+            let object = format!("index/o{round}.idx");
+            let (bytes, command) = build(store, cache, &object, &work)
+                .await
+                .expect("built")
+                .expect("work");
+            put_object(store, &object, bytes).await.expect("put");
+            match s.one(command) {
+                Outcome::Indexed { runs } => installed += runs,
+                o => panic!("{o:?}"),
+            }
+        }
+        panic!("the keeper never settles");
+    }
+
+    async fn all_ranges(s: &Sim, store: &Store, cache: &IndexCache) -> Vec<OffsetRange> {
+        let q = &s.state.topics["t"].queues[0];
+        let snap = QueueSnapshot::of(q, 0, u64::MAX);
+        cache
+            .ranges_from(store, "t", 0, &snap, 0, u64::MAX)
+            .await
+            .expect("read")
+    }
+
+    #[tokio::test]
+    async fn folded_and_merged_ranges_read_back_the_same() {
+        let store = Store::open("memory://").expect("memory");
+        let cache = IndexCache::new(1 << 20);
+        let mut s = sim_with(200);
+        let before = s.state.topics["t"].queues[0].ranges.clone();
+        assert!(keep(&mut s, &store, &cache).await > 0);
+        let q = &s.state.topics["t"].queues[0];
+        assert!(q.ranges.len() <= SMALL.keep_inline + SMALL.chunk);
+        assert!(q.index.iter().any(|r| r.level > 0), "runs were merged");
+        assert!(q.index.len() < 12, "{} runs", q.index.len());
+        assert_eq!(all_ranges(&s, &store, &cache).await, before);
+        // Point lookups and time lookups agree with the inline answer of before.
+        let fresh = IndexCache::new(1 << 20);
+        let snap = QueueSnapshot::of(q, 0, u64::MAX);
+        let at = fresh
+            .locate(&store, "t", 0, &snap, 123)
+            .await
+            .expect("read")
+            .expect("held");
+        assert_eq!((at.segment.as_str(), at.first_ordinal), ("seg61", 2));
+        assert_eq!(fresh.gets(), 1, "a cold read costs one GET");
+        let t = before[70].publish_time_ms;
+        assert_eq!(
+            fresh
+                .offset_at_time(&store, "t", 0, &snap, t)
+                .await
+                .expect("read"),
+            140
+        );
+        assert!(
+            q.offset_at_time(t) <= 140,
+            "the state's answer is coarser, never later"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fold_whose_prefix_changed_is_refused() {
+        let store = Store::open("memory://").expect("memory");
+        let cache = IndexCache::new(1 << 20);
+        let mut s = sim_with(20);
+        let work = s.state.plan_index(s.now, &SMALL, usize::MAX);
+        let (_, command) = build(&store, &cache, "index/a.idx", &work)
+            .await
+            .expect("built")
+            .expect("work");
+        assert_eq!(s.one(command.clone()), Outcome::Indexed { runs: 1 });
+        let before = s.state.clone();
+        assert_eq!(
+            s.one(command),
+            Outcome::Indexed { runs: 0 },
+            "applied twice"
+        );
+        assert_eq!(s.state.topics, before.topics);
+    }
+
+    fn group() -> Command {
+        Command::CreateGroup {
+            group: "g".into(),
+            def: GroupDef {
+                subscriptions: vec![Subscription {
+                    topic: "t".into(),
+                    filter: None,
+                    sql: None,
+                }],
+                mode: GroupMode::Clustering,
+                start_from: StartFrom::Earliest,
+                max_retries: 0,
+                invisible_ms: 1000,
+                retry_backoff_ms: vec![10],
+            },
+        }
+    }
+
+    fn at(offset: u64) -> QueueOffset {
+        QueueOffset {
+            topic: "t".into(),
+            queue: 0,
+            offset,
+        }
+    }
+
+    fn lease(offsets: &[u64], located: Vec<Option<OffsetRange>>) -> Command {
+        Command::Lease {
+            group: "g".into(),
+            consumer: String::new(),
+            invisible_ms: 100,
+            max: 100,
+            candidates: offsets.iter().map(|&o| at(o)).collect(),
+            skipped: vec![],
+            message_groups: vec![],
+            located,
+            max_in_flight: None,
+        }
+    }
+
+    fn granted(o: Outcome) -> Vec<u64> {
+        match o {
+            Outcome::Leased { grants, .. } => grants.iter().map(|g| g.at.offset).collect(),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn leases_of_folded_offsets_keep_their_range_and_dead_letter_to_the_right_bytes() {
+        let store = Store::open("memory://").expect("memory");
+        let cache = IndexCache::new(1 << 20);
+        let mut s = sim_with(40);
+        s.one(group());
+        // Offsets 0 and 1 leased while inline; then folded.
+        assert_eq!(granted(s.one(lease(&[0, 1], vec![]))), vec![0, 1]);
+        keep(&mut s, &store, &cache).await;
+        assert!(s.state.topics["t"].queues[0].first_inline() > 10);
+        let c = s.state.cursor("g", "", "t", 0).expect("cursor");
+        assert_eq!(
+            c.leases[&1]
+                .located
+                .as_ref()
+                .map(|r| (r.segment.as_str(), r.first_ordinal)),
+            Some(("seg0", 2)),
+            "the fold gave the lease its range"
+        );
+        // A folded offset is granted only with its range.
+        assert_eq!(granted(s.one(lease(&[5], vec![None]))), Vec::<u64>::new());
+        let snap = QueueSnapshot::of(&s.state.topics["t"].queues[0], 0, u64::MAX);
+        let r5 = cache.locate(&store, "t", 0, &snap, 5).await.expect("read");
+        assert_eq!(granted(s.one(lease(&[5], vec![r5]))), vec![5]);
+        // Every lease expires; max_retries 0 sends them to the dead-letter queue, pointing at
+        // the same bytes.
+        s.now += 10_000;
+        s.one(Command::ExpireLeases);
+        let dlq = &s.state.topics["DLQ.g"].queues[0];
+        type Moved = (String, u32, Option<(u32, u64)>);
+        let moved: Vec<Moved> = dlq
+            .ranges
+            .iter()
+            .map(|r| (r.segment.clone(), r.first_ordinal, r.origin))
+            .collect();
+        assert_eq!(
+            moved,
+            vec![
+                ("seg0".into(), 1, Some((0, 0))),
+                ("seg0".into(), 2, Some((0, 1))),
+                ("seg2".into(), 2, Some((0, 5))),
+            ]
+        );
+        // Re-drive them back: the origin ranges are folded, so the retries keep the range.
+        let folded = Vec::new();
+        assert_eq!(
+            s.one(Command::Redrive {
+                group: "g".into(),
+                max: 10,
+                folded,
+            }),
+            Outcome::Redriven { moved: 3 }
+        );
+        let c = s.state.cursor("g", "", "t", 0).expect("cursor");
+        assert_eq!(
+            c.retries[&5]
+                .located
+                .as_ref()
+                .map(|r| (r.segment.as_str(), r.first_ordinal)),
+            Some(("seg2", 2))
+        );
+        assert_eq!(
+            granted(s.one(lease(&[5], vec![None]))),
+            vec![5],
+            "kept range"
+        );
+        let v = s.state.version;
+        s.one(Command::Settle {
+            group: "g".into(),
+            consumer: String::new(),
+            at: at(5),
+            lease_version: v,
+            action: SettleAction::Ack,
+        });
+        assert!(
+            !s.state
+                .cursor("g", "", "t", 0)
+                .expect("cursor")
+                .leases
+                .contains_key(&5)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redrive_of_a_folded_dead_letter_queue_needs_its_ranges() {
+        let store = Store::open("memory://").expect("memory");
+        let cache = IndexCache::new(1 << 20);
+        let mut s = sim_with(40);
+        s.one(group());
+        let all: Vec<u64> = (0..30).collect();
+        assert_eq!(granted(s.one(lease(&all, vec![]))).len(), 30);
+        s.now += 10_000;
+        s.one(Command::ExpireLeases);
+        assert_eq!(s.state.topics["DLQ.g"].queues[0].next_offset, 30);
+        keep(&mut s, &store, &cache).await;
+        let dlq = s.state.topics["DLQ.g"].queues[0].clone();
+        assert!(!dlq.index.is_empty(), "the dead-letter queue folded too");
+        let before = s.state.clone();
+        let refused = s.one(Command::Redrive {
+            group: "g".into(),
+            max: 30,
+            folded: vec![],
+        });
+        assert!(matches!(refused, Outcome::Rejected { .. }), "{refused:?}");
+        assert_eq!(s.state.groups, before.groups);
+        assert_eq!(s.state.topics, before.topics);
+        let snap = QueueSnapshot::of(&dlq, 0, 0);
+        let folded: Vec<OffsetRange> = cache
+            .ranges_from(&store, "DLQ.g", 0, &snap, 0, dlq.first_inline())
+            .await
+            .expect("read")
+            .into_iter()
+            .filter(|r| r.base < dlq.first_inline())
+            .collect();
+        assert_eq!(
+            s.one(Command::Redrive {
+                group: "g".into(),
+                max: 30,
+                folded,
+            }),
+            Outcome::Redriven { moved: 30 }
+        );
+        let q = &s.state.topics["DLQ.g"].queues[0];
+        assert_eq!((q.min_offset, q.index.len(), q.ranges.len()), (30, 0, 0));
+    }
+}

@@ -163,6 +163,18 @@ async fn manifest(store: &Store) -> State {
     log.state().read().unwrap().clone()
 }
 
+/// Segments the state names, inline or through its index objects.
+async fn referenced_segments(store: &Store, state: &State) -> BTreeSet<String> {
+    let cache = segment_writer::manifest::index::IndexCache::new(64 << 20);
+    let mut named = state.referenced_segments();
+    named.extend(
+        segment_writer::manifest::index::indexed_segments(store, &cache, state)
+            .await
+            .expect("index objects"),
+    );
+    named
+}
+
 async fn list(store: &Store, dir: object_store::path::Path) -> BTreeSet<String> {
     store
         .inner
@@ -381,7 +393,7 @@ async fn archive_query_pull_and_retention(backend: Backend) {
     let segments = list(&ts.store, ts.store.paths.segment_dir()).await;
     assert_eq!(
         segments,
-        state.referenced_segments(),
+        referenced_segments(&ts.store, &state).await,
         "no needed segment deleted, none unneeded kept"
     );
     assert!(

@@ -62,8 +62,8 @@ pub struct IndexSettings {
     /// Consecutive runs of one level merged into one of the next. Default 8 (1,024-range folds
     /// become runs of 8,192, then 65,536).
     pub fan_in: usize,
-    /// Runs are not merged beyond this many ranges (a section of about 1.5 MB, read whole in
-    /// one GET). Default 65,536.
+    /// Runs are merged up to about this many ranges (at most 1.5 times it: a section of a few
+    /// MB, read whole in one GET). Default 65,536.
     pub max_run_ranges: u32,
 }
 
@@ -575,7 +575,9 @@ fn mergeable(q: &QueueLog, s: &IndexSettings) -> Option<(u8, Vec<IndexRun>)> {
         if j - i >= fan_in {
             let runs = &q.index[i..i + fan_in];
             let total: u64 = runs.iter().map(|r| u64::from(r.ranges)).sum();
-            if total <= u64::from(s.max_run_ranges) {
+            // Folds are a little over a chunk each: half a run of slack lets eight of the
+            // level below still make one.
+            if total <= u64::from(s.max_run_ranges) * 3 / 2 {
                 return Some((level.saturating_add(1), runs.to_vec()));
             }
         }

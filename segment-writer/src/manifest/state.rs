@@ -946,10 +946,11 @@ impl State {
                 Ok(Outcome::Settled { lease_version })
             }
             SettleAction::Nack { delay_ms } => {
-                c.leases.remove(&at.offset);
                 if def.mode == GroupMode::Clustering && lease.attempt >= def.max_deliveries() {
+                    // The lease still holds the range of a folded offset: the move needs it.
                     self.dead_letter(group, at, now);
                 } else {
+                    c.leases.remove(&at.offset);
                     c.retries.insert(
                         at.offset,
                         Retry {

@@ -1545,12 +1545,12 @@ async fn scan_topic(
         let mut ranges = Vec::new();
         for run in &q.index {
             if run.max_publish_ms >= begin && run.min_publish_ms <= end {
-                let all = st
+                let section = st
                     .reader
                     .index()
                     .run(st.reader.store(), topic, qi as u32, run)
                     .await?;
-                ranges.extend(all.iter().filter(|r| in_window(r)).cloned());
+                ranges.extend(section.ranges().into_iter().filter(|r| in_window(r)));
             }
         }
         ranges.extend(q.ranges.iter().filter(|r| in_window(r)).cloned());

@@ -134,9 +134,9 @@ pub struct ServeArgs {
     /// Write a manifest checkpoint every this many versions ...
     #[arg(long, env = "FERRYMQ_CHECKPOINT_EVERY", default_value_t = 500)]
     pub checkpoint_every: u64,
-    /// ... and no more often than this: a checkpoint is the whole state (megabytes under
-    /// load); a restart replays at most this long's deltas more.
-    #[arg(long, env = "FERRYMQ_CHECKPOINT_MIN_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// ... and no more often than this: a checkpoint is the whole state (tens of KB with the
+    /// offset index folded out, compressed); a restart replays at most this long's deltas more.
+    #[arg(long, env = "FERRYMQ_CHECKPOINT_MIN_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub checkpoint_min_interval: Duration,
     /// Inject a latency profile into the store (`s3-standard`, `s3-express`, `minio-lan`), for benchmarks.
     #[arg(long, env = "FERRYMQ_STORE_PROFILE")]

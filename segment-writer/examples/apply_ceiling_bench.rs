@@ -12,12 +12,14 @@
 //! - `publish`: deltas of 64 appends (one per gateway batch and queue, 31 messages each),
 //! - `receive+ack`: a clustering group leases `batch` messages per Lease command (16 per
 //!   delta, as 16 consumers' receives ride one delta) and acks each with its own Settle (the
-//!   API's ack is one command per receipt).
+//!   API's ack is one command per receipt). Candidates whose ranges are folded carry their
+//!   range, looked up through the index cache as the receiving gateway does (that lookup is
+//!   counted in the wall time, not in apply).
 
 use std::time::{Duration, Instant};
 
 use segment_writer::manifest::command::FORMAT;
-use segment_writer::manifest::index::{self, IndexCache, IndexSettings};
+use segment_writer::manifest::index::{self, IndexCache, IndexSettings, QueueSnapshot};
 use segment_writer::manifest::{
     Command, Delta, Entry, GroupDef, GroupMode, Outcome, QueueOffset, SettleAction, StartFrom,
     State, Subscription, TopicDef, TopicKind,
@@ -158,9 +160,27 @@ async fn main() {
     while started.elapsed() < Duration::from_secs(secs) {
         // 16 receives with distinct candidates (as consumers' receives spread over queues).
         let all = b.state.candidates("g", "", b.time_ms, 16 * batch as usize);
+        // Folded candidates carry their range, as the receiving gateway read it.
+        let mut located = Vec::new();
+        for c in &all {
+            let q = &b.state.topics["t"].queues[c.queue as usize];
+            located.push(if c.offset < q.first_inline() {
+                let snap = QueueSnapshot::of(q, c.offset, 1);
+                cache
+                    .locate(&store, "t", c.queue, &snap, c.offset)
+                    .await
+                    .expect("index read")
+            } else {
+                None
+            });
+        }
         let mut leases = Vec::new();
-        for candidates in all.chunks(batch as usize) {
+        for (candidates, located) in all
+            .chunks(batch as usize)
+            .zip(located.chunks(batch as usize))
+        {
             let candidates = candidates.to_vec();
+            let located = located.to_vec();
             leases.push(Command::Lease {
                 group: "g".into(),
                 consumer: String::new(),
@@ -169,7 +189,7 @@ async fn main() {
                 candidates,
                 skipped: vec![],
                 message_groups: vec![],
-                located: vec![],
+                located,
                 max_in_flight: None,
             });
         }
@@ -198,6 +218,7 @@ async fn main() {
         }
         consumed += acks.len() as u64;
         if acks.is_empty() {
+            println!("nothing left to receive after {consumed} messages");
             break;
         }
         b.apply(acks);

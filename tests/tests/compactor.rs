@@ -15,13 +15,12 @@ use std::time::Duration;
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use rand::{Rng, SeedableRng};
-use segment_writer::clock::TokioClock;
-use segment_writer::manifest::{LogSettings, ManifestLog, State};
+use segment_writer::manifest::State;
 use segment_writer::store::Store;
 use serde_json::{Value, json};
 
 use ferrymq_tests::common::gateway::{Api, Gateway, SECRET, binary};
-use ferrymq_tests::common::stores::{Backend, TestStore, fresh};
+use ferrymq_tests::common::stores::{Backend, TestStore, fresh, manifest};
 use ferrymq_tests::on_real_stores;
 
 const TOPICS: [&str; 3] = ["orders", "clicks", "audit"];
@@ -147,20 +146,6 @@ async fn compact_ok(store: &str, extra: &[&str]) -> Value {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     panic!("the compactor lease was never free");
-}
-
-/// The manifest state as a fresh reader sees it.
-async fn manifest(store: &Store) -> State {
-    let log = ManifestLog::open(
-        store.clone(),
-        LogSettings::default(),
-        TokioClock::shared(),
-        "test-reader".into(),
-        0,
-    )
-    .await
-    .expect("open manifest");
-    log.state().read().unwrap().clone()
 }
 
 /// Segments the state names, inline or through its index objects.

@@ -13,13 +13,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use segment_writer::clock::TokioClock;
-use segment_writer::manifest::{LogSettings, ManifestLog, State};
 use segment_writer::store::Store;
 use serde_json::{Value, json};
 
 use ferrymq_tests::common::gateway::{Api, Gateway};
-use ferrymq_tests::common::stores::{Backend, fresh};
+use ferrymq_tests::common::stores::{Backend, fresh, manifest};
 use ferrymq_tests::on_real_stores;
 
 const TINY_INDEX: [&str; 6] = [
@@ -30,19 +28,6 @@ const TINY_INDEX: [&str; 6] = [
     "--index-fan-in",
     "2",
 ];
-
-async fn manifest(store: &Store) -> State {
-    let log = ManifestLog::open(
-        store.clone(),
-        LogSettings::default(),
-        TokioClock::shared(),
-        "test-reader".into(),
-        0,
-    )
-    .await
-    .expect("open manifest");
-    log.state().read().unwrap().clone()
-}
 
 async fn index_objects(store: &Store) -> usize {
     store

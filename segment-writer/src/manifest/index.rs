@@ -171,10 +171,15 @@ fn put_str(b: &mut BytesMut, s: &str) {
     b.put_slice(s.as_bytes());
 }
 
-/// Encodes one queue's contiguous ranges as a section: a header (magic, format, length,
-/// CRC32C) and a payload of the topic, queue, first offset, a string table (segments and
-/// origin topics) and fixed-width records (count, segment, first ordinal, publish time,
-/// flags, then the optional store time and origin).
+/// Bytes of one record: first offset, count, segment, first ordinal, publish time, flags,
+/// store time, origin topic, origin queue and offset (absent optional fields are zero and
+/// flagged off). Fixed width, so a lookup binary-searches the encoded section without
+/// decoding it.
+const RECORD: usize = 53;
+
+/// Encodes one queue's contiguous ranges as a section: a header (magic, format, payload
+/// length, CRC32C of the payload) and a payload of the topic, queue, range count, a string
+/// table (segments and origin topics) and fixed-width records ([`RECORD`]).
 pub fn encode_section(topic: &str, queue: u32, ranges: &[OffsetRange]) -> Bytes {
     let mut strings: Vec<&str> = Vec::new();
     let mut table: HashMap<&str, u32> = HashMap::new();
@@ -186,16 +191,17 @@ pub fn encode_section(topic: &str, queue: u32, ranges: &[OffsetRange]) -> Bytes 
             }
         }
     }
-    let mut p = BytesMut::with_capacity(64 + ranges.len() * 40 + strings.len() * 48);
+    let text: usize = strings.iter().map(|s| 4 + s.len()).sum();
+    let mut p = BytesMut::with_capacity(16 + topic.len() + text + ranges.len() * RECORD);
     put_str(&mut p, topic);
     p.put_u32_le(queue);
-    p.put_u64_le(ranges.first().map_or(0, |r| r.base));
     p.put_u32_le(ranges.len() as u32);
     p.put_u32_le(strings.len() as u32);
     for s in &strings {
         put_str(&mut p, s);
     }
     for r in ranges {
+        p.put_u64_le(r.base);
         p.put_u32_le(r.count);
         p.put_u32_le(table[r.segment.as_str()]);
         p.put_u32_le(r.first_ordinal);
@@ -204,16 +210,11 @@ pub fn encode_section(topic: &str, queue: u32, ranges: &[OffsetRange]) -> Bytes 
             | (u8::from(r.origin_topic.is_some()) << 1)
             | (u8::from(r.origin.is_some()) << 2);
         p.put_u8(flags);
-        if let Some(a) = r.appended_ms {
-            p.put_i64_le(a);
-        }
-        if let Some(t) = &r.origin_topic {
-            p.put_u32_le(table[t.as_str()]);
-        }
-        if let Some((q, o)) = r.origin {
-            p.put_u32_le(q);
-            p.put_u64_le(o);
-        }
+        p.put_i64_le(r.appended_ms.unwrap_or(0));
+        p.put_u32_le(r.origin_topic.as_deref().map_or(0, |t| table[t]));
+        let (q, o) = r.origin.unwrap_or((0, 0));
+        p.put_u32_le(q);
+        p.put_u64_le(o);
     }
     let payload = p.freeze();
     let mut out = BytesMut::with_capacity(HEADER + payload.len());
@@ -225,12 +226,14 @@ pub fn encode_section(topic: &str, queue: u32, ranges: &[OffsetRange]) -> Bytes 
     out.freeze()
 }
 
-/// A section decoded: its queue and ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A checked section, read in place: its queue, string table and records.
+#[derive(Debug, Clone)]
 pub struct Section {
     pub topic: String,
     pub queue: u32,
-    pub ranges: Vec<OffsetRange>,
+    strings: Vec<String>,
+    /// The records, [`RECORD`] bytes each.
+    records: Bytes,
 }
 
 fn need(b: &[u8], n: usize, what: &str) -> std::result::Result<(), String> {
@@ -252,10 +255,10 @@ fn get_str(b: &mut &[u8]) -> std::result::Result<String, String> {
     Ok(s)
 }
 
-/// Decodes a section; any damage (magic, format, length, checksum, a record out of bounds) is
-/// an error naming what is wrong.
-pub fn decode_section(bytes: &[u8]) -> std::result::Result<Section, String> {
-    let mut b = bytes;
+/// Checks a section (magic, format, length, checksum, string table, and that the records are
+/// contiguous, non-empty and name strings that exist); any damage is an error naming it.
+pub fn decode_section(bytes: &Bytes) -> std::result::Result<Section, String> {
+    let mut b: &[u8] = bytes;
     need(b, HEADER, "the header")?;
     if &b[..4] != MAGIC {
         return Err("not an index section (bad magic)".into());
@@ -274,76 +277,155 @@ pub fn decode_section(bytes: &[u8]) -> std::result::Result<Section, String> {
         return Err("checksum mismatch".into());
     }
     let topic = get_str(&mut b)?;
-    need(b, 20, "the queue")?;
+    need(b, 12, "the queue")?;
     let queue = b.get_u32_le();
-    let mut base = b.get_u64_le();
     let n = b.get_u32_le() as usize;
     let nstrings = b.get_u32_le() as usize;
-    // Each string takes at least 4 bytes and each record at least 21: bound the allocations.
-    if nstrings > b.len() / 4 || n > b.len() / 21 {
-        return Err("counts exceed the payload".into());
+    if nstrings > b.len() / 4 {
+        return Err("string count exceeds the payload".into());
     }
     let mut strings = Vec::with_capacity(nstrings);
     for _ in 0..nstrings {
         strings.push(get_str(&mut b)?);
     }
-    let string = |i: u32| {
-        strings
-            .get(i as usize)
-            .cloned()
-            .ok_or_else(|| format!("string {i} out of range"))
-    };
-    let mut ranges = Vec::with_capacity(n);
-    for _ in 0..n {
-        need(b, 21, "a record")?;
-        let count = b.get_u32_le();
-        let segment = string(b.get_u32_le())?;
-        let first_ordinal = b.get_u32_le();
-        let publish_time_ms = b.get_i64_le();
-        let flags = b.get_u8();
-        let appended_ms = if flags & 1 != 0 {
-            need(b, 8, "a store time")?;
-            Some(b.get_i64_le())
-        } else {
-            None
-        };
-        let origin_topic = if flags & 2 != 0 {
-            need(b, 4, "an origin topic")?;
-            Some(string(b.get_u32_le())?)
-        } else {
-            None
-        };
-        let origin = if flags & 4 != 0 {
-            need(b, 12, "an origin")?;
-            Some((b.get_u32_le(), b.get_u64_le()))
-        } else {
-            None
-        };
-        if count == 0 {
-            return Err("an empty range".into());
-        }
-        ranges.push(OffsetRange {
-            base,
-            count,
-            segment,
-            first_ordinal,
-            publish_time_ms,
-            origin_topic,
-            origin,
-            appended_ms,
-        });
-        base = base
-            .checked_add(u64::from(count))
-            .ok_or("offsets overflow")?;
+    if b.len() != n * RECORD {
+        return Err(format!(
+            "{} bytes of records for {n} records of {RECORD}",
+            b.len()
+        ));
     }
-    if !b.is_empty() {
-        return Err(format!("{} bytes after the last record", b.len()));
-    }
-    Ok(Section {
+    let start = bytes.len() - b.len();
+    let section = Section {
         topic,
         queue,
-        ranges,
-    })
+        strings,
+        records: bytes.slice(start..),
+    };
+    let mut next = None;
+    for i in 0..n {
+        let r = section.record_bytes(i);
+        let (base, count) = (read_u64(r, 0), read_u32(r, 8));
+        if count == 0 {
+            return Err(format!("record {i} is empty"));
+        }
+        if next.is_some_and(|n| n != base) {
+            return Err(format!("record {i} does not follow its predecessor"));
+        }
+        next = Some(
+            base.checked_add(u64::from(count))
+                .ok_or("offsets overflow")?,
+        );
+        let flags = r[28];
+        if read_u32(r, 12) as usize >= nstrings
+            || (flags & 2 != 0 && read_u32(r, 37) as usize >= nstrings)
+        {
+            return Err(format!("record {i} names a string out of range"));
+        }
+    }
+    Ok(section)
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+impl Section {
+    fn record_bytes(&self, i: usize) -> &[u8] {
+        &self.records[i * RECORD..(i + 1) * RECORD]
+    }
+
+    /// How many ranges it holds.
+    pub fn len(&self) -> usize {
+        self.records.len() / RECORD
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The first offset of range `i`.
+    pub fn base(&self, i: usize) -> u64 {
+        read_u64(self.record_bytes(i), 0)
+    }
+
+    /// One past the last offset of range `i`.
+    pub fn end(&self, i: usize) -> u64 {
+        let r = self.record_bytes(i);
+        read_u64(r, 0) + u64::from(read_u32(r, 8))
+    }
+
+    /// Range `i`, decoded.
+    pub fn get(&self, i: usize) -> OffsetRange {
+        let r = self.record_bytes(i);
+        let flags = r[28];
+        let i64_at = |at| read_u64(r, at) as i64;
+        OffsetRange {
+            base: read_u64(r, 0),
+            count: read_u32(r, 8),
+            segment: self.strings[read_u32(r, 12) as usize].clone(),
+            first_ordinal: read_u32(r, 16),
+            publish_time_ms: i64_at(20),
+            appended_ms: (flags & 1 != 0).then(|| i64_at(29)),
+            origin_topic: (flags & 2 != 0).then(|| self.strings[read_u32(r, 37) as usize].clone()),
+            origin: (flags & 4 != 0).then(|| (read_u32(r, 41), read_u64(r, 45))),
+        }
+    }
+
+    /// Range `i`'s store time (what reset to a time goes by).
+    fn stored_ms(&self, i: usize) -> i64 {
+        let r = self.record_bytes(i);
+        if r[28] & 1 != 0 {
+            read_u64(r, 29) as i64
+        } else {
+            read_u64(r, 20) as i64
+        }
+    }
+
+    /// The number of leading ranges for which `pred` holds (it must hold for a prefix).
+    fn partition(&self, pred: impl Fn(usize) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if pred(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The index of the first range ending after `offset`.
+    pub fn first_ending_after(&self, offset: u64) -> usize {
+        self.partition(|i| self.end(i) <= offset)
+    }
+
+    /// The index of the first range stored at or after `time_ms`.
+    pub fn first_stored_at(&self, time_ms: i64) -> usize {
+        self.partition(|i| self.stored_ms(i) < time_ms)
+    }
+
+    /// Every range, decoded.
+    pub fn ranges(&self) -> Vec<OffsetRange> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
+    /// The string table: every segment (and origin topic) its ranges name.
+    pub fn strings(&self) -> &[String] {
+        &self.strings
+    }
+
+    /// Bytes it holds in memory.
+    fn size(&self) -> usize {
+        self.records.len() + self.strings.iter().map(|s| s.len() + 24).sum::<usize>()
+    }
 }
 
 /// An index object being built: sections appended, each run summarized at its byte offset.
@@ -622,7 +704,7 @@ pub struct IndexCache {
 }
 
 /// A cached section: its ranges, their size and the tick of their last use.
-type Cached = (Arc<Vec<OffsetRange>>, usize, u64);
+type Cached = (Arc<Section>, usize, u64);
 
 #[derive(Debug, Default)]
 struct CacheInner {
@@ -631,14 +713,6 @@ struct CacheInner {
     total: usize,
     tick: u64,
     gets: u64,
-}
-
-/// Memory one cached range takes, roughly (the struct and its segment name).
-fn approx_size(ranges: &[OffsetRange]) -> usize {
-    ranges
-        .iter()
-        .map(|r| size_of::<OffsetRange>() + r.segment.len())
-        .sum()
 }
 
 impl IndexCache {
@@ -664,7 +738,7 @@ impl IndexCache {
         self.lock().gets
     }
 
-    fn cached(&self, key: &(String, u64)) -> Option<Arc<Vec<OffsetRange>>> {
+    fn cached(&self, key: &(String, u64)) -> Option<Arc<Section>> {
         let mut c = self.lock();
         c.tick += 1;
         let tick = c.tick;
@@ -677,8 +751,8 @@ impl IndexCache {
         Some(v)
     }
 
-    fn insert(&self, key: (String, u64), ranges: Arc<Vec<OffsetRange>>) {
-        let size = approx_size(&ranges);
+    fn insert(&self, key: (String, u64), ranges: Arc<Section>) {
+        let size = ranges.size();
         if size > self.max_bytes {
             return;
         }
@@ -709,7 +783,7 @@ impl IndexCache {
         topic: &str,
         queue: u32,
         run: &IndexRun,
-    ) -> Result<Arc<Vec<OffsetRange>>> {
+    ) -> Result<Arc<Section>> {
         let key = (run.object.clone(), run.at);
         if let Some(v) = self.cached(&key) {
             return Ok(v);
@@ -736,12 +810,13 @@ impl IndexCache {
         .await?;
         self.lock().gets += 1;
         let section = decode_section(&bytes).map_err(|e| Error::corrupt(&path, e))?;
-        let first = section.ranges.first().map_or(0, |r| r.base);
+        let n = section.len();
         if section.topic != topic
             || section.queue != queue
-            || first != run.base
-            || section.ranges.len() != run.ranges as usize
-            || digest(&section.ranges) != run.digest
+            || n != run.ranges as usize
+            || n == 0
+            || section.base(0) != run.base
+            || section.end(n - 1) != run.end
         {
             return Err(Error::corrupt(
                 &path,
@@ -751,7 +826,7 @@ impl IndexCache {
                 ),
             ));
         }
-        let v = Arc::new(section.ranges);
+        let v = Arc::new(section);
         self.insert(key, v.clone());
         Ok(v)
     }
@@ -774,14 +849,13 @@ impl IndexCache {
         let mut i = q.index.partition_point(|r| r.end <= at);
         while at < stop && i < q.index.len() {
             let run = &q.index[i];
-            let ranges = self.run(store, topic, queue, run).await?;
-            let j = ranges.partition_point(|r| r.base + u64::from(r.count) <= at);
-            for r in &ranges[j..] {
-                if r.base >= stop {
+            let section = self.run(store, topic, queue, run).await?;
+            for k in section.first_ending_after(at)..section.len() {
+                if section.base(k) >= stop {
                     break;
                 }
-                at = r.base + u64::from(r.count);
-                out.push(r.clone());
+                at = section.end(k);
+                out.push(section.get(k));
             }
             at = at.max(run.end);
             i += 1;
@@ -822,10 +896,10 @@ impl IndexCache {
     ) -> Result<u64> {
         let i = q.index.partition_point(|r| r.last_stored_ms < time_ms);
         if let Some(run) = q.index.get(i) {
-            let ranges = self.run(store, topic, queue, run).await?;
-            let j = ranges.partition_point(|r| r.stored_ms() < time_ms);
-            if let Some(r) = ranges.get(j) {
-                return Ok(r.base.max(q.min_offset));
+            let section = self.run(store, topic, queue, run).await?;
+            let j = section.first_stored_at(time_ms);
+            if j < section.len() {
+                return Ok(section.base(j).max(q.min_offset));
             }
         }
         let j = q.ranges.partition_point(|r| r.stored_ms() < time_ms);
@@ -915,7 +989,7 @@ pub async fn build(
             } => {
                 let mut all = Vec::new();
                 for r in runs {
-                    all.extend(cache.run(store, topic, *queue, r).await?.iter().cloned());
+                    all.extend(cache.run(store, topic, *queue, r).await?.ranges());
                 }
                 if !all.is_empty() {
                     let replaces = runs.iter().map(|r| r.object.clone()).collect();
@@ -948,9 +1022,11 @@ pub async fn indexed_segments(
     for (name, t) in &state.topics {
         for (qi, q) in t.queues.iter().enumerate() {
             for run in &q.index {
-                for r in cache.run(store, name, qi as u32, run).await?.iter() {
-                    if !out.contains(&r.segment) {
-                        out.insert(r.segment.clone());
+                // Origin topics share the string table: naming them too keeps nothing extra
+                // (no segment key is a topic name).
+                for s in cache.run(store, name, qi as u32, run).await?.strings() {
+                    if !out.contains(s) {
+                        out.insert(s.clone());
                     }
                 }
             }
@@ -984,20 +1060,25 @@ mod tests {
     #[test]
     fn a_section_round_trips_and_damage_is_refused() {
         let mut rs = vec![range(10, 2, "a"), range(12, 5, "b"), range(17, 1, "a")];
-        rs[1].appended_ms = Some(99);
+        rs[1].appended_ms = Some(1_015);
         rs[2].origin_topic = Some("t0".into());
         rs[2].origin = Some((3, 77));
         let bytes = encode_section("t", 4, &rs);
         let s = decode_section(&bytes).expect("decodes");
         assert_eq!((s.topic.as_str(), s.queue), ("t", 4));
-        assert_eq!(s.ranges, rs);
+        assert_eq!(s.ranges(), rs);
+        assert_eq!((s.first_ending_after(12), s.first_ending_after(17)), (1, 2));
+        assert_eq!(s.first_stored_at(1_013), 1, "range 1 is stored at 1,015");
         for i in [0, 5, 17, bytes.len() - 1] {
             let mut bad = bytes.to_vec();
             bad[i] ^= 0x40;
-            assert!(decode_section(&bad).is_err(), "flipped byte {i}");
+            assert!(
+                decode_section(&Bytes::from(bad)).is_err(),
+                "flipped byte {i}"
+            );
         }
-        assert!(decode_section(&bytes[..bytes.len() - 3]).is_err());
-        assert!(decode_section(b"").is_err());
+        assert!(decode_section(&bytes.slice(..bytes.len() - 3)).is_err());
+        assert!(decode_section(&Bytes::new()).is_err());
     }
 
     #[test]

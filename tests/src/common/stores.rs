@@ -101,3 +101,17 @@ macro_rules! on_every_store {
         }
     };
 }
+
+/// The manifest state as a fresh reader of `store` sees it (newest checkpoint plus the log).
+pub async fn manifest(store: &Store) -> segment_writer::manifest::State {
+    let log = segment_writer::manifest::ManifestLog::open(
+        store.clone(),
+        segment_writer::manifest::LogSettings::default(),
+        segment_writer::clock::TokioClock::shared(),
+        "test-reader".into(),
+        0,
+    )
+    .await
+    .expect("open manifest");
+    log.state().read().expect("state lock").clone()
+}

@@ -179,7 +179,7 @@ const RECORD: usize = 53;
 
 /// Encodes one queue's contiguous ranges as a section: a header (magic, format, payload
 /// length, CRC32C of the payload) and a payload of the topic, queue, range count, a string
-/// table (segments and origin topics) and fixed-width records ([`RECORD`]).
+/// table (segments and origin topics) and fixed-width records (`RECORD` bytes each).
 pub fn encode_section(topic: &str, queue: u32, ranges: &[OffsetRange]) -> Bytes {
     let mut strings: Vec<&str> = Vec::new();
     let mut table: HashMap<&str, u32> = HashMap::new();

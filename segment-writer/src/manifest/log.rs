@@ -74,7 +74,8 @@ struct Checkpoint {
 }
 
 /// The first bytes of a compressed checkpoint; what follows is a zstd frame (with its content
-/// checksum) of the JSON of [`Checkpoint`]. A checkpoint that starts with `{` is the plain JSON written before.
+/// checksum) of the JSON of the state with its format. A checkpoint that starts with `{` is
+/// the plain JSON written before.
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"FMQCKZ1\n";
 
 /// zstd level of checkpoints: JSON of a state compresses about 8x at level 3, at a few

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use super::command::{Command, Outcome, Rejection};
@@ -950,15 +950,10 @@ impl QueueSnapshot {
     }
 }
 
-/// Writes an index object under its relative name (unique, so a plain put suffices).
+/// Writes an index object under its relative name (unique, so a plain put suffices, as for a
+/// segment).
 pub async fn put_object(store: &Store, name: &str, bytes: Bytes) -> Result<()> {
-    let path = store.paths.relative(name);
-    store
-        .inner
-        .put(&path, PutPayload::from(bytes))
-        .await
-        .map_err(|e| Error::store("put", &path, e))?;
-    Ok(())
+    crate::segment_store::put_segment(store, name, bytes).await
 }
 
 /// Builds the object for `work` (reading the runs a merge replaces through `cache`) and the

@@ -33,6 +33,9 @@ pub struct BatchSettings {
     pub linger: Duration,
     /// Batches whose segment is at most this many bytes ride inline in the manifest delta.
     pub inline_max_bytes: usize,
+    /// No batch rides inline while the state holds this many inline segments not yet
+    /// written out (the bound on that backlog).
+    pub inline_backlog: usize,
     pub max_batch_bytes: usize,
     pub max_inflight_batches: usize,
     pub max_inflight_bytes: usize,
@@ -158,9 +161,9 @@ async fn run(
             }
         }
         let (node, reader, hedger) = (node.clone(), reader.clone(), hedger.clone());
-        let inline_max_bytes = settings.inline_max_bytes;
+        let inline = (settings.inline_max_bytes, settings.inline_backlog);
         flushes.spawn(async move {
-            flush(&node, &reader, &hedger, inline_max_bytes, jobs).await;
+            flush(&node, &reader, &hedger, inline, jobs).await;
             drop(permit);
         });
         while flushes.try_join_next().is_some() {}
@@ -172,7 +175,7 @@ async fn flush(
     node: &Node,
     reader: &Reader,
     hedger: &Hedger,
-    inline_max_bytes: usize,
+    (inline_max_bytes, inline_backlog): (usize, usize),
     mut jobs: Vec<Job>,
 ) {
     // Order the batch by (topic, queue), keeping publish order within a queue.
@@ -246,7 +249,14 @@ async fn flush(
         }
     }
     crate::metrics::observe_batch(bytes.len());
-    if bytes.len() <= inline_max_bytes {
+    let inline = bytes.len() <= inline_max_bytes && {
+        let backlog = node.state().inline_segments.len();
+        if backlog >= inline_backlog {
+            crate::metrics::observe_inline_declined();
+        }
+        backlog < inline_backlog
+    };
+    if inline {
         // One PUT: the bytes ride in the delta, ahead of the commands that name them.
         commands.insert(
             0,

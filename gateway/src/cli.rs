@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// beyond it, it reads them back from their log versions (one GET per version).
     #[arg(long, env = "FERRYMQ_INLINE_KEEP_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub inline_keep_bytes: usize,
+    /// Inline segments not yet written out, at most: while the state holds this many, new
+    /// batches are written as segment objects first (two PUTs each instead of one) until the
+    /// sequencer has caught up. Bounds the state's map of inline segments and the log versions
+    /// kept for them (at most this many × `--inline-max-bytes`).
+    #[arg(long, env = "FERRYMQ_INLINE_BACKLOG", default_value_t = 2048)]
+    pub inline_backlog: usize,
     /// Publish batches in flight per gateway (segment write and commit, or an inline commit);
     /// what arrives meanwhile waits for the next batch. Default: 1 on a local directory (a
     /// write takes CPU and an fsync, not a round trip: one batch at a time publishes as much

@@ -12,6 +12,7 @@ struct Metrics {
     publish_ack: Histogram,
     batches: IntCounter,
     inline_written: IntCounter,
+    inline_declined: IntCounter,
     batch_bytes: Histogram,
     store_requests: IntCounterVec,
     injected_faults: IntCounter,
@@ -44,6 +45,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let inline_written = IntCounter::new(
         "ferrymq_inline_segments_written_total",
         "Inline segments (small batches carried in manifest deltas) written out as objects by this gateway as sequencer",
+    )
+    .expect("metric");
+    let inline_declined = IntCounter::new(
+        "ferrymq_inline_declined_total",
+        "Small publish batches written as segment objects because the inline backlog (--inline-backlog) was full",
     )
     .expect("metric");
     let batch_bytes = Histogram::with_opts(
@@ -82,6 +88,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(publish_ack.clone()),
         Box::new(batches.clone()),
         Box::new(inline_written.clone()),
+        Box::new(inline_declined.clone()),
         Box::new(batch_bytes.clone()),
         Box::new(store_requests.clone()),
         Box::new(injected_faults.clone()),
@@ -96,6 +103,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         publish_ack,
         batches,
         inline_written,
+        inline_declined,
         batch_bytes,
         store_requests,
         injected_faults,
@@ -113,6 +121,11 @@ pub fn observe_publish(messages: usize, seconds: f64) {
 /// Inline segments written out as objects.
 pub fn observe_inline_written(n: usize) {
     METRICS.inline_written.inc_by(n as u64);
+}
+
+/// One small batch written as an object because the inline backlog was full.
+pub fn observe_inline_declined() {
+    METRICS.inline_declined.inc();
 }
 
 /// One batch written.

@@ -315,6 +315,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         BatchSettings {
             linger: args.linger,
             inline_max_bytes: args.inline_max_bytes.unwrap_or(defaults.inline_max_bytes),
+            inline_backlog: args.inline_backlog,
             max_batch_bytes: args.max_batch_bytes,
             max_inflight_batches: args
                 .max_inflight_batches

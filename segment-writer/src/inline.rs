@@ -22,8 +22,15 @@ use crate::segment_store;
 use crate::store::Store;
 use crate::{Error, Result};
 
-/// Inline segments written out per round at most.
+/// Inline segments written out per round at most (one `Materialized` delta each).
 const PER_ROUND: usize = 256;
+
+/// Rounds per [`materialize`] call at most, so that a call returns (and its caller checks it
+/// is still the sequencer) even when publishers keep the backlog full.
+const MAX_ROUNDS: usize = 16;
+
+/// Segment PUTs in flight while writing out.
+const PUTS_IN_FLIGHT: usize = 32;
 
 /// The inline segments a delta carries: (segment name, bytes).
 pub fn inline_segments(delta: &Delta) -> impl Iterator<Item = (&str, &Bytes)> {
@@ -140,8 +147,23 @@ impl InlineBytes {
 /// [`Command::Materialized`] for them. Returns how many it wrote. Their bytes come from
 /// `known` (kept as their deltas were applied), else from a GET of the log version holding
 /// them. A create that finds the object there already is fine (the same bytes, written by an
-/// earlier round whose commit failed).
+/// earlier round whose commit failed). Rounds follow each other at once while there is a full
+/// round's worth left (up to [`MAX_ROUNDS`]): the write-out keeps up with publishing as long
+/// as the store does, and the gateways' `--inline-backlog` bounds what it leaves behind.
 pub async fn materialize(node: &Node, known: &InlineBytes) -> Result<usize> {
+    let mut total = 0;
+    for _ in 0..MAX_ROUNDS {
+        let n = materialize_round(node, known).await?;
+        total += n;
+        if n < PER_ROUND || !node.is_sequencer() {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// One round of [`materialize`]: at most [`PER_ROUND`] segments, one commit.
+async fn materialize_round(node: &Node, known: &InlineBytes) -> Result<usize> {
     known.retain_inline(&node.state());
     let mut writes = Vec::new();
     let mut by_version: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
@@ -177,7 +199,7 @@ pub async fn materialize(node: &Node, known: &InlineBytes) -> Result<usize> {
             }
         }
     }))
-    .buffer_unordered(8)
+    .buffer_unordered(PUTS_IN_FLIGHT)
     .collect::<Vec<Result<String>>>()
     .await
     .into_iter()

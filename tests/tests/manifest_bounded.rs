@@ -249,6 +249,67 @@ async fn old_offsets_fold_into_index_objects_and_stay_readable(backend: Backend)
 
 on_real_stores!(old_offsets_fold_into_index_objects_and_stay_readable);
 
+/// Small batches ride inline in the manifest delta until the sequencer writes them out; while
+/// `--inline-backlog` of them wait, new batches are written as objects first instead, so the
+/// state's map of inline segments (and the log kept for them) never passes the bound, and
+/// every message stays readable. A restart with the write-out on drains the backlog.
+async fn the_inline_backlog_has_a_bound(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    // No write-out at all: only the bound keeps the backlog from growing.
+    let mut gw = Gateway::start(
+        &ts.url,
+        &[
+            "--inline-max-bytes",
+            "65536",
+            "--inline-backlog",
+            "5",
+            "--inline-write-out-every",
+            "1h",
+        ],
+    )
+    .await;
+    let api = Api::admin(&gw);
+    let r = api.put("/v1/topics/t", json!({"queues": 1})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut bodies = BTreeMap::new();
+    for i in 0..30 {
+        let body = format!("message {i}");
+        let r = api
+            .post(
+                "/v1/topics/t/messages",
+                json!({"messages": [{"body": body}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        bodies.insert(r.body["results"][0]["offset"].as_u64().unwrap(), body);
+    }
+    let state = manifest(&ts.store).await;
+    assert_eq!(
+        state.inline_segments.len(),
+        5,
+        "the backlog stops at its bound"
+    );
+    let cluster = api.get("/v1/cluster").await;
+    assert_eq!(cluster.body["inline_segments"], 5, "{:?}", cluster.body);
+    assert_eq!(gw.metric("ferrymq_inline_declined_total").await, 25.0);
+    let read = |m: BTreeMap<u64, (String, String)>| -> BTreeMap<u64, String> {
+        m.into_iter().map(|(o, (_, b))| (o, b)).collect()
+    };
+    assert_eq!(read(pull_all(&api, "t", 0).await), bodies);
+
+    // With the write-out back on, the backlog drains and nothing moves.
+    gw.restart_with(&["--inline-write-out-every", "100ms"])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !manifest(&ts.store).await.inline_segments.is_empty() {
+        assert!(Instant::now() < deadline, "the backlog never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read(pull_all(&Api::admin(&gw), "t", 0).await), bodies);
+}
+
+on_real_stores!(the_inline_backlog_has_a_bound);
+
 fn chrono_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -123,6 +123,7 @@ impl From<Rejection> for ApiError {
                 message,
             },
             Rejection::StaleEpoch { .. } => ApiError::Internal(message),
+            Rejection::Full(_) => ApiError::TooManyRequests(message),
         }
     }
 }

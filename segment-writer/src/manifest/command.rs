@@ -352,6 +352,9 @@ pub enum Rejection {
     MessageNotFound(String),
     #[error("stale sequencer claim: epoch {claimed} is not above {current}")]
     StaleEpoch { claimed: u64, current: u64 },
+    /// A bounded part of the state is full; retry once it has drained.
+    #[error("{0}")]
+    Full(String),
 }
 
 /// What applying a command answered.

@@ -27,6 +27,12 @@ pub const DECISION_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// later contradicting decision of those is then a 404, not a 409).
 pub const DECISIONS_KEPT: usize = 100_000;
 
+/// At most this many transactions are pending (half messages) cluster-wide; a half message
+/// beyond it is refused ([`Rejection::Full`]) until some are decided, checked out or rolled
+/// back. Each lives at most its check immunity plus `max_checks` check intervals, so this is
+/// reached only by a stuck producer group; it bounds the manifest (about 200 bytes each).
+pub const MAX_PENDING_TRANSACTIONS: usize = 100_000;
+
 /// Expired dedup ids and decisions are swept every this many versions (and whenever a map
 /// outgrows its bound), so a publish does not scan the window.
 pub const SWEEP_EVERY: u64 = 1024;
@@ -265,6 +271,12 @@ impl State {
                 {
                     return Err(Rejection::Conflict(format!(
                         "transaction {transaction_id} exists"
+                    )));
+                }
+                if self.halves.len() >= MAX_PENDING_TRANSACTIONS {
+                    return Err(Rejection::Full(format!(
+                        "{MAX_PENDING_TRANSACTIONS} transactions are pending: commit or roll \
+                         back some before starting more"
                     )));
                 }
                 let settings = self.producer_settings(producer_group);
@@ -779,6 +791,35 @@ mod tests {
             s.publish("m3", 2, Some("d"), PublishMode::Visible),
             Outcome::Appended { base_offset: 1 }
         );
+    }
+
+    #[test]
+    fn pending_transactions_stop_at_their_bound_and_a_refused_half_changes_nothing() {
+        let mut s = sim();
+        let half = |tx: &str| PublishMode::Half {
+            transaction_id: tx.into(),
+            producer_group: "p".into(),
+            check_immunity_ms: None,
+        };
+        s.publish("m0", 0, None, half("x0"));
+        let pending = s.state.halves["x0"].clone();
+        for i in 1..MAX_PENDING_TRANSACTIONS {
+            s.state.halves.insert(format!("x{i}"), pending.clone());
+        }
+        let before = s.state.clone();
+        let refused = s.publish("late", 1, Some("d"), half("late"));
+        assert!(
+            matches!(&refused, Outcome::Rejected { rejection: Rejection::Full(m) } if m.contains("pending")),
+            "{refused:?}"
+        );
+        assert_eq!(s.state.halves, before.halves);
+        assert_eq!(s.state.dedup, before.dedup, "a refused half keeps no dedup record");
+        // One decided makes room for one more.
+        s.one(Command::Decide {
+            transaction_id: "x1".into(),
+            commit: false,
+        });
+        assert_eq!(s.publish("late", 1, Some("d"), half("late")), Outcome::Done);
     }
 
     #[test]

@@ -965,6 +965,7 @@ async fn get_group(State(st): St, Path(group): Path<String>, headers: HeaderMap)
             let c = s
                 .cursor(&group, "", &sub.topic, qi as u32)
                 .unwrap_or_default();
+            let c = c.as_ref();
             lag.push(json!({"topic": sub.topic, "queue": qi, "committed_offset": c.committed, "max_offset": q.next_offset, "inflight": c.leases.len()}));
         }
     }
@@ -1078,7 +1079,7 @@ async fn receive(
                 let key = (c.topic.clone(), c.queue);
                 blocked.entry(key).or_insert_with(|| {
                     s.cursor(&group, &consumer, &c.topic, c.queue)
-                        .map(|c| c.fifo_inflight)
+                        .map(|c| c.fifo_inflight.clone())
                         .unwrap_or_default()
                 });
             }

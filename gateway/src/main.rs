@@ -4,7 +4,9 @@ use clap::Parser;
 
 /// mimalloc instead of the system allocator: the publish path allocates per request (HTTP,
 /// JSON, commands), and glibc's malloc/free took ~17% of the gateway's CPU under single-message
-/// publishes (perf, docs/benchmarks.md).
+/// publishes (perf, docs/benchmarks.md). The `system-allocator` feature keeps the system's, for
+/// heap profilers that hook malloc (heaptrack, valgrind).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

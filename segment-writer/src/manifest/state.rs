@@ -710,8 +710,14 @@ impl State {
         })
     }
 
-    /// The cursor of `consumer` on `topic`/`queue`, as it is or as it would start.
-    pub fn cursor(&self, group: &str, consumer: &str, topic: &str, queue: u32) -> Option<Cursor> {
+    /// The cursor of `consumer` on `topic`/`queue`, as it is (borrowed) or as it would start.
+    pub fn cursor(
+        &self,
+        group: &str,
+        consumer: &str,
+        topic: &str,
+        queue: u32,
+    ) -> Option<std::borrow::Cow<'_, Cursor>> {
         let g = self.groups.get(group)?;
         let key = self.cursor_key(g, consumer);
         if let Some(c) = g
@@ -720,11 +726,12 @@ impl State {
             .and_then(|m| m.get(topic))
             .and_then(|v| v.get(queue as usize))
         {
-            return Some(c.clone());
+            return Some(std::borrow::Cow::Borrowed(c));
         }
         self.start_cursors(topic, g.def.start_from)
-            .get(queue as usize)
-            .cloned()
+            .into_iter()
+            .nth(queue as usize)
+            .map(std::borrow::Cow::Owned)
     }
 
     fn cursor_key<'a>(&self, g: &Group, consumer: &'a str) -> &'a str {
@@ -764,7 +771,18 @@ impl State {
                 "topic {topic} has no queue {queue}"
             )));
         }
-        let start = self.start_cursors(topic, from);
+        let short = self.groups[group]
+            .cursors
+            .get(&key)
+            .and_then(|m| m.get(topic))
+            .is_none_or(|v| v.len() < queues);
+        // Start cursors only for queues the group has no cursor on yet (not on every call:
+        // this is the path of every lease and settle).
+        let start = if short {
+            self.start_cursors(topic, from)
+        } else {
+            Vec::new()
+        };
         let g = self.groups.get_mut(group).expect("checked above");
         let cursors = g
             .cursors
@@ -922,12 +940,11 @@ impl State {
         action: SettleAction,
         now: i64,
     ) -> Result<Outcome, Rejection> {
-        let def = self
+        let (mode, max_deliveries) = self
             .groups
             .get(group)
-            .ok_or_else(|| Rejection::GroupNotFound(group.to_string()))?
-            .def
-            .clone();
+            .map(|g| (g.def.mode, g.def.max_deliveries()))
+            .ok_or_else(|| Rejection::GroupNotFound(group.to_string()))?;
         let version = self.version;
         let c = self.cursor_mut(group, consumer, &at.topic, at.queue)?;
         if c.is_done(at.offset) {
@@ -946,7 +963,7 @@ impl State {
                 Ok(Outcome::Settled { lease_version })
             }
             SettleAction::Nack { delay_ms } => {
-                if def.mode == GroupMode::Clustering && lease.attempt >= def.max_deliveries() {
+                if mode == GroupMode::Clustering && lease.attempt >= max_deliveries {
                     // The lease still holds the range of a folded offset: the move needs it.
                     self.dead_letter(group, at, now);
                 } else {

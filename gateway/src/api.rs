@@ -77,6 +77,8 @@ pub struct AppState {
     pub round_robin: AtomicU64,
     /// Bounds the long-polls waiting at once (`--max-long-polls`).
     pub long_polls: tokio::sync::Semaphore,
+    /// Offsets this gateway's receives are leasing right now (`claims`).
+    pub claims: Arc<crate::claims::Claims>,
     pub ready: AtomicBool,
     pub store_url: String,
 }
@@ -303,27 +305,66 @@ async fn define(st: &AppState, command: Command, shown: Value) -> ApiResult {
     Ok((status, Json(shown)).into_response())
 }
 
+/// A stored message as the API shows it, borrowed from the message: serialized straight into
+/// the response (no intermediate `Value` per message on the receive and pull paths).
+#[derive(serde::Serialize)]
+struct MessageOut<'a> {
+    topic: &'a str,
+    queue: u32,
+    offset: u64,
+    message_id: &'a str,
+    tag: Option<&'a str>,
+    keys: &'a [String],
+    properties: &'a BTreeMap<String, String>,
+    message_group: Option<&'a str>,
+    publish_time_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original_topic: Option<&'a str>,
+    /// Receive only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_attempt: Option<u32>,
+    /// Receive only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt_handle: Option<String>,
+}
+
+impl<'a> MessageOut<'a> {
+    fn of(s: &'a Stored) -> Self {
+        let m = &s.message;
+        let text = std::str::from_utf8(&m.body).ok();
+        MessageOut {
+            topic: &s.topic,
+            queue: s.queue,
+            offset: s.offset,
+            message_id: &m.message_id,
+            tag: m.tag.as_deref(),
+            keys: &m.keys,
+            properties: &m.properties,
+            message_group: m.message_group.as_deref(),
+            publish_time_ms: m.publish_time_ms,
+            body: text,
+            body_base64: text.is_none().then(|| B64.encode(&m.body)),
+            original_topic: s.origin_topic.as_deref(),
+            delivery_attempt: None,
+            receipt_handle: None,
+        }
+    }
+}
+
+/// The body of a receive or pull answer.
+#[derive(serde::Serialize)]
+struct MessagesOut<'a> {
+    messages: Vec<MessageOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<u64>,
+}
+
 fn message_json(s: &Stored) -> Value {
-    let m = &s.message;
-    let mut v = json!({
-        "topic": s.topic,
-        "queue": s.queue,
-        "offset": s.offset,
-        "message_id": m.message_id,
-        "tag": m.tag,
-        "keys": m.keys,
-        "properties": m.properties,
-        "message_group": m.message_group,
-        "publish_time_ms": m.publish_time_ms,
-    });
-    match std::str::from_utf8(&m.body) {
-        Ok(text) => v["body"] = json!(text),
-        Err(_) => v["body_base64"] = json!(B64.encode(&m.body)),
-    }
-    if let Some(o) = &s.origin_topic {
-        v["original_topic"] = json!(o);
-    }
-    v
+    serde_json::to_value(MessageOut::of(s)).unwrap_or(Value::Null)
 }
 
 // ---------- topics ----------
@@ -792,10 +833,11 @@ async fn pull(
                 .read(&st.node.shared_state(), &topic, queue, from, q.max)
                 .await?;
             let next_offset = msgs.last().map_or(from, |m| m.offset + 1);
-            let messages: Vec<Value> = msgs.iter().map(message_json).collect();
-            return Ok(
-                Json(json!({"messages": messages, "next_offset": next_offset})).into_response(),
-            );
+            return Ok(Json(MessagesOut {
+                messages: msgs.iter().map(MessageOut::of).collect(),
+                next_offset: Some(next_offset),
+            })
+            .into_response());
         }
         if tokio::time::Instant::now() >= deadline || !wait_for_change(&st, deadline).await {
             return Ok(Json(json!({"messages": [], "next_offset": from})).into_response());
@@ -1064,16 +1106,39 @@ async fn receive(
     }
     let _waiter = long_poll_slot(&st, b.wait_ms)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
+    // Receives of one cursor on this gateway claim their candidates (`claims`).
+    let claim_key = match def.mode {
+        GroupMode::Clustering => group.clone(),
+        GroupMode::Broadcast => format!("{group}\n{consumer}"),
+    };
+    // Filters and ordered topics pass candidates over: a lease asks for up to twice what it
+    // may grant there, and for what it may grant elsewhere.
+    let filtered = def
+        .subscriptions
+        .iter()
+        .any(|s| s.filter.is_some() || s.sql.is_some());
+    let window = if filtered || !ordered.is_empty() {
+        (b.max_messages as usize) * 2
+    } else {
+        b.max_messages as usize
+    };
     loop {
         let now = st.node.clock().now_ms();
         // Ordered topics look further ahead in each queue: a message group with one in flight
-        // is passed over. A lease asks for at most twice what it may grant.
-        let window = (b.max_messages as usize) * 2;
-        let (candidates, blocked) = {
+        // is passed over.
+        let (candidates, blocked, _claim) = {
+            let mut held = st.claims.lock();
             let s = st.node.state();
-            let candidates = s.candidates_looking_ahead(&group, &consumer, now, window, |t| {
-                ordered.contains(t).then_some(window.max(FIFO_LOOK_AHEAD))
-            });
+            let mine = held.get(&claim_key);
+            let candidates = s.candidates_looking_ahead(
+                &group,
+                &consumer,
+                now,
+                window,
+                |t| ordered.contains(t).then_some(window.max(FIFO_LOOK_AHEAD)),
+                |t, q, o| crate::claims::claimed(mine, t, q, o),
+            );
+            let claim = st.claims.claim(&mut held, &claim_key, &candidates);
             let mut blocked: BTreeMap<(String, u32), BTreeMap<String, u64>> = BTreeMap::new();
             for c in candidates.iter().filter(|c| ordered.contains(&c.topic)) {
                 let key = (c.topic.clone(), c.queue);
@@ -1083,7 +1148,7 @@ async fn receive(
                         .unwrap_or_default()
                 });
             }
-            (candidates, blocked)
+            (candidates, blocked, claim)
         };
         if !candidates.is_empty() {
             // Read the candidates and apply the tag filters.
@@ -1206,11 +1271,11 @@ async fn receive(
                 o => return Err(ApiError::Internal(format!("unexpected outcome {o:?}"))),
             };
             if !grants.is_empty() {
-                let messages: Vec<Value> = grants
+                let messages: Vec<MessageOut> = grants
                     .iter()
                     .filter_map(|g| {
                         let m = read.get(&g.at)?;
-                        let mut v = message_json(m);
+                        let mut v = MessageOut::of(m);
                         let r = Receipt {
                             group: group.clone(),
                             consumer: consumer.clone(),
@@ -1220,13 +1285,18 @@ async fn receive(
                             version,
                             attempt: g.attempt,
                         };
-                        v["delivery_attempt"] = json!(g.attempt);
-                        v["receipt_handle"] = json!(st.receipts.sign(&r));
+                        v.delivery_attempt = Some(g.attempt);
+                        v.receipt_handle = Some(st.receipts.sign(&r));
                         Some(v)
                     })
                     .collect();
+                let body = Json(MessagesOut {
+                    messages,
+                    next_offset: None,
+                })
+                .into_response();
                 st.node.wait_applied(version, Duration::from_secs(2)).await;
-                return Ok(Json(json!({"messages": messages})).into_response());
+                return Ok(body);
             }
             st.node.wait_applied(version, Duration::from_secs(2)).await;
             if had_skips {

@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod batcher;
 pub mod bench;
+pub mod claims;
 pub mod cli;
 pub mod compact;
 pub mod error;

@@ -343,6 +343,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         round_robin: AtomicU64::new(rand::random::<u32>().into()),
         long_polls: tokio::sync::Semaphore::new(args.max_long_polls),
+        claims: Default::default(),
         ready: AtomicBool::new(true),
         store_url: url.clone(),
     });

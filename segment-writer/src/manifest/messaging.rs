@@ -813,7 +813,10 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(s.state.halves, before.halves);
-        assert_eq!(s.state.dedup, before.dedup, "a refused half keeps no dedup record");
+        assert_eq!(
+            s.state.dedup, before.dedup,
+            "a refused half keeps no dedup record"
+        );
         // One decided makes room for one more.
         s.one(Command::Decide {
             transaction_id: "x1".into(),

@@ -4,7 +4,7 @@
 //! offsets are assigned in apply order, leases are granted only if still free when applied.
 //! Every map is a `BTreeMap`, so equal states encode to equal bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -1084,12 +1084,15 @@ impl State {
         now: i64,
         limit: usize,
     ) -> Vec<QueueOffset> {
-        self.candidates_looking_ahead(group, consumer, now, limit, |_| None)
+        self.candidates_looking_ahead(group, consumer, now, limit, |_| None, |_, _, _| false)
     }
 
     /// [`State::candidates`], except that the queues of a topic for which `ahead` answers
     /// `Some(n)` give up to `n` candidates each, outside the shared `limit` (FIFO topics: a
-    /// receive looks past message groups that have one in flight, in every queue).
+    /// receive looks past message groups that have one in flight, in every queue). Offsets
+    /// for which `skip(topic, queue, offset)` answers true are passed over (a gateway's own
+    /// receives in flight claim theirs, so that concurrent receives do not all ask for the
+    /// same offsets).
     pub fn candidates_looking_ahead(
         &self,
         group: &str,
@@ -1097,6 +1100,7 @@ impl State {
         now: i64,
         limit: usize,
         ahead: impl Fn(&str) -> Option<usize>,
+        skip: impl Fn(&str, u32, u64) -> bool,
     ) -> Vec<QueueOffset> {
         let Some(g) = self.groups.get(group) else {
             return Vec::new();
@@ -1114,17 +1118,28 @@ impl State {
                     continue;
                 };
                 let mut found = Vec::new();
-                let pending = c
+                // Only expired leases and due retries can be available (a scan without
+                // allocating per lease: most of them are not).
+                let mut pending: Vec<u64> = c
                     .leases
-                    .keys()
-                    .chain(c.retries.keys())
-                    .copied()
-                    .collect::<BTreeSet<u64>>();
+                    .iter()
+                    .filter(|(_, l)| l.deadline_ms <= now)
+                    .map(|(&o, _)| o)
+                    .chain(
+                        c.retries
+                            .iter()
+                            .filter(|(_, r)| r.visible_at_ms <= now)
+                            .map(|(&o, _)| o),
+                    )
+                    .collect();
+                pending.sort_unstable();
                 for offset in pending {
                     if found.len() >= limit {
                         break;
                     }
-                    if c.availability(offset, now, &g.def).is_some() {
+                    if c.availability(offset, now, &g.def).is_some()
+                        && !skip(&s.topic, qi as u32, offset)
+                    {
                         found.push(offset);
                     }
                 }
@@ -1134,7 +1149,10 @@ impl State {
                     if offset >= q.next_offset {
                         break;
                     }
-                    if !c.leases.contains_key(&offset) && !c.retries.contains_key(&offset) {
+                    if !c.leases.contains_key(&offset)
+                        && !c.retries.contains_key(&offset)
+                        && !skip(&s.topic, qi as u32, offset)
+                    {
                         found.push(offset);
                     }
                     offset += 1;

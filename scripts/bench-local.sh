@@ -6,7 +6,8 @@
 # usage: scripts/bench-local.sh <ferrymq binary> <PRODUCERS> <BATCH> <DURATION> [SIZE] [CONSUMERS]
 #   EXTRA="--max-deltas-in-flight 1" adds serve flags (EXTRA="--store-profile s3-standard":
 #   S3 latencies); MODE=pull|group picks how consumers read (default group); RATE=<msg/s>
-#   caps the publish rate; BENCH_BIN=<binary> runs the bench client from another build.
+#   caps the publish rate; MSG_GROUPS=<n> publishes to a FIFO topic with n message groups;
+#   BENCH_BIN=<binary> runs the bench client from another build.
 #
 # Each run gets a fresh directory, deleted afterwards unless KEEP=1. On ext4 without a journal
 # (this machine's disk) creating a file skips every inode freed in the last minutes, so
@@ -20,6 +21,6 @@ $BIN serve --store file://$D --listen 127.0.0.1:18300 --log warn $EXTRA >/tmp/fe
 PID=$!
 until curl -fs http://127.0.0.1:18300/readyz >/dev/null; do sleep 0.1; done
 T=$($BIN token)
-${BENCH_BIN:-$BIN} bench --url http://127.0.0.1:18300 --token $T --producers $P --batch $B --message-size $SIZE --consumers $C ${MODE:+--consumer-mode $MODE} ${RATE:+--rate $RATE} --duration $DUR 2>/dev/null | grep -Ev "^\s*$"
+${BENCH_BIN:-$BIN} bench --url http://127.0.0.1:18300 --token $T --producers $P --batch $B --message-size $SIZE --consumers $C ${MODE:+--consumer-mode $MODE} ${RATE:+--rate $RATE} ${MSG_GROUPS:+--message-groups $MSG_GROUPS} --duration $DUR 2>/dev/null | grep -Ev "^\s*$"
 kill $PID; wait 2>/dev/null
 [ "${KEEP:-0}" = 1 ] || rm -rf "$D"

@@ -1126,7 +1126,7 @@ async fn receive(
         let now = st.node.clock().now_ms();
         // Ordered topics look further ahead in each queue: a message group with one in flight
         // is passed over.
-        let (candidates, blocked, _claim) = {
+        let (candidates, blocked, mut claim) = {
             let mut held = st.claims.lock();
             let s = st.node.state();
             let mine = held.get(&claim_key);
@@ -1136,9 +1136,15 @@ async fn receive(
                 now,
                 window,
                 |t| ordered.contains(t).then_some(window.max(FIFO_LOOK_AHEAD)),
-                |t, q, o| crate::claims::claimed(mine, t, q, o),
+                // Ordered topics are claimed by message group below, never by offset.
+                |t, q, o| !ordered.contains(t) && crate::claims::claimed(mine, t, q, o),
             );
-            let claim = st.claims.claim(&mut held, &claim_key, &candidates);
+            let unordered: Vec<QueueOffset> = candidates
+                .iter()
+                .filter(|c| !ordered.contains(&c.topic))
+                .cloned()
+                .collect();
+            let claim = st.claims.claim(&mut held, &claim_key, &unordered);
             let mut blocked: BTreeMap<(String, u32), BTreeMap<String, u64>> = BTreeMap::new();
             for c in candidates.iter().filter(|c| ordered.contains(&c.topic)) {
                 let key = (c.topic.clone(), c.queue);
@@ -1159,7 +1165,8 @@ async fn receive(
                     .or_default()
                     .push(c.offset);
             }
-            let mut read: BTreeMap<QueueOffset, Stored> = BTreeMap::new();
+            let mut read: std::collections::HashMap<QueueOffset, Stored> =
+                std::collections::HashMap::with_capacity(candidates.len());
             for ((topic, queue), mut offsets) in by_queue {
                 offsets.sort_unstable();
                 let msgs = match st
@@ -1224,6 +1231,10 @@ async fn receive(
                             .get(&(c.topic.clone(), c.queue))
                             .and_then(|b| b.get(g));
                         if inflight.is_some_and(|&o| o != c.offset) || !taken.insert(key) {
+                            continue;
+                        }
+                        // Another receive on this gateway is leasing this group's head.
+                        if !claim.claim_group(&c.topic, c.queue, g) {
                             continue;
                         }
                         Some(g.clone())

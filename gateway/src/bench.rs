@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Stop after this many messages (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_messages: u64,
+    /// Publish to a FIFO topic with this many message groups (messages take them in turn);
+    /// 0: a normal topic. The topic is created with this type if missing.
+    #[arg(long, default_value_t = 0)]
+    pub message_groups: usize,
 }
 
 /// How `ferrymq bench` consumers read.
@@ -71,15 +75,24 @@ const SENT_PROPERTY: &str = "bench_sent_us";
 
 /// One publish request's JSON, written directly: the bench must cost the shared CPU as little
 /// as it can (bodies are `x`s, so nothing needs escaping).
-fn publish_body(body: &str, batch: usize, sent_us: i64) -> String {
-    let one = format!(r#"{{"body":"{body}","properties":{{"{SENT_PROPERTY}":"{sent_us}"}}}}"#);
-    let mut s = String::with_capacity(16 + batch * (one.len() + 1));
+fn publish_body(body: &str, batch: usize, sent_us: i64, groups: Option<(u64, usize)>) -> String {
+    let props = format!(r#""properties":{{"{SENT_PROPERTY}":"{sent_us}"}}"#);
+    let mut s = String::with_capacity(16 + batch * (body.len() + props.len() + 40));
     s.push_str(r#"{"messages":["#);
     for i in 0..batch {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&one);
+        s.push_str(r#"{"body":""#);
+        s.push_str(body);
+        s.push_str("\",");
+        if let Some((first, n)) = groups {
+            // Message groups in turn: `first` counts the messages this producer sent before.
+            let g = (first + i as u64) % n as u64;
+            s.push_str(&format!(r#""message_group":"g{g}","#));
+        }
+        s.push_str(&props);
+        s.push('}');
     }
     s.push_str("]}");
     s
@@ -144,7 +157,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let r = client
         .put(format!("{url}/v1/topics/{}", args.topic))
         .header("authorization", &auth)
-        .json(&json!({"type": "normal", "queues": args.queues}))
+        .json(&json!({
+            "type": if args.message_groups > 0 { "fifo" } else { "normal" },
+            "queues": args.queues,
+        }))
         .send()
         .await?;
     anyhow::ensure!(
@@ -228,6 +244,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 auth: &auth,
                 body: &body,
                 batch,
+                groups: (args.message_groups > 0).then_some(args.message_groups),
                 max,
                 stop: &stop,
                 sent: &sent,
@@ -350,6 +367,8 @@ struct Producer<'a> {
     auth: &'a str,
     body: &'a str,
     batch: usize,
+    /// FIFO message groups to cycle through, if any.
+    groups: Option<usize>,
     max: u64,
     stop: &'a AtomicBool,
     sent: &'a AtomicU64,
@@ -382,6 +401,17 @@ impl PlainHttp {
 }
 
 impl Producer<'_> {
+    /// Where this request's messages start in the message group cycle: after the messages
+    /// sent so far (by all producers: spread, not exact), with the cycle's length.
+    fn groups_from(&self) -> Option<(u64, usize)> {
+        self.groups.map(|n| {
+            (
+                self.sent.load(Ordering::Relaxed) + rand::random::<u16>() as u64,
+                n,
+            )
+        })
+    }
+
     fn running(&self) -> bool {
         !self.stop.load(Ordering::Relaxed)
             && (self.max == 0 || self.sent.load(Ordering::Relaxed) < self.max)
@@ -418,7 +448,7 @@ impl Producer<'_> {
         let mut next = Instant::now();
         while self.running() {
             self.pace(&mut next).await;
-            let req = publish_body(self.body, self.batch, now_us());
+            let req = publish_body(self.body, self.batch, now_us(), self.groups_from());
             let begin = Instant::now();
             let r = client
                 .post(self.url)
@@ -462,6 +492,7 @@ impl Producer<'_> {
                         self.body,
                         self.batch,
                         now_us(),
+                        self.groups_from(),
                     ))));
                 let Ok(req) = req else { return };
                 let begin = Instant::now();
@@ -569,10 +600,21 @@ mod tests {
     #[test]
     fn publish_bodies_are_the_json_the_api_expects() {
         let v: serde_json::Value =
-            serde_json::from_str(&super::publish_body("xx", 3, 42)).expect("valid JSON");
+            serde_json::from_str(&super::publish_body("xx", 3, 42, None)).expect("valid JSON");
         let msgs = v["messages"].as_array().expect("messages");
         assert_eq!(msgs.len(), 3);
         assert_eq!(msgs[2]["body"], "xx");
         assert_eq!(msgs[2]["properties"][super::SENT_PROPERTY], "42");
+        assert!(msgs[2].get("message_group").is_none());
+        let v: serde_json::Value =
+            serde_json::from_str(&super::publish_body("xx", 3, 42, Some((9, 10))))
+                .expect("valid JSON");
+        let groups: Vec<&str> = v["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["message_group"].as_str().expect("group"))
+            .collect();
+        assert_eq!(groups, ["g9", "g0", "g1"]);
     }
 }

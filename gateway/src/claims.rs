@@ -3,6 +3,11 @@
 //! same offsets (of which apply would grant them none, so they would read, commit and answer for
 //! nothing). Only a hint: apply still decides every lease, and receives on other gateways do not
 //! see these claims. Bounded by the receives in flight times their candidate window.
+//!
+//! Ordered (FIFO) topics are claimed by message group, never by offset: a receive that passed
+//! over a claimed offset could otherwise propose the next message of its group before it, and
+//! apply trusts the proposal to be the group's oldest. A receive skips a group another receive
+//! here is leasing, whole.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,10 +18,14 @@ use segment_writer::manifest::QueueOffset;
 /// queue → offsets.
 pub type Held = HashMap<String, HashMap<String, BTreeMap<u32, BTreeSet<u64>>>>;
 
+/// Claimed message groups of ordered topics: (cursor key, topic, queue, message group).
+type Groups = std::collections::HashSet<(String, String, u32, String)>;
+
 /// The claims of this gateway's receives in flight.
 #[derive(Debug, Default)]
 pub struct Claims {
     held: Mutex<Held>,
+    groups: Mutex<Groups>,
 }
 
 impl Claims {
@@ -45,6 +54,7 @@ impl Claims {
             claims: self.clone(),
             key: key.to_string(),
             offsets: offsets.to_vec(),
+            groups: Vec::new(),
         }
     }
 }
@@ -61,16 +71,45 @@ pub fn claimed(
         .is_some_and(|set| set.contains(&offset))
 }
 
-/// Releases its offsets when dropped (answered, failed or cancelled alike).
+/// Releases its offsets and message groups when dropped (answered, failed or cancelled alike).
 #[derive(Debug)]
 pub struct ClaimGuard {
     claims: Arc<Claims>,
     key: String,
     offsets: Vec<QueueOffset>,
+    groups: Vec<(String, String, u32, String)>,
+}
+
+impl ClaimGuard {
+    /// Claims message group `group` of ordered `topic`/`queue` for this receive: false when
+    /// another receive on this gateway holds it (then pass the whole group over).
+    pub fn claim_group(&mut self, topic: &str, queue: u32, group: &str) -> bool {
+        let k = (
+            self.key.clone(),
+            topic.to_string(),
+            queue,
+            group.to_string(),
+        );
+        if self.groups.contains(&k) {
+            return true;
+        }
+        let mut groups = self.claims.groups.lock().expect("claims lock poisoned");
+        if !groups.insert(k.clone()) {
+            return false;
+        }
+        self.groups.push(k);
+        true
+    }
 }
 
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
+        if !self.groups.is_empty() {
+            let mut groups = self.claims.groups.lock().expect("claims lock poisoned");
+            for k in &self.groups {
+                groups.remove(k);
+            }
+        }
         let mut held = self.claims.lock();
         let Some(mine) = held.get_mut(&self.key) else {
             return;
@@ -133,5 +172,25 @@ mod tests {
         }
         drop(b);
         assert!(claims.lock().is_empty(), "no empty sets are left behind");
+    }
+
+    #[test]
+    fn a_message_group_has_one_claimant_until_it_lets_go() {
+        let claims = Arc::new(Claims::default());
+        let mut a = claims.claim(&mut claims.lock(), "g", &[]);
+        let mut b = claims.claim(&mut claims.lock(), "g", &[]);
+        let mut other_group = claims.claim(&mut claims.lock(), "h", &[]);
+        assert!(a.claim_group("t", 0, "order-1"));
+        assert!(a.claim_group("t", 0, "order-1"), "a holder may ask again");
+        assert!(!b.claim_group("t", 0, "order-1"));
+        assert!(
+            b.claim_group("t", 1, "order-1"),
+            "another queue is another group"
+        );
+        assert!(other_group.claim_group("t", 0, "order-1"), "another cursor");
+        drop(a);
+        assert!(b.claim_group("t", 0, "order-1"));
+        drop((b, other_group));
+        assert!(claims.groups.lock().unwrap().is_empty());
     }
 }

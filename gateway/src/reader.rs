@@ -34,13 +34,58 @@ const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Segment reads in flight for one read of a queue.
 const PIECES_IN_FLIGHT: usize = 8;
 
+/// A message inside a decoded segment shared with the hot tail: reading it copies nothing (a
+/// receive reads up to thousands of candidates, most of which it does not answer with).
+#[derive(Debug, Clone)]
+pub struct MessageRef {
+    segment: Arc<Vec<Message>>,
+    index: usize,
+}
+
+impl MessageRef {
+    /// A message on its own (read from the archive, say).
+    pub fn owned(message: Message) -> Self {
+        MessageRef {
+            segment: Arc::new(vec![message]),
+            index: 0,
+        }
+    }
+
+    /// Messages `range` of `segment`, or `None` if it holds fewer.
+    fn slice(segment: &Arc<Vec<Message>>, range: Range<u32>) -> Option<Vec<MessageRef>> {
+        let range = range.start as usize..range.end as usize;
+        (range.end <= segment.len()).then(|| {
+            range
+                .map(|index| MessageRef {
+                    segment: segment.clone(),
+                    index,
+                })
+                .collect()
+        })
+    }
+
+    /// All of `messages`.
+    fn all(messages: Vec<Message>) -> Vec<MessageRef> {
+        let n = messages.len() as u32;
+        MessageRef::slice(&Arc::new(messages), 0..n).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for MessageRef {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.segment[self.index]
+    }
+}
+
 /// A message read at an offset.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub topic: String,
     pub queue: u32,
     pub offset: u64,
-    pub message: Message,
+    pub message: MessageRef,
     /// For dead letters: the topic it was published to.
     pub origin_topic: Option<String>,
     /// Its range (of just this offset) when it was read through an index object: a lease of it
@@ -192,10 +237,10 @@ impl Reader {
         &self,
         segment: &str,
         ordinals: Range<u32>,
-    ) -> segment_writer::Result<Vec<Message>> {
+    ) -> segment_writer::Result<Vec<MessageRef>> {
         if let Some(all) = self.cached(segment) {
-            if let Some(slice) = all.get(ordinals.start as usize..ordinals.end as usize) {
-                return Ok(slice.to_vec());
+            if let Some(slice) = MessageRef::slice(&all, ordinals.clone()) {
+                return Ok(slice);
             }
         }
         // A read spans many segments and each costs a few ranged GETs: one transient store
@@ -229,18 +274,17 @@ impl Reader {
         )
         .await?;
         match read {
-            SegmentRead::Some(messages) => Ok(messages),
+            SegmentRead::Some(messages) => Ok(MessageRef::all(messages)),
             // A small segment is read and kept whole: the next read of a lagging consumer
             // (or the next look of a receive that was not granted everything) hits memory.
             SegmentRead::Whole(all) => {
                 let all = Arc::new(all);
-                let slice = all
-                    .get(ordinals.start as usize..ordinals.end as usize)
-                    .map(<[Message]>::to_vec)
-                    .ok_or_else(|| segment_writer::Error::Corrupt {
+                let slice = MessageRef::slice(&all, ordinals.clone()).ok_or_else(|| {
+                    segment_writer::Error::Corrupt {
                         path: segment.to_string(),
                         reason: format!("ordinals {ordinals:?} beyond its {} messages", all.len()),
-                    })?;
+                    }
+                })?;
                 self.insert(segment, all);
                 Ok(slice)
             }
@@ -252,6 +296,7 @@ impl Reader {
         self.read_piece(segment, ordinal..ordinal + 1)
             .await?
             .pop()
+            .map(|m| (*m).clone())
             .ok_or_else(|| segment_writer::Error::Corrupt {
                 path: segment.to_string(),
                 reason: format!("no message at ordinal {ordinal}"),
@@ -285,7 +330,7 @@ impl Reader {
             topic: topic.to_string(),
             queue,
             offset,
-            message,
+            message: MessageRef::owned(message),
             origin_topic,
             located: None,
         };
@@ -348,7 +393,7 @@ impl Reader {
                             .await
                             .map_err(segment_writer::Error::from)?
                             .into_iter()
-                            .map(|r| r.message)
+                            .map(|r| MessageRef::owned(r.message))
                             .collect(),
                         None => return Err(e),
                     }

@@ -148,7 +148,7 @@ impl InlineBytes {
 /// `known` (kept as their deltas were applied), else from a GET of the log version holding
 /// them. A create that finds the object there already is fine (the same bytes, written by an
 /// earlier round whose commit failed). Rounds follow each other at once while there is a full
-/// round's worth left (up to [`MAX_ROUNDS`]): the write-out keeps up with publishing as long
+/// round's worth left (up to 16 rounds a call): the write-out keeps up with publishing as long
 /// as the store does, and the gateways' `--inline-backlog` bounds what it leaves behind.
 pub async fn materialize(node: &Node, known: &InlineBytes) -> Result<usize> {
     let mut total = 0;

@@ -1346,8 +1346,19 @@ async fn settle_many(
         .ok_or_else(|| group_not_found(group))?;
     let mut results: Vec<Value> =
         vec![json!({"ok": false, "error": "InvalidReceipt"}); handles.len()];
-    let mut commands = Vec::new();
-    let mut index = Vec::new();
+    // The receipts of one receive on one queue settle as one command (`SettleMany`): one
+    // command per queue and lease version instead of one per message. A handle repeated within
+    // a batch settles on its own, so that each answer stays its own.
+    struct Batch {
+        consumer: String,
+        topic: String,
+        queue: u32,
+        version: u64,
+        action: SettleAction,
+        offsets: Vec<u64>,
+        handles: Vec<usize>,
+    }
+    let mut batches: Vec<Batch> = Vec::new();
     for (i, h) in handles.iter().enumerate() {
         let Some(r) = st.receipts.verify(h) else {
             continue;
@@ -1355,30 +1366,74 @@ async fn settle_many(
         if r.group != group {
             continue;
         }
-        commands.push(Command::Settle {
-            group: group.to_string(),
-            consumer: r.consumer.clone(),
-            at: QueueOffset {
-                topic: r.topic.clone(),
+        let action = action(&r, &def);
+        let same = |b: &Batch| {
+            b.consumer == r.consumer
+                && b.topic == r.topic
+                && b.queue == r.queue
+                && b.version == r.version
+                && b.action == action
+                && !b.offsets.contains(&r.offset)
+        };
+        match batches.iter_mut().find(|b| same(b)) {
+            Some(b) => {
+                b.offsets.push(r.offset);
+                b.handles.push(i);
+            }
+            None => batches.push(Batch {
+                consumer: r.consumer,
+                topic: r.topic,
                 queue: r.queue,
-                offset: r.offset,
-            },
-            lease_version: r.version,
-            action: action(&r, &def),
-        });
-        index.push(i);
+                version: r.version,
+                action,
+                offsets: vec![r.offset],
+                handles: vec![i],
+            }),
+        }
     }
-    if !commands.is_empty() {
+    if !batches.is_empty() {
+        let commands = batches
+            .iter()
+            .map(|b| match b.offsets.as_slice() {
+                [offset] => Command::Settle {
+                    group: group.to_string(),
+                    consumer: b.consumer.clone(),
+                    at: QueueOffset {
+                        topic: b.topic.clone(),
+                        queue: b.queue,
+                        offset: *offset,
+                    },
+                    lease_version: b.version,
+                    action: b.action,
+                },
+                offsets => Command::SettleMany {
+                    group: group.to_string(),
+                    consumer: b.consumer.clone(),
+                    topic: b.topic.clone(),
+                    queue: b.queue,
+                    lease_version: b.version,
+                    action: b.action,
+                    offsets: offsets.to_vec(),
+                },
+            })
+            .collect();
         let (_, outcomes) = submit(st, commands).await?;
-        for (i, o) in index.into_iter().zip(outcomes) {
-            results[i] = match o {
-                Outcome::Settled { .. } => json!({"ok": true}),
-                Outcome::Rejected {
-                    rejection: segment_writer::manifest::Rejection::ReceiptExpired,
-                } => json!({"ok": false, "error": "ReceiptExpired"}),
-                Outcome::Rejected { .. } => json!({"ok": false, "error": "InvalidReceipt"}),
-                _ => json!({"ok": false, "error": "InvalidReceipt"}),
-            };
+        let expired = json!({"ok": false, "error": "ReceiptExpired"});
+        let invalid = json!({"ok": false, "error": "InvalidReceipt"});
+        for (b, o) in batches.iter().zip(outcomes) {
+            for (&i, offset) in b.handles.iter().zip(&b.offsets) {
+                results[i] = match &o {
+                    Outcome::Settled { .. } => json!({"ok": true}),
+                    Outcome::SettledMany { expired: e, .. } if e.contains(offset) => {
+                        expired.clone()
+                    }
+                    Outcome::SettledMany { .. } => json!({"ok": true}),
+                    Outcome::Rejected {
+                        rejection: segment_writer::manifest::Rejection::ReceiptExpired,
+                    } => expired.clone(),
+                    _ => invalid.clone(),
+                };
+            }
         }
     }
     Ok(Json(json!({"results": results})).into_response())

@@ -170,6 +170,19 @@ pub enum Command {
         lease_version: u64,
         action: SettleAction,
     },
+    /// [`Command::Settle`] for several offsets of one queue leased at one version (the receipts
+    /// of one receive): one command per queue instead of one per message. Each offset is settled
+    /// on its own; those whose lease expired or was superseded are answered in
+    /// [`Outcome::SettledMany::expired`].
+    SettleMany {
+        group: String,
+        consumer: String,
+        topic: String,
+        queue: u32,
+        lease_version: u64,
+        action: SettleAction,
+        offsets: Vec<u64>,
+    },
     /// Move the group's offsets on `topic`.
     ResetOffsets {
         group: String,
@@ -377,6 +390,13 @@ pub enum Outcome {
     },
     /// A settle applied; for an extend, the new lease version.
     Settled { lease_version: u64 },
+    /// A [`Command::SettleMany`] applied: every offset settled except `expired` (their receipts
+    /// had expired or been superseded); for an extend, the new lease version.
+    SettledMany {
+        lease_version: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        expired: Vec<u64>,
+    },
     /// Nothing changed, for this reason.
     Rejected { rejection: Rejection },
     /// A repeated `dedup_id`: nothing stored, this was the first result.

@@ -486,6 +486,41 @@ impl State {
                 lease_version,
                 action,
             } => self.settle(group, consumer, at, *lease_version, *action, now),
+            Command::SettleMany {
+                group,
+                consumer,
+                topic,
+                queue,
+                lease_version,
+                action,
+                offsets,
+            } => {
+                // Everything that would refuse the whole command is checked before anything
+                // changes; past this, an offset is settled or expired on its own.
+                self.cursor_mut(group, consumer, topic, *queue)?;
+                if matches!(action, SettleAction::Extend { invisible_ms } if *invisible_ms <= 0) {
+                    return Err(Rejection::Invalid("invisible_ms must be positive".into()));
+                }
+                let mut at = QueueOffset {
+                    topic: topic.clone(),
+                    queue: *queue,
+                    offset: 0,
+                };
+                let mut expired = Vec::new();
+                let mut version = *lease_version;
+                for &offset in offsets {
+                    at.offset = offset;
+                    match self.settle(group, consumer, &at, *lease_version, *action, now) {
+                        Ok(Outcome::Settled { lease_version }) => version = lease_version,
+                        Ok(_) | Err(Rejection::ReceiptExpired) => expired.push(offset),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Outcome::SettledMany {
+                    lease_version: version,
+                    expired,
+                })
+            }
             Command::ResetOffsets { group, topic, to } => {
                 let t = self
                     .topics
@@ -1302,6 +1337,104 @@ mod tests {
             st.apply(&delta(2, 0, vec![])),
             Err(VersionGap { have: 0, got: 2 })
         );
+    }
+
+    #[test]
+    fn settle_many_is_the_same_as_one_settle_per_offset() {
+        // Two replicas lease the same six messages; one settles per offset, the other with
+        // one command per action. Offset 5's receipt is stale on both.
+        let setup = || {
+            let mut s = Sim::new();
+            s.one(topic("t", 1));
+            s.one(append("t", 0, 6));
+            s.one(Command::CreateGroup {
+                group: "g".into(),
+                def: group_def(1),
+            });
+            assert_eq!(s.lease_all("").len(), 6);
+            s
+        };
+        let (mut one, mut many) = (setup(), setup());
+        let v = one.state.version;
+        let at = |offset| QueueOffset {
+            topic: "t".into(),
+            queue: 0,
+            offset,
+        };
+        let settle = |offset, version, action| Command::Settle {
+            group: "g".into(),
+            consumer: String::new(),
+            at: at(offset),
+            lease_version: version,
+            action,
+        };
+        let settle_full = |topic: &str, version, offsets: Vec<u64>, action| Command::SettleMany {
+            group: "g".into(),
+            consumer: String::new(),
+            topic: topic.into(),
+            queue: 0,
+            lease_version: version,
+            action,
+            offsets,
+        };
+        let settle_many = |offsets, action| settle_full("t", v, offsets, action);
+        let nack = SettleAction::Nack { delay_ms: 50 };
+        for o in [0, 2, 3] {
+            assert_eq!(
+                one.one(settle(o, v, SettleAction::Ack)),
+                Outcome::Settled { lease_version: v }
+            );
+        }
+        one.one(settle(1, v, nack));
+        one.one(settle(4, v, nack));
+        assert_eq!(
+            one.one(settle(5, v - 1, SettleAction::Ack)),
+            Outcome::rejected(Rejection::ReceiptExpired)
+        );
+        assert_eq!(
+            many.one(settle_many(vec![0, 2, 3, 0], SettleAction::Ack)),
+            Outcome::SettledMany {
+                lease_version: v,
+                expired: vec![]
+            },
+            "a repeated ack is idempotent"
+        );
+        many.one(settle_many(vec![1, 4], nack));
+        let stale = settle_full("t", v - 1, vec![5], SettleAction::Ack);
+        assert_eq!(
+            many.one(stale),
+            Outcome::SettledMany {
+                lease_version: v - 1,
+                expired: vec![5]
+            }
+        );
+        let cursor = |s: &Sim| s.state.cursor("g", "", "t", 0).map(|c| c.into_owned());
+        assert_eq!(cursor(&one), cursor(&many));
+        // A second nack of 1 finds no lease: expired, and nothing changes.
+        let before = many.state.clone();
+        assert_eq!(
+            many.one(settle_many(vec![1], nack)),
+            Outcome::SettledMany {
+                lease_version: v,
+                expired: vec![1]
+            }
+        );
+        assert_eq!(
+            cursor(&many),
+            before.cursor("g", "", "t", 0).map(|c| c.into_owned())
+        );
+        // Refused whole, changing nothing: a topic the group does not read, a bad extend.
+        let before = many.state.clone();
+        let other = settle_full("u", v, vec![1], SettleAction::Ack);
+        assert!(matches!(many.one(other), Outcome::Rejected { .. }));
+        let bad = settle_many(vec![5, 1], SettleAction::Extend { invisible_ms: 0 });
+        assert!(matches!(
+            many.one(bad),
+            Outcome::Rejected {
+                rejection: Rejection::Invalid(_)
+            }
+        ));
+        assert_eq!(many.state.groups, before.groups);
     }
 
     #[test]

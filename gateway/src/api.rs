@@ -1107,10 +1107,7 @@ async fn receive(
     let _waiter = long_poll_slot(&st, b.wait_ms)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
     // Receives of one cursor on this gateway claim their candidates (`claims`).
-    let claim_key = match def.mode {
-        GroupMode::Clustering => group.clone(),
-        GroupMode::Broadcast => format!("{group}\n{consumer}"),
-    };
+    let claim_key = format!("{group}\n{}", GroupDef::cursor_key(def.mode, &consumer));
     // Filters and ordered topics pass candidates over: a lease asks for up to twice what it
     // may grant there, and for what it may grant elsewhere.
     let filtered = def
@@ -1139,12 +1136,8 @@ async fn receive(
                 // Ordered topics are claimed by message group below, never by offset.
                 |t, q, o| !ordered.contains(t) && crate::claims::claimed(mine, t, q, o),
             );
-            let unordered: Vec<QueueOffset> = candidates
-                .iter()
-                .filter(|c| !ordered.contains(&c.topic))
-                .cloned()
-                .collect();
-            let claim = st.claims.claim(&mut held, &claim_key, &unordered);
+            let unordered = candidates.iter().filter(|c| !ordered.contains(&c.topic));
+            let claim = st.claims.claim(&mut held, &claim_key, unordered);
             let mut blocked: BTreeMap<(String, u32), BTreeMap<String, u64>> = BTreeMap::new();
             for c in candidates.iter().filter(|c| ordered.contains(&c.topic)) {
                 let key = (c.topic.clone(), c.queue);

@@ -36,14 +36,15 @@ impl Claims {
     }
 
     /// Claims `offsets` for `key` in `held` (the locked claims) until the guard is dropped.
-    pub fn claim(
+    pub fn claim<'a>(
         self: &Arc<Self>,
         held: &mut Held,
         key: &str,
-        offsets: &[QueueOffset],
+        offsets: impl IntoIterator<Item = &'a QueueOffset>,
     ) -> ClaimGuard {
         let mine = held.entry(key.to_string()).or_default();
-        for o in offsets {
+        let offsets: Vec<QueueOffset> = offsets.into_iter().cloned().collect();
+        for o in &offsets {
             mine.entry(o.topic.clone())
                 .or_default()
                 .entry(o.queue)
@@ -53,7 +54,7 @@ impl Claims {
         ClaimGuard {
             claims: self.clone(),
             key: key.to_string(),
-            offsets: offsets.to_vec(),
+            offsets,
             groups: Vec::new(),
         }
     }

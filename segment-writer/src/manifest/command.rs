@@ -71,6 +71,15 @@ pub struct GroupDef {
 }
 
 impl GroupDef {
+    /// Which cursors a consumer reads: clustering groups share one (key `""`), each consumer of
+    /// a broadcast group has its own (key: the consumer).
+    pub fn cursor_key(mode: GroupMode, consumer: &str) -> &str {
+        match mode {
+            GroupMode::Clustering => "",
+            GroupMode::Broadcast => consumer,
+        }
+    }
+
     /// The wait before delivery attempt `attempt + 1`, after `attempt` deliveries.
     pub fn backoff_ms(&self, attempt: u32) -> i64 {
         let i = (attempt.max(1) - 1) as usize;

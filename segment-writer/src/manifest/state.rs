@@ -770,10 +770,7 @@ impl State {
     }
 
     fn cursor_key<'a>(&self, g: &Group, consumer: &'a str) -> &'a str {
-        match g.def.mode {
-            GroupMode::Clustering => "",
-            GroupMode::Broadcast => consumer,
-        }
+        GroupDef::cursor_key(g.def.mode, consumer)
     }
 
     pub(super) fn cursor_mut(

@@ -257,12 +257,19 @@ async fn flush(
         backlog < inline_backlog
     };
     if inline {
-        // One PUT: the bytes ride in the delta, ahead of the commands that name them.
+        // One PUT: the bytes ride in the delta, ahead of the commands that name them. Only
+        // stored messages may be packed with other batches later (a timer or a half message
+        // keeps pointing at the segment's own name).
+        let packable = commands.iter().all(|c| match c {
+            Command::PublishOne { mode, .. } => *mode == PublishMode::Visible,
+            _ => true,
+        });
         commands.insert(
             0,
             Command::InlineSegment {
                 segment: name.clone(),
                 data: bytes,
+                packable,
             },
         );
         for p in placed.iter_mut().flatten() {

@@ -79,6 +79,39 @@ impl std::ops::Deref for MessageRef {
     }
 }
 
+/// A decoded segment in the hot tail: its runs of messages, each at its first ordinal. A
+/// segment has one run; a pack ([`Command::Packed`](segment_writer::manifest::Command)) the
+/// runs of the inline segments it was written from, so it joins the hot tail without a copy.
+#[derive(Debug, Clone)]
+struct Cached(Arc<[(u32, Arc<Vec<Message>>)]>);
+
+impl Cached {
+    fn whole(messages: Arc<Vec<Message>>) -> Self {
+        Cached(Arc::new([(0, messages)]))
+    }
+
+    /// Messages `range`, or `None` if it holds fewer.
+    fn slice(&self, range: Range<u32>) -> Option<Vec<MessageRef>> {
+        if let [(0, all)] = &self.0[..] {
+            return MessageRef::slice(all, range);
+        }
+        range
+            .map(|ordinal| {
+                let i = self
+                    .0
+                    .partition_point(|(first, _)| *first <= ordinal)
+                    .checked_sub(1)?;
+                let (first, run) = &self.0[i];
+                let index = (ordinal - first) as usize;
+                (index < run.len()).then(|| MessageRef {
+                    segment: run.clone(),
+                    index,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A message read at an offset.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -97,11 +130,25 @@ pub struct Stored {
 /// eviction is O(log n).
 #[derive(Debug, Default)]
 struct Lru {
-    map: HashMap<String, (Arc<Vec<Message>>, usize, u64)>,
+    map: HashMap<String, (Cached, usize, u64)>,
     by_use: BTreeMap<u64, String>,
     total: usize,
     tick: u64,
 }
+
+/// Inline segments packed lately, by name: where their messages are now. A read planned
+/// before a [`Command::Packed`](segment_writer::manifest::Command) was applied still names
+/// the inline segment, which never becomes an object of its own; it is redirected here.
+/// Bounded by [`RECENTLY_PACKED`] names, oldest forgotten first (a read is planned and done
+/// within moments; this is minutes of write-out rounds).
+#[derive(Debug, Default)]
+struct Packed {
+    to: HashMap<String, (Arc<str>, u32)>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Names [`Packed`] keeps.
+const RECENTLY_PACKED: usize = 65_536;
 
 /// The hot tail and the segment reader.
 #[derive(Debug)]
@@ -111,6 +158,7 @@ pub struct Reader {
     state: Option<Arc<std::sync::RwLock<State>>>,
     max_bytes: usize,
     cache: Mutex<Lru>,
+    packed: Mutex<Packed>,
     archive: ArchiveReader,
     index: Arc<IndexCache>,
 }
@@ -132,6 +180,7 @@ impl Reader {
             state: None,
             max_bytes,
             cache: Mutex::new(Lru::default()),
+            packed: Mutex::new(Packed::default()),
             index: Arc::new(IndexCache::new(INDEX_CACHE_BYTES)),
         }
     }
@@ -168,13 +217,17 @@ impl Reader {
     /// Puts a decoded segment in the hot tail whose size (the sum of its messages'
     /// [`Message::approx_size`]) the caller already knows.
     pub fn insert_sized(&self, name: &str, messages: Arc<Vec<Message>>, bytes: usize) {
+        self.insert_cached(name, Cached::whole(messages), bytes);
+    }
+
+    fn insert_cached(&self, name: &str, segment: Cached, bytes: usize) {
         if bytes > self.max_bytes {
             return;
         }
         let mut c = self.cache.lock().expect("cache lock poisoned");
         c.tick += 1;
         let tick = c.tick;
-        if let Some(old) = c.map.insert(name.to_string(), (messages, bytes, tick)) {
+        if let Some(old) = c.map.insert(name.to_string(), (segment, bytes, tick)) {
             c.total -= old.1;
             c.by_use.remove(&old.2);
         }
@@ -204,7 +257,60 @@ impl Reader {
         self.cache.lock().expect("cache lock poisoned").total
     }
 
-    fn cached(&self, name: &str) -> Option<Arc<Vec<Message>>> {
+    /// A pack was committed ([`Command::Packed`](segment_writer::manifest::Command)): its parts
+    /// in the hot tail become the pack's entry (no copy), and reads still naming a part are
+    /// sent to the pack.
+    pub fn packed(&self, pack: &str, parts: &[segment_writer::manifest::PackedPart]) {
+        let to: Arc<str> = Arc::from(pack);
+        {
+            let mut p = self.packed.lock().expect("packed lock poisoned");
+            for part in parts {
+                p.to.insert(part.segment.clone(), (to.clone(), part.first_ordinal));
+                p.order.push_back(part.segment.clone());
+            }
+            while p.order.len() > RECENTLY_PACKED {
+                if let Some(old) = p.order.pop_front() {
+                    p.to.remove(&old);
+                }
+            }
+        }
+        let mut c = self.cache.lock().expect("cache lock poisoned");
+        let mut runs = Vec::with_capacity(parts.len());
+        let mut bytes = 0;
+        for part in parts {
+            let Some((Cached(r), size, _)) = c.map.get(&part.segment) else {
+                return; // not all in memory: the pack is read from the store when asked for
+            };
+            let [(0, run)] = &r[..] else {
+                return;
+            };
+            runs.push((part.first_ordinal, run.clone()));
+            bytes += size;
+        }
+        for part in parts {
+            if let Some((_, size, tick)) = c.map.remove(&part.segment) {
+                c.total -= size;
+                c.by_use.remove(&tick);
+            }
+        }
+        drop(c);
+        self.insert_cached(pack, Cached(runs.into()), bytes);
+    }
+
+    /// Where a read naming `segment` goes: the pack holding it if it was packed lately
+    /// ([`Reader::packed`]), with the ordinals shifted, or itself.
+    fn resolve(&self, segment: &str, ordinals: Range<u32>) -> (Option<Arc<str>>, Range<u32>) {
+        let p = self.packed.lock().expect("packed lock poisoned");
+        match p.to.get(segment) {
+            Some((pack, first)) => (
+                Some(pack.clone()),
+                ordinals.start + first..ordinals.end + first,
+            ),
+            None => (None, ordinals),
+        }
+    }
+
+    fn cached(&self, name: &str) -> Option<Cached> {
         let mut c = self.cache.lock().expect("cache lock poisoned");
         c.tick += 1;
         let tick = c.tick;
@@ -233,15 +339,40 @@ impl Reader {
         Ok(())
     }
 
+    /// Messages `ordinals` of `segment`, wherever they are: the hot tail, the segment's log
+    /// version while it is inline, its object, or the pack it was written into.
     async fn read_piece(
         &self,
         segment: &str,
         ordinals: Range<u32>,
     ) -> segment_writer::Result<Vec<MessageRef>> {
-        if let Some(all) = self.cached(segment) {
-            if let Some(slice) = MessageRef::slice(&all, ordinals.clone()) {
-                return Ok(slice);
+        if let (Some(pack), shifted) = self.resolve(segment, ordinals.clone()) {
+            return self.read_stored(&pack, shifted).await;
+        }
+        match self.read_stored(segment, ordinals.clone()).await {
+            // Packed after this read was planned: the state forgets an inline segment before
+            // this reader hears of its pack (`Reader::packed`, from the applied delta).
+            Err(e) if self.inline_version(segment).is_none() => {
+                use segment_writer::clock::Clock;
+                let clock = segment_writer::clock::TokioClock::starting_at(0);
+                clock.sleep(std::time::Duration::from_millis(100)).await;
+                match self.resolve(segment, ordinals) {
+                    (Some(pack), shifted) => self.read_stored(&pack, shifted).await,
+                    _ => Err(e),
+                }
             }
+            read => read,
+        }
+    }
+
+    /// [`Reader::read_piece`] of a segment under its own name.
+    async fn read_stored(
+        &self,
+        segment: &str,
+        ordinals: Range<u32>,
+    ) -> segment_writer::Result<Vec<MessageRef>> {
+        if let Some(slice) = self.cached(segment).and_then(|c| c.slice(ordinals.clone())) {
+            return Ok(slice);
         }
         // A read spans many segments and each costs a few ranged GETs: one transient store
         // error among them must not fail the whole receive or pull (found by the history
@@ -509,5 +640,50 @@ mod tests {
         reader.insert("huge", segment(one * 4));
         assert!(!reader.contains("huge"));
         assert_eq!(reader.bytes(), one * 3);
+    }
+
+    fn run(ids: &[&str]) -> Arc<Vec<Message>> {
+        Arc::new(
+            ids.iter()
+                .map(|id| Message {
+                    message_id: (*id).into(),
+                    ..(*segment(10))[0].clone()
+                })
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_pack_joins_the_hot_tail_from_its_parts_and_reads_of_a_part_find_it() {
+        let store = Store::open("memory://").expect("memory store");
+        let reader = Reader::new(store, 1 << 20);
+        reader.insert("a", run(&["a0", "a1"]));
+        reader.insert("b", run(&["b0", "b1", "b2"]));
+        let bytes = reader.bytes();
+        let part = |segment: &str, first_ordinal| segment_writer::manifest::PackedPart {
+            segment: segment.into(),
+            first_ordinal,
+        };
+        reader.packed("p", &[part("a", 0), part("b", 2)]);
+        assert!(reader.contains("p") && !reader.contains("a") && !reader.contains("b"));
+        assert_eq!(reader.bytes(), bytes, "moved, not copied");
+        let ids = |m: Vec<MessageRef>| m.iter().map(|m| m.message_id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(reader.read_piece("p", 1..4).await.unwrap()),
+            ["a1", "b0", "b1"]
+        );
+        assert!(
+            reader.cached("p").unwrap().slice(4..6).is_none(),
+            "past its end"
+        );
+        // A read planned before the pack still names a part: it is sent to the pack.
+        assert_eq!(
+            ids(reader.read_piece("b", 1..3).await.unwrap()),
+            ["b1", "b2"]
+        );
+        assert_eq!(ids(reader.read_piece("a", 0..1).await.unwrap()), ["a0"]);
+        // A pack whose parts are not all in memory is left to the store.
+        reader.packed("q", &[part("x", 0)]);
+        assert!(!reader.contains("q"));
     }
 }

@@ -496,6 +496,9 @@ fn spawn_background(
             }
             for entry in &a.delta.entries {
                 for c in &entry.commands {
+                    if let Command::Packed { pack, parts } = c {
+                        prefetch_reader.packed(pack, parts);
+                    }
                     if let Command::Append { segment, .. } | Command::PublishOne { segment, .. } = c
                     {
                         if !prefetch_reader.contains(segment) {

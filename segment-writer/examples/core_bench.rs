@@ -163,6 +163,7 @@ async fn main() {
                         cmds.push(Command::InlineSegment {
                             segment: name.clone(),
                             data: small.clone(),
+                            packable: false,
                         });
                     }
                     cmds.push(Command::Append {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::{PutMode, PutPayload};
 
-use crate::manifest::{Command, Delta, State, log::decode_delta, log::get_retrying};
+use crate::manifest::{Command, Delta, PackedPart, State, log::decode_delta, log::get_retrying};
 use crate::node::Node;
 use crate::segment::{self, Message};
 use crate::segment_store;
@@ -39,7 +39,7 @@ pub fn inline_segments(delta: &Delta) -> impl Iterator<Item = (&str, &Bytes)> {
         .iter()
         .flat_map(|e| &e.commands)
         .filter_map(|c| match c {
-            Command::InlineSegment { segment, data } => Some((segment.as_str(), data)),
+            Command::InlineSegment { segment, data, .. } => Some((segment.as_str(), data)),
             _ => None,
         })
 }
@@ -162,17 +162,29 @@ pub async fn materialize(node: &Node, known: &InlineBytes) -> Result<usize> {
     Ok(total)
 }
 
-/// One round of [`materialize`]: at most [`PER_ROUND`] segments, one commit.
+/// One round of [`materialize`]: at most [`PER_ROUND`] segments, one commit. The packable
+/// ones go out together as one pack object ([`Command::Packed`]), the rest as objects of
+/// their own ([`Command::Materialized`]).
 async fn materialize_round(node: &Node, known: &InlineBytes) -> Result<usize> {
     known.retain_inline(&node.state());
     let mut writes = Vec::new();
     let mut by_version: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
-    for (name, v) in node.state().inline_segments.iter().take(PER_ROUND) {
-        match known.get(name) {
-            Some(data) => writes.push((name.clone(), data)),
-            None => by_version.entry(*v).or_default().push(name.clone()),
+    let packable: std::collections::HashSet<String> = {
+        let state = node.state();
+        for (name, v) in state.inline_segments.iter().take(PER_ROUND) {
+            match known.get(name) {
+                Some(data) => writes.push((name.clone(), data)),
+                None => by_version.entry(*v).or_default().push(name.clone()),
+            }
         }
-    }
+        writes
+            .iter()
+            .map(|(n, _)| n)
+            .chain(by_version.values().flatten())
+            .filter(|n| state.packable.contains_key(*n))
+            .cloned()
+            .collect()
+    };
     if writes.is_empty() && by_version.is_empty() {
         return Ok(0);
     }
@@ -185,30 +197,71 @@ async fn materialize_round(node: &Node, known: &InlineBytes) -> Result<usize> {
             }
         }
     }
-    let written: Vec<String> = futures::stream::iter(writes.into_iter().map(|(name, data)| {
+    let (to_pack, own): (Vec<_>, Vec<_>) = writes
+        .into_iter()
+        .partition(|(name, _)| packable.contains(name));
+    let mut commands = Vec::new();
+    let n = to_pack.len() + own.len();
+    if !to_pack.is_empty() {
+        let now = node.clock().now_ms();
+        let pack = crate::paths::Paths::segment_name(
+            &crate::paths::utc_date_hour(now).0,
+            &ulid::Ulid::new(),
+        );
+        let (bytes, parts) = encode_pack(&store, to_pack)?;
+        put_once(&store, &pack, bytes).await?;
+        commands.push(Command::Packed { pack, parts });
+    }
+    let written: Vec<String> = futures::stream::iter(own.into_iter().map(|(name, data)| {
         let store = store.clone();
-        async move {
-            let path = store.paths.segment(&name);
-            match store
-                .inner
-                .put_opts(&path, PutPayload::from(data), PutMode::Create.into())
-                .await
-            {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(name),
-                Err(e) => Err(Error::store("put", &path, e)),
-            }
-        }
+        async move { put_once(&store, &name, data).await.map(|()| name) }
     }))
     .buffer_unordered(PUTS_IN_FLIGHT)
     .collect::<Vec<Result<String>>>()
     .await
     .into_iter()
     .collect::<Result<_>>()?;
-    let n = written.len();
-    node.submit(vec![Command::Materialized { segments: written }])
-        .await?;
+    if !written.is_empty() {
+        commands.push(Command::Materialized { segments: written });
+    }
+    node.submit(commands).await?;
     known.retain_inline(&node.state());
     Ok(n)
+}
+
+/// Writes a segment object under `name` unless it exists: one that does holds the same bytes
+/// (written by an earlier round whose commit failed).
+async fn put_once(store: &Store, name: &str, data: Bytes) -> Result<()> {
+    let path = store.paths.segment(name);
+    match store
+        .inner
+        .put_opts(&path, PutPayload::from(data), PutMode::Create.into())
+        .await
+    {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(Error::store("put", &path, e)),
+    }
+}
+
+/// One segment holding the messages of `segments` one after another, and where each begins.
+fn encode_pack(store: &Store, segments: Vec<(String, Bytes)>) -> Result<(Bytes, Vec<PackedPart>)> {
+    let total: usize = segments.iter().map(|(_, b)| b.len()).sum();
+    let mut builder = segment::SegmentBuilder::with_capacity(64 * 1024, total);
+    let mut parts = Vec::with_capacity(segments.len());
+    let mut next = 0u32;
+    for (name, bytes) in segments {
+        let messages =
+            segment::decode(&bytes).map_err(|e| Error::corrupt(store.paths.segment(&name), e))?;
+        for m in &messages {
+            builder.push(m);
+        }
+        parts.push(PackedPart {
+            segment: name,
+            first_ordinal: next,
+        });
+        next += messages.len() as u32;
+    }
+    Ok((builder.finish(), parts))
 }
 
 #[cfg(test)]
@@ -271,6 +324,7 @@ mod tests {
                 Command::InlineSegment {
                     segment: name.clone(),
                     data: segment::encode(&messages),
+                    packable: false,
                 },
                 Command::Append {
                     topic: "t".into(),
@@ -364,6 +418,7 @@ mod tests {
             .submit(vec![Command::InlineSegment {
                 segment: "s1".into(),
                 data: data.clone(),
+                packable: false,
             }])
             .await
             .unwrap();
@@ -393,11 +448,152 @@ mod tests {
         node.shutdown().await;
     }
 
+    /// Messages of `topic` with bodies `[tag; 10]`, one per tag.
+    fn tagged(topic: &str, tags: &[u8]) -> Vec<Message> {
+        tags.iter()
+            .map(|&t| Message {
+                topic: topic.into(),
+                body: vec![t; 10].into(),
+                ..Message::default()
+            })
+            .collect()
+    }
+
+    fn append(segment: &str, queue: u32, first_ordinal: u32, count: u32) -> Command {
+        Command::Append {
+            topic: "t".into(),
+            queue,
+            segment: segment.into(),
+            first_ordinal,
+            count,
+            publish_time_ms: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn packable_segments_go_out_as_one_pack_and_their_ranges_follow() {
+        let clock: Arc<dyn Clock> = TokioClock::shared();
+        let store = Store::memory();
+        let local = Arc::new(LocalForwarder::default());
+        let node = Node::start(
+            store.clone(),
+            NodeSettings::new("n0", "n0"),
+            clock.clone(),
+            local,
+            1,
+        )
+        .await
+        .unwrap();
+        while !node.is_sequencer() {
+            clock.sleep(Duration::from_millis(10)).await;
+        }
+        let def = TopicDef {
+            kind: TopicKind::Normal,
+            queues: 2,
+            retention_hours: 1,
+        };
+        node.submit(vec![Command::CreateTopic {
+            topic: "t".into(),
+            def,
+        }])
+        .await
+        .unwrap();
+        // a: queue 0 gets ordinals 0-1, queue 1 ordinal 2; b: queue 0 gets both; c (not
+        // packable) goes out on its own.
+        let inline = |name: &str, tags: &[u8], packable| Command::InlineSegment {
+            segment: name.into(),
+            data: segment::encode(&tagged("t", tags)),
+            packable,
+        };
+        node.submit(vec![
+            inline("segments/d/a.seg", &[1, 2, 3], true),
+            append("segments/d/a.seg", 0, 0, 2),
+            append("segments/d/a.seg", 1, 2, 1),
+            inline("segments/d/b.seg", &[4, 5], true),
+            append("segments/d/b.seg", 0, 0, 2),
+            inline("segments/d/c.seg", &[6], false),
+            append("segments/d/c.seg", 1, 0, 1),
+        ])
+        .await
+        .unwrap();
+        let state = node.shared_state();
+        let bodies = |queue: usize| {
+            let state = state.read().unwrap();
+            let q = &state.topics["t"].queues[queue];
+            (q.min_offset..q.next_offset)
+                .map(|o| {
+                    let (r, ordinal) = q.locate(o).unwrap();
+                    (r.segment.clone(), ordinal)
+                })
+                .collect::<Vec<_>>()
+        };
+        let read_all = |queue: usize| {
+            let store = store.clone();
+            let state = state.clone();
+            let at = bodies(queue);
+            async move {
+                let mut out = Vec::new();
+                for (name, ordinal) in at {
+                    let all = read_segment_anywhere(&store, &state, &name).await.unwrap();
+                    out.push(all[ordinal as usize].body[0]);
+                }
+                out
+            }
+        };
+        assert_eq!(read_all(0).await, vec![1, 2, 4, 5]);
+        assert_eq!(read_all(1).await, vec![3, 6]);
+        assert_eq!(state.read().unwrap().packable.len(), 2);
+
+        assert_eq!(materialize(&node, &InlineBytes::new(0)).await.unwrap(), 3);
+        let s = node.state().clone();
+        assert!(
+            s.inline_segments.is_empty() && s.packable.is_empty(),
+            "{s:?}"
+        );
+        let objects: Vec<String> = store
+            .inner
+            .list(Some(&store.paths.segment_dir()))
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        assert_eq!(objects.len(), 2, "one pack and c: {objects:?}");
+        let q0 = bodies(0);
+        let pack = &q0[0].0;
+        assert!(
+            !pack.ends_with("/a.seg") && !pack.ends_with("/b.seg"),
+            "{q0:?}"
+        );
+        assert_eq!(q0.iter().map(|(_, o)| *o).collect::<Vec<_>>(), [0, 1, 3, 4]);
+        assert!(q0.iter().all(|(n, _)| n == pack), "{q0:?}");
+        assert_eq!(
+            bodies(1),
+            vec![(pack.clone(), 2), ("segments/d/c.seg".into(), 0)]
+        );
+        // The same messages, now from the pack's object and c's.
+        assert_eq!(read_all(0).await, vec![1, 2, 4, 5]);
+        assert_eq!(read_all(1).await, vec![3, 6]);
+        // A pack naming parts no longer inline changes nothing.
+        let before = node.state().clone();
+        node.submit(vec![Command::Packed {
+            pack: "segments/d/other.seg".into(),
+            parts: vec![PackedPart {
+                segment: "segments/d/a.seg".into(),
+                first_ordinal: 0,
+            }],
+        }])
+        .await
+        .unwrap();
+        let after = node.state().clone();
+        assert_eq!(after.topics, before.topics);
+        node.shutdown().await;
+    }
+
     #[test]
     fn inline_bytes_round_trip_through_json_and_bad_base64_is_refused() {
         let c = Command::InlineSegment {
             segment: "s".into(),
             data: Bytes::from_static(&[0, 1, 2, 255]),
+            packable: false,
         };
         let json = serde_json::to_string(&c).unwrap();
         assert!(json.contains("AAEC/w=="), "{json}");

@@ -96,6 +96,15 @@ impl GroupDef {
     }
 }
 
+/// One inline segment inside a pack ([`Command::Packed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedPart {
+    /// The inline segment's name.
+    pub segment: String,
+    /// The pack's ordinal of its first message.
+    pub first_ordinal: u32,
+}
+
 /// A message position.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct QueueOffset {
@@ -228,11 +237,25 @@ pub enum Command {
         segment: String,
         #[serde(with = "base64_bytes")]
         data: bytes::Bytes,
+        /// It may be written out inside a pack ([`Command::Packed`]): only stored messages
+        /// name it (no timer or half message, whose pointers the pack could not rewrite).
+        /// Without it (deltas of older gateways) it becomes an object of its own
+        /// ([`Command::Materialized`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        packable: bool,
     },
     /// These inline segments now also exist as their own objects under their names (the
     /// sequencer wrote them): reads go there, and the log versions that held them may be
     /// collected.
     Materialized { segments: Vec<String> },
+    /// These packable inline segments were written out together as one segment object,
+    /// `pack`, each part's messages from its `first_ordinal` on: the ranges that named a part
+    /// now name the pack (ordinals shifted), and the log versions that held them may be
+    /// collected. A part no longer inline (packed or written out already) is skipped.
+    Packed {
+        pack: String,
+        parts: Vec<PackedPart>,
+    },
     /// Append every timer due at the delta time to its queue (issued by the sequencer's ticker).
     FireTimers,
     /// Cancel a delayed message not yet due: inline, or else in the spill `spilled_in` (where

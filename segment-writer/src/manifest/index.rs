@@ -500,7 +500,13 @@ impl State {
                 if budget == 0 {
                     return out;
                 }
+                // A range naming a segment still inline stays in the state: packing it
+                // rewrites the ranges that name it, which an index object could not follow.
                 let foldable = q.ranges.len().saturating_sub(s.keep_inline);
+                let foldable = q.ranges[..foldable]
+                    .iter()
+                    .position(|r| self.inline_segments.contains_key(&r.segment))
+                    .unwrap_or(foldable);
                 let old = foldable >= s.min_chunk.max(1)
                     && q.ranges
                         .get(foldable - 1)

@@ -178,6 +178,7 @@ impl State {
             }),
         }
         q.next_offset += 1;
+        self.note_packable_ref(&p.segment, &p.topic, p.queue);
         Some(base)
     }
 
@@ -247,6 +248,7 @@ impl State {
         };
         let outcome = match mode {
             PublishMode::Timer { deliver_at_ms } if *deliver_at_ms > now => {
+                self.unpackable(&message.segment);
                 self.timers.insert(
                     timer_key(*deliver_at_ms, &message.message_id),
                     message.clone(),
@@ -279,6 +281,7 @@ impl State {
                          back some before starting more"
                     )));
                 }
+                self.unpackable(&message.segment);
                 let settings = self.producer_settings(producer_group);
                 let immunity = settings
                     .check_immunity_ms

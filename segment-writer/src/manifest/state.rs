@@ -4,7 +4,7 @@
 //! offsets are assigned in apply order, leases are granted only if still free when applied.
 //! Every map is a `BTreeMap`, so equal states encode to equal bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -314,6 +314,11 @@ pub struct State {
     /// oldest of these versions on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inline_segments: BTreeMap<String, u64>,
+    /// The inline segments that may be packed ([`Command::Packed`]), each with the queues
+    /// whose ranges name it (so that packing rewrites those ranges without a scan). Bounded
+    /// like `inline_segments`, of which it is a subset.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packable: BTreeMap<String, BTreeSet<(String, u32)>>,
 }
 
 /// Why a delta cannot be applied to this state (the log is damaged or skipped a version).
@@ -448,6 +453,7 @@ impl State {
                     origin: None,
                     appended_ms: None,
                 });
+                self.note_packable_ref(segment, topic, *queue);
                 Ok(Outcome::Appended { base_offset: base })
             }
             Command::CreateGroup { group, def } => self.create_group(group, def),
@@ -583,16 +589,31 @@ impl State {
                 mode,
                 now,
             ),
-            Command::InlineSegment { segment, .. } => {
+            Command::InlineSegment {
+                segment, packable, ..
+            } => {
                 if segment.is_empty() {
                     return Err(Rejection::Invalid("an inline segment needs a name".into()));
                 }
                 self.inline_segments.insert(segment.clone(), self.version);
+                if *packable {
+                    self.packable.insert(segment.clone(), BTreeSet::new());
+                }
                 Ok(Outcome::Done)
             }
             Command::Materialized { segments } => {
                 for s in segments {
                     self.inline_segments.remove(s);
+                    self.packable.remove(s);
+                }
+                Ok(Outcome::Done)
+            }
+            Command::Packed { pack, parts } => {
+                if pack.is_empty() {
+                    return Err(Rejection::Invalid("a pack needs a name".into()));
+                }
+                for part in parts {
+                    self.pack_part(pack, part);
                 }
                 Ok(Outcome::Done)
             }
@@ -1033,6 +1054,42 @@ impl State {
 
     /// Moves a message to its group's dead-letter topic (a pointer to the same bytes) and marks
     /// it consumed for the group.
+    /// Records that a range of `topic`'s queue `queue` names `segment`, if it is packable.
+    pub(crate) fn note_packable_ref(&mut self, segment: &str, topic: &str, queue: u32) {
+        if let Some(queues) = self.packable.get_mut(segment) {
+            if !queues.contains(&(topic.to_string(), queue)) {
+                queues.insert((topic.to_string(), queue));
+            }
+        }
+    }
+
+    /// A pointer other than a range (a timer, a half message) names `segment`: it is written
+    /// out as an object of its own, never packed.
+    pub(crate) fn unpackable(&mut self, segment: &str) {
+        self.packable.remove(segment);
+    }
+
+    /// [`Command::Packed`] for one part: the ranges naming it name the pack instead.
+    fn pack_part(&mut self, pack: &str, part: &super::command::PackedPart) {
+        let Some(queues) = self.packable.remove(&part.segment) else {
+            return;
+        };
+        self.inline_segments.remove(&part.segment);
+        for (topic, queue) in queues {
+            let Some(q) = self
+                .topics
+                .get_mut(&topic)
+                .and_then(|t| t.queues.get_mut(queue as usize))
+            else {
+                continue;
+            };
+            for r in q.ranges.iter_mut().filter(|r| r.segment == part.segment) {
+                r.segment = pack.to_string();
+                r.first_ordinal += part.first_ordinal;
+            }
+        }
+    }
+
     fn dead_letter(&mut self, group: &str, at: &QueueOffset, now: i64) {
         let inline = self
             .topics
@@ -1055,10 +1112,14 @@ impl State {
         };
         let dlq = dlq_topic(group);
         if let Some(q) = self.topics.get_mut(&dlq).and_then(|t| t.queues.get_mut(0)) {
+            let segment = range.segment;
+            if let Some(queues) = self.packable.get_mut(&segment) {
+                queues.insert((dlq.clone(), 0));
+            }
             q.append(OffsetRange {
                 base: 0,
                 count: 1,
-                segment: range.segment,
+                segment,
                 first_ordinal: ordinal,
                 publish_time_ms: range.publish_time_ms,
                 appended_ms: Some(now),
@@ -1225,7 +1286,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::command::{FORMAT, Subscription};
+    use crate::manifest::command::{FORMAT, PublishMode, Subscription};
     use crate::manifest::sim::{Sim, delta};
 
     fn topic(name: &str, queues: u32) -> Command {
@@ -1499,6 +1560,91 @@ mod tests {
         assert_eq!(s.state.groups["g"].cursors[""]["t"][0].committed, 2);
         s.now += 10_000;
         assert!(s.lease_all("").is_empty());
+    }
+
+    #[test]
+    fn a_pack_rewrites_every_range_naming_its_parts_dead_letters_included() {
+        let inline = |name: &str| Command::InlineSegment {
+            segment: name.into(),
+            data: bytes::Bytes::from_static(b"not read here"),
+            packable: true,
+        };
+        let at = |segment: &str, queue, first_ordinal, count| Command::Append {
+            topic: "t".into(),
+            queue,
+            segment: segment.into(),
+            first_ordinal,
+            count,
+            publish_time_ms: 0,
+        };
+        let mut s = Sim::new();
+        s.one(topic("t", 2));
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: group_def(0),
+        });
+        s.one(inline("a"));
+        s.one(at("a", 0, 0, 2));
+        s.one(at("a", 1, 2, 1));
+        // No retries: offset 0 of queue 0 dead-letters at once, its range naming `a`.
+        let grants = s.lease_all("");
+        assert_eq!(grants.len(), 3);
+        s.now += 1000;
+        s.one(Command::ExpireLeases);
+        assert_eq!(s.state.topics["DLQ.g"].queues[0].ranges[0].segment, "a");
+        // A delayed message in `b` keeps `b` out of packs.
+        s.one(inline("b"));
+        s.one(Command::PublishOne {
+            topic: "t".into(),
+            queue: 0,
+            segment: "b".into(),
+            ordinal: 0,
+            publish_time_ms: 0,
+            message_id: "m".into(),
+            dedup_id: None,
+            mode: PublishMode::Timer {
+                deliver_at_ms: s.now + 60_000,
+            },
+        });
+        assert_eq!(s.state.packable.keys().collect::<Vec<_>>(), ["a"]);
+        let packed = s.one(Command::Packed {
+            pack: "p".into(),
+            parts: vec![
+                super::super::command::PackedPart {
+                    segment: "b".into(),
+                    first_ordinal: 0,
+                },
+                super::super::command::PackedPart {
+                    segment: "a".into(),
+                    first_ordinal: 5,
+                },
+            ],
+        });
+        assert_eq!(packed, Outcome::Done);
+        let ranges = |t: &str, q: usize| -> Vec<(String, u32)> {
+            s.state.topics[t].queues[q]
+                .ranges
+                .iter()
+                .map(|r| (r.segment.clone(), r.first_ordinal))
+                .collect()
+        };
+        assert_eq!(ranges("t", 0), [("p".to_string(), 5)]);
+        assert_eq!(ranges("t", 1), [("p".to_string(), 7)]);
+        assert_eq!(
+            ranges("DLQ.g", 0),
+            [
+                ("p".to_string(), 5),
+                ("p".to_string(), 6),
+                ("p".to_string(), 7)
+            ]
+        );
+        assert!(s.state.packable.is_empty());
+        assert_eq!(
+            s.state.inline_segments.keys().collect::<Vec<_>>(),
+            ["b"],
+            "b is not packable: it waits for its own object"
+        );
+        assert_eq!(s.state.timers.values().next().unwrap().segment, "b");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 # all are up and idle, so start-up requests do not count).
 #
 # usage: scripts/bench-cost.sh <ferrymq binary> <K> <RATE> <DURATION seconds> <PROFILE>
-#   EXTRA="--linger 200ms ..." adds serve flags (a setting to measure); LABEL names the row.
+#   EXTRA="--linger 200ms ..." adds serve flags (a setting to measure); LABEL names the row;
+#   PRODUCERS (default 64) and BATCH (default 1) shape the load: closed-loop producers need
+#   rate x ack latency of them.
 # Prints one CSV row:
 #   label,profile,gateways,rate,msg_s,ack_p50_ms,ack_p99_ms,put_s,get_s,list_s,delete_s,req_s,usd_month
 # usd_month: the month (30 days) of these requests at S3 prices (us-east-1, 2025): S3 Standard
@@ -41,7 +43,7 @@ counts() {
 }
 read -r p0 g0 l0 d0 < <(counts)
 U=$(IFS=,; echo "${URLS[*]}")
-OUT=$("$BIN" bench --url "$U" --token "$T" --producers 64 --batch 1 --rate "$RATE" --duration "${DUR}s" 2>/dev/null)
+OUT=$("$BIN" bench --url "$U" --token "$T" --producers "${PRODUCERS:-64}" --batch "${BATCH:-1}" --rate "$RATE" --duration "${DUR}s" 2>/dev/null)
 read -r p1 g1 l1 d1 < <(counts)
 python3 - "$OUT" "${LABEL:-run}" "$PROFILE" "$K" "$RATE" "$DUR" $((p1 - p0)) $((g1 - g0)) $((l1 - l0)) $((d1 - d0)) <<'PY'
 import re, sys

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test code: a panic is the failure report; tests drive tokio time directly
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -359,4 +360,116 @@ async fn long_polls_beyond_the_bound_get_429() {
             .status,
         200
     );
+}
+
+/// Files under `dir` (recursively), or 0 if it does not exist.
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                files_under(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// `deploy/cost-first.toml` as a user runs it (with batches inline, as on S3): concurrent
+/// publishes share one manifest delta, the inline batches go out as one pack object, and
+/// every message reads back from it after a restart.
+#[tokio::test]
+async fn the_cost_first_setting_shares_deltas_and_packs_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", dir.path().display());
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/cost-first.toml");
+    let cfg = cfg.to_str().unwrap();
+    // Small batches inline even on a local directory; no batch of two publishers shared.
+    let args = [
+        "--config",
+        cfg,
+        "--inline-max-bytes",
+        "65536",
+        "--max-inflight-batches",
+        "16",
+    ];
+    let mut gw = Gateway::start(&store, &args).await;
+    let api = Api::admin(&gw);
+    assert_eq!(
+        api.put("/v1/topics/cf", json!({"queues": 2})).await.status,
+        201
+    );
+    let version = |api: &Api| {
+        let api = api.clone();
+        async move {
+            api.get("/v1/cluster").await.body["manifest_version"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let before = version(&api).await;
+    // 40 publishers at once, 3 rounds (the linger is 250 ms).
+    let mut sent = BTreeMap::new();
+    for round in 0..3 {
+        let calls = (0..40).map(|i| {
+            let api = api.clone();
+            async move {
+                let body = format!("m-{round}-{i}");
+                let r = api
+                    .post(
+                        "/v1/topics/cf/messages",
+                        json!({"messages": [{"body": body.clone()}]}),
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                (r.body["results"][0]["message_id"].as_str().unwrap().to_string(), body)
+            }
+        });
+        sent.extend(futures::future::join_all(calls).await);
+    }
+    assert_eq!(sent.len(), 120);
+    let deltas = version(&api).await - before;
+    assert!(
+        deltas <= 12,
+        "120 publishes in 3 rounds took {deltas} deltas (a linger of 250 ms shares them)"
+    );
+    // The write-out (every second) packs every batch into one object per round.
+    let segments = dir.path().join("segments");
+    let mut inline_left = u64::MAX;
+    for _ in 0..100 {
+        inline_left = api.get("/v1/cluster").await.body["inline_segments"]
+            .as_u64()
+            .unwrap();
+        if inline_left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inline_left, 0, "written out");
+    let objects = files_under(&segments);
+    assert!(
+        (1..=3).contains(&objects),
+        "{objects} segment objects for 3 rounds of batches"
+    );
+    // After a restart (empty hot tail) every message reads back, from the pack.
+    gw.restart().await;
+    let api = Api::admin(&gw);
+    let mut read = BTreeMap::new();
+    for q in 0..2 {
+        let r = api
+            .get(&format!("/v1/topics/cf/queues/{q}/messages?offset=0&max=1000"))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        for m in r.body["messages"].as_array().unwrap() {
+            read.insert(
+                m["message_id"].as_str().unwrap().to_string(),
+                m["body"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    assert_eq!(read, sent);
 }

@@ -38,9 +38,9 @@ function age(ms) {
   const d = Math.floor(s / 86400); s -= d * 86400;
   const hr = Math.floor(s / 3600); s -= hr * 3600;
   const m = Math.floor(s / 60); s -= m * 60;
-  if (d) return `${d}d ${hr}h`;
-  if (hr) return `${hr}h ${m}m`;
-  if (m) return `${m}m ${s}s`;
+  if (d) return hr ? `${d}d ${hr}h` : `${d}d`;
+  if (hr) return m ? `${hr}h ${m}m` : `${hr}h`;
+  if (m) return s ? `${m}m ${s}s` : `${m}m`;
   return `${s}s`;
 }
 

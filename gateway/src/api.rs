@@ -168,7 +168,8 @@ async fn metrics(State(st): St) -> Response {
     let mut text = crate::metrics::render();
     if st.node.is_sequencer() {
         let now = st.node.clock().now_ms();
-        text.push_str(&crate::backlog::render(&st.node.state(), now));
+        let snap = crate::backlog::snapshot(&st.node.state(), now);
+        text.push_str(&crate::backlog::render(&snap));
     }
     (
         [(

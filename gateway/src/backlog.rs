@@ -121,6 +121,10 @@ fn count_dead_letters(c: &mut Counters, state: &State, group: &str) {
 
 /// Appends a label value, escaped as the text format requires.
 fn label(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
     for ch in v.chars() {
         match ch {
             '\\' => out.push_str("\\\\"),
@@ -146,11 +150,28 @@ where
     }
 }
 
-/// The backlog families in the Prometheus text format, at `now_ms`.
-pub fn render(state: &State, now_ms: i64) -> String {
+/// The backlog figures of one scrape, taken while the state is locked (then formatted
+/// without holding the lock, so a large scrape does not hold up apply).
+#[derive(Debug)]
+pub struct Snapshot {
+    now: i64,
+    lines: Vec<backlog::GroupTopicBacklog>,
+    pending: BTreeMap<(String, String), u64>,
+}
+
+/// Reads the backlog of every group from `state` at `now_ms`.
+pub fn snapshot(state: &State, now_ms: i64) -> Snapshot {
     let now = now_ms.max(state.time_ms);
-    let lines = backlog::all(state, now);
-    let pending = backlog::pending_transactions(state);
+    Snapshot {
+        now,
+        lines: backlog::all(state, now),
+        pending: backlog::pending_transactions(state),
+    }
+}
+
+/// The backlog families in the Prometheus text format.
+pub fn render(snap: &Snapshot) -> String {
+    let (now, lines, pending) = (snap.now, &snap.lines, &snap.pending);
     let age = |t: Option<i64>| t.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
     let mut out = String::with_capacity(64 + lines.len() * 6 * 96);
     let rows = |f: &dyn Fn(&backlog::GroupTopicBacklog) -> f64| {
@@ -253,7 +274,7 @@ mod tests {
 
     #[test]
     fn an_empty_state_renders_every_family_without_samples() {
-        let text = render(&State::default(), 0);
+        let text = render(&snapshot(&State::default(), 0));
         for name in [
             "ferrymq_consumer_ready_messages",
             "ferrymq_consumer_inflight_messages",

@@ -9,7 +9,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -251,12 +251,24 @@ async function main() {
     expect(errors.length === 0, `no page errors, got ${errors.join('; ')}`);
   });
 
+  await check('every metric the dashboard and the runbook query is in a real scrape', async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    const docs = ['docs/grafana/ferrymq-backlog.json', 'docs/grafana/ferrymq-alerts.yml', 'docs/runbook.md']
+      .map((f) => readFileSync(path.join(here, '..', '..', f), 'utf8')).join('\n');
+    const named = new Set([...docs.matchAll(/\bferrymq_[a-z_]*[a-z]\b/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, '')));
+    const missing = [...named].filter((n) => !exported.has(n));
+    expect(named.size > 10 && missing.length === 0, `every queried metric exported, missing ${missing.join(', ')}`);
+  });
+
   if (process.env.PROMTOOL) {
-    await check('promtool check metrics on a real scrape', async () => {
+    await check('promtool check metrics on a real scrape, and check rules on the alerts', async () => {
       const text = await (await fetch(`${base}/metrics`)).text();
       expect(text.includes('ferrymq_consumer_lag_messages{group="console-billing",topic="console-orders"}'), 'the backlog families');
       const r = spawnSync(process.env.PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
       expect(r.status === 0, `promtool clean, got: ${r.stdout}${r.stderr}`);
+      const rules = spawnSync(process.env.PROMTOOL, ['check', 'rules', path.join(here, '..', '..', 'docs/grafana/ferrymq-alerts.yml')], { encoding: 'utf8' });
+      expect(rules.status === 0, `the alert rules clean, got: ${rules.stdout}${rules.stderr}`);
     });
   }
 }

@@ -193,12 +193,20 @@ async function main() {
     await page.waitForSelector('#dlq-count:text-is("1")');
     await page.waitForSelector('#total-lag:text-is("1")');
     await page.screenshot({ path: path.join(shots, 'group.png'), fullPage: true });
+    // The dead letter by its id: its body and the topic it came from.
+    await page.click('a[href^="#/messages/DLQ.console-billing/"]');
+    await page.waitForSelector('.message dd:text-is("console-orders")');
+    const body = await page.textContent('.message pre.body');
+    expect(body === got.messages[0].body, `the dead letter's body ${JSON.stringify(got.messages[0].body)}, got ${JSON.stringify(body)}`);
+    expect(await page.isVisible(`.message h2 code:text-is("${got.messages[0].message_id}")`), 'its message id');
+    await page.goBack();
+    await page.waitForSelector('#dlq-count:text-is("1")');
     await page.click('button:has-text("Re-drive to the group")');
     await page.waitForSelector('#notice:has-text("Re-drove 1 dead letter")');
     await page.waitForSelector('#dlq-count:text-is("0")');
   });
 
-  await check('topics list and a topic\'s queues with offsets', async () => {
+  await check('topics: a topic\'s queues with offsets, the list, create and delete', async () => {
     await page.click('nav a:has-text("Topics")');
     await page.click('a[href="#/topics/console-orders"]');
     await page.waitForSelector('h2:has-text("Queues")');
@@ -206,6 +214,13 @@ async function main() {
     await page.click('nav a:has-text("Topics")');
     await page.waitForSelector('a[href="#/topics/console-orders"]');
     await page.screenshot({ path: path.join(shots, 'topics.png') });
+    await page.fill('input[name=name]', 'console-scratch');
+    await page.click('button:has-text("Create topic")');
+    await page.click('button[aria-label="Delete console-scratch"]');
+    await page.waitForSelector('#notice:has-text("Topic console-scratch deleted")');
+    await page.waitForSelector('a[href="#/topics/console-scratch"]', { state: 'detached' });
+    const r = await fetch(`${base}/v1/topics/console-scratch`, { headers: H });
+    expect(r.status === 404, `the topic gone from the API, got ${r.status}`);
   });
 
   await check('cluster view: sequencer, manifest version, store', async () => {

@@ -168,8 +168,16 @@ async fn metrics(State(st): St) -> Response {
     let mut text = crate::metrics::render();
     if st.node.is_sequencer() {
         let now = st.node.clock().now_ms();
+        let started = std::time::Instant::now();
         let snap = crate::backlog::snapshot(&st.node.state(), now);
+        let locked = started.elapsed();
         text.push_str(&crate::backlog::render(&snap));
+        tracing::debug!(
+            ?locked,
+            total = ?started.elapsed(),
+            bytes = text.len(),
+            "backlog metrics"
+        );
     }
     (
         [(

@@ -354,6 +354,54 @@ mod tests {
     }
 
     #[test]
+    fn folded_offsets_are_dated_by_their_run_and_archived_ones_not_at_all() {
+        let range = |base: u64, count: u32, at: i64| crate::manifest::OffsetRange {
+            base,
+            count,
+            segment: "s".into(),
+            first_ordinal: 0,
+            publish_time_ms: at,
+            origin_topic: None,
+            origin: None,
+            appended_ms: None,
+        };
+        let folded = [range(10, 5, 100), range(15, 5, 200)];
+        let q = QueueLog {
+            next_offset: 30,
+            min_offset: 10,
+            index: vec![crate::manifest::index::IndexRun::summarize(
+                "index/x.idx",
+                0,
+                1,
+                0,
+                &folded,
+            )],
+            ranges: vec![range(20, 10, 300)],
+        };
+        assert_eq!(stored_ms(&q, 9), None);
+        assert_eq!(stored_ms(&q, 17), Some(100));
+        assert_eq!(stored_ms(&q, 25), Some(300));
+        assert_eq!(stored_ms(&q, 30), None);
+        // A cursor at 12 with nothing else: everything from 12 is ready, the oldest dated 100.
+        let c = Cursor {
+            committed: 12,
+            ..Cursor::default()
+        };
+        let b = queue_backlog(&q, &c, 1_000);
+        assert_eq!((b.lag, b.ready, b.inflight), (18, 18, 0));
+        assert_eq!((b.oldest_ready_ms, b.oldest_unacked_ms), (Some(100), Some(100)));
+        // Acked 12..20 out of order: the oldest is the first inline range.
+        let mut c = c;
+        for o in 13..20 {
+            c.done.insert(o);
+        }
+        c.done.insert(12);
+        let b = queue_backlog(&q, &c, 1_000);
+        assert_eq!(b.ready, 10);
+        assert_eq!(b.oldest_unacked_ms, Some(300));
+    }
+
+    #[test]
     fn a_dead_letter_leaves_the_backlog_and_pending_transactions_count_halves() {
         let mut s = setup(0);
         let v = s.state.version + 1;

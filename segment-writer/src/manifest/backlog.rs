@@ -389,7 +389,10 @@ mod tests {
         };
         let b = queue_backlog(&q, &c, 1_000);
         assert_eq!((b.lag, b.ready, b.inflight), (18, 18, 0));
-        assert_eq!((b.oldest_ready_ms, b.oldest_unacked_ms), (Some(100), Some(100)));
+        assert_eq!(
+            (b.oldest_ready_ms, b.oldest_unacked_ms),
+            (Some(100), Some(100))
+        );
         // Acked 12..20 out of order: the oldest is the first inline range.
         let mut c = c;
         for o in 13..20 {

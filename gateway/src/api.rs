@@ -82,6 +82,8 @@ pub struct AppState {
     pub claims: Arc<crate::claims::Claims>,
     pub ready: AtomicBool,
     pub store_url: String,
+    /// `--metrics-per-queue`: backlog gauges with a `queue` label.
+    pub metrics_per_queue: bool,
 }
 
 impl AppState {
@@ -171,7 +173,7 @@ async fn metrics(State(st): St) -> Response {
         let started = std::time::Instant::now();
         let snap = crate::backlog::snapshot(&st.node.state(), now);
         let locked = started.elapsed();
-        text.push_str(&crate::backlog::render(&snap));
+        text.push_str(&crate::backlog::render(&snap, st.metrics_per_queue));
         tracing::debug!(
             ?locked,
             total = ?started.elapsed(),

@@ -8,6 +8,9 @@
 //! the lease outcomes, dead letters from the growth of each group's `DLQ.<group>` topic
 //! (attributed to the topic the message came from). They count since this process started.
 //!
+//! Labels are `group` and `topic` (for pending transactions, the producer group and topic);
+//! `--metrics-per-queue` adds `queue` to the gauges of groups.
+//!
 //! Only the sequencer exports these families, so a sum over the gateways of a cluster is the
 //! cluster's figure; followers keep counting and export nothing for them.
 
@@ -135,17 +138,23 @@ fn label(out: &mut String, v: &str) {
     }
 }
 
+/// One sample: group, topic, queue (with `--metrics-per-queue`), value.
+type Row<'a> = (&'a str, &'a str, Option<usize>, f64);
+
 fn family<'a, I>(out: &mut String, name: &str, kind: &str, help: &str, rows: I)
 where
-    I: IntoIterator<Item = (&'a str, &'a str, f64)>,
+    I: IntoIterator<Item = Row<'a>>,
 {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (group, topic, v) in rows {
+    for (group, topic, queue, v) in rows {
         out.push_str(name);
         out.push_str("{group=\"");
         label(out, group);
         out.push_str("\",topic=\"");
         label(out, topic);
+        if let Some(q) = queue {
+            let _ = write!(out, "\",queue=\"{q}");
+        }
         let _ = writeln!(out, "\"}} {v}");
     }
 }
@@ -169,58 +178,68 @@ pub fn snapshot(state: &State, now_ms: i64) -> Snapshot {
     }
 }
 
-/// The backlog families in the Prometheus text format.
-pub fn render(snap: &Snapshot) -> String {
+/// The backlog families in the Prometheus text format; with `per_queue`, the gauges have one
+/// sample per queue (a `queue` label) instead of one per topic.
+pub fn render(snap: &Snapshot, per_queue: bool) -> String {
     let (now, lines, pending) = (snap.now, &snap.lines, &snap.pending);
     let age = |t: Option<i64>| t.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
     let mut out = String::with_capacity(64 + lines.len() * 6 * 96);
-    let rows = |f: &dyn Fn(&backlog::GroupTopicBacklog) -> f64| {
-        lines
-            .iter()
-            .map(|l| (l.group.as_str(), l.topic.as_str(), f(l)))
-            .collect::<Vec<_>>()
+    // The gauge of each line (and queue): `f` of the backlog and the delayed count.
+    let rows = |f: &dyn Fn(&backlog::QueueBacklog, u64) -> f64| -> Vec<Row<'_>> {
+        let mut v = Vec::new();
+        for l in lines {
+            let (g, t) = (l.group.as_str(), l.topic.as_str());
+            if per_queue {
+                for (qi, (q, delayed)) in l.queues.iter().enumerate() {
+                    v.push((g, t, Some(qi), f(q, *delayed)));
+                }
+            } else {
+                v.push((g, t, None, f(&l.backlog, l.delayed)));
+            }
+        }
+        v
     };
     family(
         &mut out,
         "ferrymq_consumer_ready_messages",
         "gauge",
         "Messages visible to the group and not leased",
-        rows(&|l| l.backlog.ready as f64),
+        rows(&|b, _| b.ready as f64),
     );
     family(
         &mut out,
         "ferrymq_consumer_inflight_messages",
         "gauge",
         "Messages leased to the group and not settled",
-        rows(&|l| l.backlog.inflight as f64),
+        rows(&|b, _| b.inflight as f64),
     );
     family(
         &mut out,
         "ferrymq_consumer_delayed_messages",
         "gauge",
         "Messages waiting for a retry backoff, or delayed messages of the topic not yet due (held in the manifest)",
-        rows(&|l| l.delayed as f64),
+        rows(&|_, delayed| delayed as f64),
     );
     family(
         &mut out,
         "ferrymq_consumer_lag_messages",
         "gauge",
         "Messages published minus the group's committed offsets",
-        rows(&|l| l.backlog.lag as f64),
+        rows(&|b, _| b.lag as f64),
     );
     family(
         &mut out,
         "ferrymq_consumer_oldest_ready_age_seconds",
         "gauge",
         "Age (since stored) of the oldest message the group could receive now; 0 when none",
-        rows(&|l| age(l.backlog.oldest_ready_ms)),
+        rows(&|b, _| age(b.oldest_ready_ms)),
     );
     family(
         &mut out,
         "ferrymq_consumer_oldest_unacked_age_seconds",
         "gauge",
         "Age (since stored) of the oldest message the group has not consumed; 0 when none",
-        rows(&|l| age(l.backlog.oldest_unacked_ms)),
+        rows(&|b, _| age(b.oldest_unacked_ms)),
     );
     {
         let c = counters();
@@ -237,7 +256,8 @@ pub fn render(snap: &Snapshot) -> String {
             "ferrymq_dead_letters_total",
             "counter",
             "Messages moved to the group's dead-letter topic since this gateway started, by the topic they came from",
-            dead.iter().map(|(g, t, n)| (g.as_str(), t.as_str(), *n)),
+            dead.iter()
+                .map(|(g, t, n)| (g.as_str(), t.as_str(), None, *n)),
         );
         family(
             &mut out,
@@ -246,7 +266,7 @@ pub fn render(snap: &Snapshot) -> String {
             "Deliveries after the first (attempt 2 and later) since this gateway started",
             redelivered
                 .iter()
-                .map(|(g, t, n)| (g.as_str(), t.as_str(), *n)),
+                .map(|(g, t, n)| (g.as_str(), t.as_str(), None, *n)),
         );
     }
     family(
@@ -256,7 +276,7 @@ pub fn render(snap: &Snapshot) -> String {
         "Half messages waiting for a commit or rollback, by producer group and topic",
         pending
             .iter()
-            .map(|((g, t), n)| (g.as_str(), t.as_str(), *n as f64)),
+            .map(|((g, t), n)| (g.as_str(), t.as_str(), None, *n as f64)),
     );
     out
 }
@@ -274,7 +294,7 @@ mod tests {
 
     #[test]
     fn an_empty_state_renders_every_family_without_samples() {
-        let text = render(&snapshot(&State::default(), 0));
+        let text = render(&snapshot(&State::default(), 0), false);
         for name in [
             "ferrymq_consumer_ready_messages",
             "ferrymq_consumer_inflight_messages",

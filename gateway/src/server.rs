@@ -347,6 +347,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         claims: Default::default(),
         ready: AtomicBool::new(true),
         store_url: url.clone(),
+        metrics_per_queue: args.metrics_per_queue,
     });
     // The sequencer keeps the bytes of inline segments it commits, to write them out later
     // without reading its own deltas back (beyond the bound it GETs them).

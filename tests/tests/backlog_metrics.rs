@@ -252,3 +252,56 @@ async fn backlog_gauges_on_three_gateways_sum_to_the_same(backend: Backend) {
     ten_published_four_received(&[&a, &b, &c], [&api_b, &api_c, &api_a]).await;
 }
 on_real_stores!(backlog_gauges_on_three_gateways_sum_to_the_same);
+
+/// `--metrics-per-queue`: the gauges carry a `queue` label, one sample per queue, and add up
+/// to the per-topic figure; the counters keep `group` and `topic` only.
+async fn backlog_gauges_per_queue_when_asked(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let gw = Gateway::start(&ts.url, &["--metrics-per-queue"]).await;
+    let api = Api::admin(&gw);
+    assert_eq!(
+        api.put("/v1/topics/orders", json!({"type": "normal", "queues": 3}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        api.put(
+            "/v1/groups/billing",
+            json!({"subscriptions": [{"topic": "orders"}], "start_from": "earliest"})
+        )
+        .await
+        .status,
+        201
+    );
+    let messages: Vec<Value> = (0..9).map(|i| json!({"body": format!("m{i}")})).collect();
+    let r = api
+        .post("/v1/topics/orders/messages", json!({"messages": messages}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let per_queue: Vec<u64> =
+        r.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .fold(vec![0; 3], |mut v, x| {
+                v[x["queue"].as_u64().unwrap() as usize] += 1;
+                v
+            });
+    let text = scrape(&gw).await;
+    for (q, n) in per_queue.iter().enumerate() {
+        let line = format!(
+            "ferrymq_consumer_lag_messages{{group=\"billing\",topic=\"orders\",queue=\"{q}\"}} {n}"
+        );
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert_eq!(
+        sample(&text, "ferrymq_consumer_lag_messages", "billing", "orders"),
+        None,
+        "no per-topic sample beside the per-queue ones"
+    );
+    assert!(text.contains("# TYPE ferrymq_dead_letters_total counter"));
+}
+on_real_stores!(backlog_gauges_per_queue_when_asked);

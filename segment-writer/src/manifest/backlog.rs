@@ -172,14 +172,16 @@ pub struct GroupTopicBacklog {
     /// Delayed messages of the topic not yet due and held in the state (spilled ones are
     /// not attributed to a topic), plus this group's retries waiting for their backoff.
     pub delayed: u64,
+    /// Per queue: its backlog and its delayed messages (counted as `delayed` is).
+    pub queues: Vec<(QueueBacklog, u64)>,
 }
 
 /// Every (group, topic) pair's backlog, in name order. Costs one pass over the groups'
 /// cursors and one over the timers kept in the state.
 pub fn all(state: &State, now: i64) -> Vec<GroupTopicBacklog> {
-    let mut timers: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut timers: BTreeMap<(&str, u32), u64> = BTreeMap::new();
     for p in state.timers.values() {
-        *timers.entry(p.topic.as_str()).or_default() += 1;
+        *timers.entry((p.topic.as_str(), p.queue)).or_default() += 1;
     }
     let mut out = Vec::new();
     for (name, g) in &state.groups {
@@ -193,7 +195,7 @@ fn group_lines(
     name: &str,
     g: &Group,
     now: i64,
-    timers: &BTreeMap<&str, u64>,
+    timers: &BTreeMap<(&str, u32), u64>,
 ) -> Vec<GroupTopicBacklog> {
     let mut out = Vec::new();
     for s in &g.def.subscriptions {
@@ -201,14 +203,26 @@ fn group_lines(
             continue;
         };
         let mut sum = QueueBacklog::default();
-        for q in &queues {
-            sum.add(q);
-        }
+        let mut delayed = 0;
+        let queues: Vec<(QueueBacklog, u64)> = queues
+            .into_iter()
+            .enumerate()
+            .map(|(qi, q)| {
+                sum.add(&q);
+                let due_later = timers
+                    .get(&(s.topic.as_str(), qi as u32))
+                    .copied()
+                    .unwrap_or(0);
+                delayed += q.retrying + due_later;
+                (q, q.retrying + due_later)
+            })
+            .collect();
         out.push(GroupTopicBacklog {
             group: name.to_string(),
             topic: s.topic.clone(),
-            delayed: sum.retrying + timers.get(s.topic.as_str()).copied().unwrap_or(0),
+            delayed,
             backlog: sum,
+            queues,
         });
     }
     out

@@ -389,42 +389,54 @@ async function groupView(name) {
       { title: 'Oldest unacked', num: true, value: (r) => age(r.oldest_unacked_age_ms) },
     ], lag, 'The group reads no existing topic.'));
   }
+  // The dead letters: the form is made once, the count and the list refresh live.
+  const dlq = `DLQ.${name}`;
+  const dlqCount = h('span', { class: 'pill bad', id: 'dlq-count' }, '…');
+  const dlqList = h('div');
+  const redriveButton = h('button', { type: 'submit', disabled: true }, 'Re-drive to the group');
+  const redriveForm = h('form', {
+    class: 'inline',
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const v = formValues(redriveForm);
+      act('Re-drive done', () => api('POST', `/v1/groups/${encodeURIComponent(name)}/redrive`, { max_messages: Number(v.max) }),
+        (r) => { flash(`Re-drove ${num(r.moved)} dead letter(s) to ${name}`); loadDlq(); loadLag(); });
+    },
+  }, field('At most', h('input', { name: 'max', type: 'number', min: 1, max: 100000, value: 1000 })), redriveButton);
+  dlqBox.replaceChildren(h('div', { class: 'toolbar' }, h('h2', {}, 'Dead letters ', dlqCount),
+    h('span', { class: 'muted' }, `topic ${dlq}`)), redriveForm, dlqList);
+  let dlqShown = null; // what the list shows (min..max offsets), to redraw only on a change
   async function loadDlq() {
-    const dlq = `DLQ.${name}`;
     let t;
     try { t = await api('GET', `/v1/topics/${encodeURIComponent(dlq)}`); } catch (e) {
       dlqBox.replaceChildren(h('h2', {}, 'Dead letters'), errorBox(e));
-      return;
+      return false;
     }
     const q = t.queue_stats[0] || { min_offset: 0, max_offset: 0 };
-    let messages = [];
-    let pullError = null;
+    dlqCount.textContent = num(q.max_offset - q.min_offset);
+    redriveButton.disabled = q.max_offset === q.min_offset;
+    const key = `${q.min_offset}..${q.max_offset}`;
+    if (key === dlqShown) return true;
+    let messages;
     try {
       messages = (await api('GET', `/v1/topics/${encodeURIComponent(dlq)}/queues/0/messages?offset=${q.min_offset}&max=50&wait_ms=0`)).messages;
-    } catch (e) { pullError = e; }
-    const redriveForm = h('form', {
-      class: 'inline',
-      onsubmit: (ev) => {
-        ev.preventDefault();
-        const v = formValues(redriveForm);
-        act('Re-drive done', () => api('POST', `/v1/groups/${encodeURIComponent(name)}/redrive`, { max_messages: Number(v.max) }),
-          (r) => { flash(`Re-drove ${num(r.moved)} dead letter(s) to ${name}`); loadDlq(); loadLag(); });
-      },
-    }, field('At most', h('input', { name: 'max', type: 'number', min: 1, max: 100000, value: 1000 })),
-    h('button', { type: 'submit', disabled: q.max_offset === q.min_offset }, 'Re-drive to the group'));
-    dlqBox.replaceChildren(h('div', { class: 'toolbar' },
-      h('h2', {}, 'Dead letters ', h('span', { class: 'pill bad', id: 'dlq-count' }, num(q.max_offset - q.min_offset))),
-      h('span', { class: 'muted' }, `topic ${dlq}`)),
-    redriveForm, pullError ? errorBox(pullError) : table([
+    } catch (e) {
+      dlqList.replaceChildren(errorBox(e));
+      return true;
+    }
+    dlqShown = key;
+    dlqList.replaceChildren(table([
       { title: 'Message id', value: (m) => h('a', { href: `#/messages/${encodeURIComponent(dlq)}/${encodeURIComponent(m.message_id)}` }, m.message_id) },
       { title: 'From topic', value: (m) => m.original_topic || '–' },
       { title: 'Tag', value: (m) => m.tag || '' },
       { title: 'Published', value: (m) => when(m.publish_time_ms) },
       { title: 'Body', wrap: true, value: (m) => preview(m) },
     ], messages, 'No dead letters.'));
+    return true;
   }
-  await Promise.all([loadLag(), loadDlq()]);
-  live(loadLag);
+  const [, dlqReadable] = await Promise.all([loadLag(), loadDlq()]);
+  // A token that may not read the DLQ is told once, not every refresh.
+  live(() => { loadLag(); if (dlqReadable) loadDlq(); });
 }
 
 function preview(m) {

@@ -17,6 +17,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::manifest::backlog;
 use segment_writer::manifest::index::QueueSnapshot;
 use segment_writer::manifest::messaging::DEDUP_WINDOW_MS;
 use segment_writer::manifest::{
@@ -81,6 +82,8 @@ pub struct AppState {
     pub claims: Arc<crate::claims::Claims>,
     pub ready: AtomicBool,
     pub store_url: String,
+    /// `--metrics-per-queue`: backlog gauges with a `queue` label.
+    pub metrics_per_queue: bool,
 }
 
 impl AppState {
@@ -104,7 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|| async { crate::metrics::render() }))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/topics", get(list_topics))
         .route(
@@ -131,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/producer-groups/{group}/checks", post(poll_checks))
         .route("/v1/groups/{group}/redrive", post(redrive))
         .route("/v1/topics/{topic}/queues/{queue}/messages", get(pull))
+        .route("/v1/groups", get(list_groups))
         .route(
             "/v1/groups/{group}",
             put(put_group).get(get_group).delete(delete_group),
@@ -143,6 +147,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/archive", get(archive))
         .route(FORWARD_PATH, post(forward))
+        .merge(crate::console::router())
         .fallback(|| async {
             ApiError::NotFound {
                 code: "NotFound",
@@ -158,6 +163,32 @@ async fn readyz(State(st): St) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
     }
+}
+
+/// `/metrics`: the process's figures, and on the sequencer the backlog of every group.
+async fn metrics(State(st): St) -> Response {
+    let mut text = crate::metrics::render();
+    if st.node.is_sequencer() {
+        let now = st.node.clock().now_ms();
+        let started = std::time::Instant::now();
+        let snap = crate::backlog::snapshot(&st.node.state(), now);
+        let locked = started.elapsed();
+        text.push_str(&crate::backlog::render(&snap, st.metrics_per_queue));
+        tracing::debug!(
+            ?locked,
+            total = ?started.elapsed(),
+            bytes = text.len(),
+            "backlog metrics"
+        );
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn openapi() -> Response {
@@ -418,7 +449,16 @@ async fn list_topics(State(st): St, headers: HeaderMap) -> ApiResult {
     let topics: Vec<Value> = s
         .topics
         .iter()
-        .map(|(n, t)| topic_json(n, &t.def))
+        .map(|(n, t)| {
+            let mut v = topic_json(n, &t.def);
+            v["messages"] = json!(
+                t.queues
+                    .iter()
+                    .map(|q| q.next_offset - q.min_offset.min(q.next_offset))
+                    .sum::<u64>()
+            );
+            v
+        })
         .collect();
     Ok(Json(json!({"topics": topics})).into_response())
 }
@@ -998,21 +1038,66 @@ async fn get_group(State(st): St, Path(group): Path<String>, headers: HeaderMap)
         .get(&group)
         .ok_or_else(|| group_not_found(&group))?;
     let mut v = group_json(&group, &g.def);
+    let now = st.node.clock().now_ms().max(s.time_ms);
+    let age = |t: Option<i64>| t.map(|t| (now - t).max(0));
     let mut lag = Vec::new();
     for sub in &g.def.subscriptions {
         let Some(t) = s.topics.get(&sub.topic) else {
             continue;
         };
+        let backlog = backlog::topic_queues(&s, &group, &sub.topic, now).unwrap_or_default();
         for (qi, q) in t.queues.iter().enumerate() {
             let c = s
                 .cursor(&group, "", &sub.topic, qi as u32)
                 .unwrap_or_default();
             let c = c.as_ref();
-            lag.push(json!({"topic": sub.topic, "queue": qi, "committed_offset": c.committed, "max_offset": q.next_offset, "inflight": c.leases.len()}));
+            let b = backlog.get(qi).copied().unwrap_or_default();
+            lag.push(
+                json!({"topic": sub.topic, "queue": qi, "committed_offset": c.committed,
+                "max_offset": q.next_offset, "inflight": c.leases.len(), "lag": b.lag,
+                "ready": b.ready, "retrying": b.retrying,
+                "oldest_ready_age_ms": age(b.oldest_ready_ms),
+                "oldest_unacked_age_ms": age(b.oldest_unacked_ms)}),
+            );
         }
     }
     v["lag"] = json!(lag);
     Ok(Json(v).into_response())
+}
+
+/// `GET /v1/groups` (admin): every group's definition and its backlog summed per topic.
+async fn list_groups(State(st): St, headers: HeaderMap) -> ApiResult {
+    st.authorize(&headers, Action::Admin, "group/*")?;
+    let s = st.node.state();
+    let now = st.node.clock().now_ms().max(s.time_ms);
+    let age = |t: Option<i64>| t.map(|t| (now - t).max(0));
+    let mut per_group: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for l in backlog::all(&s, now) {
+        let b = l.backlog;
+        per_group
+            .entry(l.group)
+            .or_default()
+            .push(json!({"topic": l.topic,
+            "lag": b.lag, "ready": b.ready, "inflight": b.inflight, "delayed": l.delayed,
+            "oldest_ready_age_ms": age(b.oldest_ready_ms),
+            "oldest_unacked_age_ms": age(b.oldest_unacked_ms)}));
+    }
+    let groups: Vec<Value> = s
+        .groups
+        .iter()
+        .map(|(name, g)| {
+            let mut v = group_json(name, &g.def);
+            v["backlog"] = json!(per_group.remove(name).unwrap_or_default());
+            let dlq = s
+                .topics
+                .get(&segment_writer::manifest::state::dlq_topic(name))
+                .and_then(|t| t.queues.first())
+                .map_or(0, |q| q.next_offset - q.min_offset.min(q.next_offset));
+            v["dead_letters"] = json!(dlq);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"groups": groups})).into_response())
 }
 
 async fn delete_group(State(st): St, Path(group): Path<String>, headers: HeaderMap) -> ApiResult {

@@ -185,6 +185,11 @@ pub struct ServeArgs {
     /// 2 s then fail; the seed of the fault generator). Composes with `--store-profile`.
     #[arg(long, env = "FERRYMQ_STORE_FAULTS", hide = true)]
     pub store_faults: Option<StoreFaults>,
+    /// Backlog metrics per queue as well (a `queue` label on the `ferrymq_consumer_*` gauges):
+    /// one series per queue of every topic each group reads, instead of one per topic.
+    #[arg(long, env = "FERRYMQ_METRICS_PER_QUEUE", action = clap::ArgAction::Set,
+          num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub metrics_per_queue: bool,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,

@@ -9,15 +9,18 @@
 //!   through the hot tail; [`forward`]: gateway-to-sequencer calls over HTTP.
 //! - [`filter`]: tag and SQL92 subscription filters; [`scheduler`]: due timers and
 //!   transaction check-backs.
-//! - [`metrics`]: Prometheus metrics; [`mod@bench`]: the load generator.
+//! - [`metrics`]: Prometheus metrics; [`backlog`]: consumer backlog metrics;
+//!   [`mod@bench`]: the load generator; [`console`]: the web console at `/console/`.
 
 pub mod api;
 pub mod auth;
+pub mod backlog;
 pub mod batcher;
 pub mod bench;
 pub mod claims;
 pub mod cli;
 pub mod compact;
+pub mod console;
 pub mod error;
 pub mod filter;
 pub mod forward;

@@ -307,6 +307,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     };
+    crate::backlog::seed(&node.state());
     let reader =
         Arc::new(Reader::new(store.clone(), args.hot_tail_bytes).with_state(node.shared_state()));
     let (batcher, batcher_task) = Batcher::start(
@@ -346,6 +347,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         claims: Default::default(),
         ready: AtomicBool::new(true),
         store_url: url.clone(),
+        metrics_per_queue: args.metrics_per_queue,
     });
     // The sequencer keeps the bytes of inline segments it commits, to write them out later
     // without reading its own deltas back (beyond the bound it GETs them).
@@ -481,7 +483,18 @@ fn spawn_background(
     let sequencer = node.clone();
     let prefetch_reader = reader.clone();
     tokio::spawn(async move {
-        while let Ok(a) = applied.recv().await {
+        loop {
+            let a = match applied.recv().await {
+                Ok(a) => a,
+                // Behind: the hot tail fetches what it misses when read; dead letters are
+                // counted from the state, so only redeliveries of the skipped deltas are lost.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(skipped = n, "the applied-delta listener fell behind");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            crate::backlog::observe_applied(&sequencer.state(), &a);
             if sequencer.is_sequencer() {
                 inline_bytes.remember(&a.delta);
             }

@@ -6,6 +6,7 @@
 //! - [`timers`]: timers due far ahead spilled to objects and loaded back.
 //! - [`index`]: old offset ranges folded into index objects, summaries in the state.
 //! - [`intervals`]: offset sets as intervals (cursors' consumed offsets).
+//! - [`backlog`]: backlog figures of consumer groups, derived from the state.
 //! - [`archive`]: the archive catalogue, retention of offset ranges, the compactor lease.
 //! - [`log`]: reading, committing (create-if-absent) and checkpointing the log.
 //!
@@ -14,6 +15,7 @@
 //! of the replica that applies them.
 
 pub mod archive;
+pub mod backlog;
 pub mod command;
 pub mod index;
 pub mod intervals;

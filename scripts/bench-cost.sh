@@ -23,7 +23,7 @@ BIN=$(realpath "$1"); K=$2; RATE=$3; DUR=$4; PROFILE=$5
 D=$(mktemp -d /tmp/ferrymq-bench-cost.XXXXXX)
 export FERRYMQ_JWT_SECRET=benchsecret
 PIDS=(); URLS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$D"; }
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$D" "$D".gw*.log; }
 trap cleanup EXIT
 for i in $(seq 0 $((K - 1))); do
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

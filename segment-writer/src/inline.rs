@@ -391,10 +391,9 @@ mod tests {
         node.shutdown().await;
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_sequencer_writes_out_what_it_kept_without_reading_the_log() {
+    /// A node on `store` with default settings, once it is the sequencer.
+    async fn sequencer(store: &Store) -> Node {
         let clock: Arc<dyn Clock> = TokioClock::shared();
-        let store = Store::memory();
         let local = Arc::new(LocalForwarder::default());
         let node = Node::start(
             store.clone(),
@@ -408,6 +407,13 @@ mod tests {
         while !node.is_sequencer() {
             clock.sleep(Duration::from_millis(10)).await;
         }
+        node
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sequencer_writes_out_what_it_kept_without_reading_the_log() {
+        let store = Store::memory();
+        let node = sequencer(&store).await;
         let mut applied = node.subscribe();
         let data = segment::encode(&[Message {
             topic: "t".into(),
@@ -472,21 +478,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn packable_segments_go_out_as_one_pack_and_their_ranges_follow() {
-        let clock: Arc<dyn Clock> = TokioClock::shared();
         let store = Store::memory();
-        let local = Arc::new(LocalForwarder::default());
-        let node = Node::start(
-            store.clone(),
-            NodeSettings::new("n0", "n0"),
-            clock.clone(),
-            local,
-            1,
-        )
-        .await
-        .unwrap();
-        while !node.is_sequencer() {
-            clock.sleep(Duration::from_millis(10)).await;
-        }
+        let node = sequencer(&store).await;
         let def = TopicDef {
             kind: TopicKind::Normal,
             queues: 2,

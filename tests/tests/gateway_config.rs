@@ -426,7 +426,13 @@ async fn the_cost_first_setting_shares_deltas_and_packs_batches() {
                     )
                     .await;
                 assert_eq!(r.status, 200, "{:?}", r.body);
-                (r.body["results"][0]["message_id"].as_str().unwrap().to_string(), body)
+                (
+                    r.body["results"][0]["message_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    body,
+                )
             }
         });
         sent.extend(futures::future::join_all(calls).await);
@@ -461,7 +467,9 @@ async fn the_cost_first_setting_shares_deltas_and_packs_batches() {
     let mut read = BTreeMap::new();
     for q in 0..2 {
         let r = api
-            .get(&format!("/v1/topics/cf/queues/{q}/messages?offset=0&max=1000"))
+            .get(&format!(
+                "/v1/topics/cf/queues/{q}/messages?offset=0&max=1000"
+            ))
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         for m in r.body["messages"].as_array().unwrap() {

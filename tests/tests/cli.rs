@@ -215,6 +215,35 @@ async fn stdin_lines_publish_in_batches_and_consume_back_as_json_lines() {
     bodies.sort_unstable();
     assert_eq!(bodies, ["one", "three", "two"]);
 
+    // Following from the end: only what is published after it started.
+    let follower = tokio::process::Command::new(binary())
+        .args(["tail", "orders", "--max", "1", "--wait-ms", "1000"])
+        .env("FERRYMQ_URL", url)
+        .env("FERRYMQ_TOKEN", &t)
+        .env("FERRYMQ_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::spawn(follower.wait_with_output());
+    for _ in 0..50 {
+        if output.is_finished() {
+            break;
+        }
+        ok(url, &t, &["publish", "orders", "--body", "late"], "").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let followed = tokio::time::timeout(Duration::from_secs(10), output)
+        .await
+        .expect("tail --max 1 stops after one message")
+        .unwrap()
+        .unwrap();
+    assert!(followed.status.success(), "{followed:?}");
+    let line: Value = serde_json::from_slice(&followed.stdout).unwrap();
+    assert_eq!(line["body"], "late", "{line}");
+
     // An unknown topic: non-zero, the API's code on stderr, nothing on stdout.
     let unknown = ferrymq(url, Some(&t), &["publish", "nope", "--body", "x"], "").await;
     assert!(!unknown.ok);

@@ -3,10 +3,10 @@
 //! follow), and `message get|trace`.
 //!
 //! `publish` reads stdin on its own thread; each request takes the lines that arrive within
-//! [`LINGER`] of its first, up to `--batch` lines and [`MAX_BATCH_BYTES`], and the next
-//! request starts only when the previous one is answered, so messages keep their order and
-//! an interactive user's line is sent at once. `consume` prints a batch before acking it (at least once: a
-//! crash between the two redelivers, never loses).
+//! 10 ms of its first, up to `--batch` lines and 2 MiB, and the next request starts only when
+//! the previous one is answered, so messages keep their order and an interactive user's line
+//! is sent at once. `consume` prints a batch before acking it (at least once: a crash between
+//! the two redelivers, never loses).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
@@ -17,7 +17,7 @@ use base64::Engine as _;
 use clap::{Args, Subcommand};
 use tokio::sync::mpsc;
 
-use super::table::{Table, fields};
+use super::table::{Table, fields, one_line};
 use super::{Client, ClientError, ConnArgs, Output, Result, print_json, print_text};
 use crate::wire::{
     Message, Messages, PublishMessage, PublishRequest, PublishResponse, PublishResult, PullQuery,
@@ -407,7 +407,7 @@ fn show_messages(output: Output, messages: &[Message], attempt: bool) -> Result<
                     m.offset,
                     m.message_id,
                     m.tag.as_deref().unwrap_or(""),
-                    shown_body(m).escape_debug()
+                    one_line(&shown_body(m))
                 ));
             }
             print_text(&text)

@@ -7,7 +7,7 @@
 //!   short-lived admin token from it (as `ferrymq token` does), renewed before it expires.
 //! - [`Client`]: one request per call; a non-2xx answer becomes [`ClientError::Api`] with the
 //!   gateway's error code and message, a transport failure [`ClientError::Connect`].
-//! - [`topic`], [`group`], [`message`]: the subcommands; [`table`]: `--output table`.
+//! - [`topic`], [`group`], [`message`]: the subcommands; `table`: `--output table`.
 //!
 //! Results go to stdout (one JSON document per line with `--output json`, the default when
 //! stdout is not a terminal); errors go to stderr and make the process exit non-zero.

@@ -62,7 +62,7 @@ pub(crate) fn fields(pairs: &[(&str, String)]) -> String {
 }
 
 /// A cell's text on one line.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     if s.contains(['\n', '\r', '\t']) {
         s.replace('\n', "\\n")
             .replace('\r', "\\r")

@@ -27,6 +27,7 @@ pub struct GroupArgs {
 pub enum GroupCommand {
     /// Create a consumer group (or confirm that it exists with this definition).
     Create {
+        /// The group's name (`[A-Za-z0-9._-]`, up to 120).
         name: String,
         /// A topic to subscribe to; repeatable (the filter applies to each).
         #[arg(long = "topic", required = true)]
@@ -54,14 +55,25 @@ pub enum GroupCommand {
     /// List every group with its backlog per topic and dead letters.
     List,
     /// Show a group's definition and its lag per queue.
-    Get { name: String },
+    Get {
+        /// The group.
+        name: String,
+    },
     /// Delete a group.
-    Delete { name: String },
+    Delete {
+        /// The group.
+        name: String,
+    },
     /// Show a group's lag per topic and queue.
-    Lag { name: String },
+    Lag {
+        /// The group.
+        name: String,
+    },
     /// Move a group's offsets on one topic.
     Reset {
+        /// The group.
         name: String,
+        /// The topic whose offsets move.
         #[arg(long)]
         topic: String,
         /// earliest, latest or epoch milliseconds.
@@ -70,6 +82,7 @@ pub enum GroupCommand {
     },
     /// Make the group's dead letters visible to it again.
     Redrive {
+        /// The group.
         name: String,
         /// At most this many.
         #[arg(long, default_value_t = 1000)]

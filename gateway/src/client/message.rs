@@ -37,7 +37,7 @@ const LINGER: Duration = Duration::from_millis(10);
 pub struct PublishArgs {
     /// The topic.
     pub topic: String,
-    /// Publish this one message instead of reading stdin (one message per line; lines that
+    /// Publish this one message. Without it, every line of stdin is a message (lines that
     /// are not UTF-8 are sent as `body_base64`).
     #[arg(long)]
     pub body: Option<String>,
@@ -137,9 +137,19 @@ pub struct MessageArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum MessageCommand {
     /// Look a message up by id.
-    Get { topic: String, id: String },
+    Get {
+        /// The topic.
+        topic: String,
+        /// The message id (from publish).
+        id: String,
+    },
     /// The life of a message: published, delivered, acked, dead-lettered, …
-    Trace { topic: String, id: String },
+    Trace {
+        /// The topic.
+        topic: String,
+        /// The message id (from publish).
+        id: String,
+    },
 }
 
 // ---------- publish ----------

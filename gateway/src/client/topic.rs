@@ -20,6 +20,7 @@ pub struct TopicArgs {
 pub enum TopicCommand {
     /// Create a topic (or confirm that it exists with this definition).
     Create {
+        /// The topic's name (`[A-Za-z0-9._-]`, up to 127).
         name: String,
         /// Message type: normal, fifo, delay or transaction (server default: normal).
         #[arg(long = "type")]
@@ -34,9 +35,15 @@ pub enum TopicCommand {
     /// List every topic with its readable message count.
     List,
     /// Show a topic and its queues' offsets.
-    Get { name: String },
+    Get {
+        /// The topic.
+        name: String,
+    },
     /// Delete a topic.
-    Delete { name: String },
+    Delete {
+        /// The topic.
+        name: String,
+    },
 }
 
 /// Runs `ferrymq topic …`.

@@ -1,4 +1,6 @@
-//! The `ferrymq` command line (`serve`, `token`, `bench`, `compact`). Every `serve` setting is a flag with a `FERRYMQ_*` environment
+//! The `ferrymq` command line: the server side (`serve`, `token`, `bench`, `compact`) and the
+//! shell client (`topic`, `group`, `publish`, `consume`, `tail`, `message`; see
+//! [`crate::client`]). Every `serve` setting is a flag with a `FERRYMQ_*` environment
 //! twin and may also come from a TOML file (`--config`): a flag beats the environment, which
 //! beats the file, which beats the default. This is the one place that lists every setting.
 
@@ -6,6 +8,8 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::client::ClientCommand;
 
 /// FerryMQ: RocketMQ semantics over HTTP, durable in object storage.
 #[derive(Debug, Parser)]
@@ -31,6 +35,18 @@ pub enum Command {
     /// Run one compaction pass: archive everything committed before it began as Parquet, then
     /// apply retention and delete unneeded segments. Safe beside running gateways.
     Compact(crate::compact::CompactArgs),
+    /// Topics: create, list, get, delete.
+    Topic(crate::client::topic::TopicArgs),
+    /// Consumer groups: create, list, get, delete, lag, reset, redrive.
+    Group(crate::client::group::GroupArgs),
+    /// Publish stdin lines (one message each, in batches, in order) or one `--body`.
+    Publish(crate::client::message::PublishArgs),
+    /// Receive from a consumer group, print each message as a JSON line, ack.
+    Consume(crate::client::message::ConsumeArgs),
+    /// Follow a topic: pull every queue from its end (or beginning) and print what arrives.
+    Tail(crate::client::message::TailArgs),
+    /// One message: look it up by id, or trace its life.
+    Message(crate::client::message::MessageArgs),
 }
 
 /// Settings of `ferrymq serve`.
@@ -335,7 +351,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Compact(args) => crate::compact::run(args).await,
+        Command::Topic(a) => client(ClientCommand::Topic(a)).await,
+        Command::Group(a) => client(ClientCommand::Group(a)).await,
+        Command::Publish(a) => client(ClientCommand::Publish(a)).await,
+        Command::Consume(a) => client(ClientCommand::Consume(a)).await,
+        Command::Tail(a) => client(ClientCommand::Tail(a)).await,
+        Command::Message(a) => client(ClientCommand::Message(a)).await,
     }
+}
+
+/// Runs a client subcommand; its error (the API's code and message) is what the binary
+/// prints on failure.
+async fn client(command: ClientCommand) -> anyhow::Result<()> {
+    Ok(crate::client::run(command).await?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! FerryMQ's gateway: the HTTP API over the durable core.
 //!
-//! - [`cli`]: the `ferrymq` command line (`serve`, `token`, `bench`, `compact`) and its settings.
+//! - [`cli`]: the `ferrymq` command line (`serve`, `token`, `bench`, `compact`, and the client
+//!   commands) and its settings.
+//! - [`client`]: `ferrymq` as the shell client (`topic`, `group`, `publish`, `consume`, `tail`,
+//!   `message`); [`wire`]: the `/v1` request and response bodies as types.
 //! - [`compact`]: `ferrymq compact` and the optional background compactor of `serve`.
 //! - [`server`]: wiring: store, node, router, background tasks, graceful shutdown.
 //! - [`auth`]: JWT verification and permissions; [`receipt`]: signed receipt handles.
@@ -19,6 +22,7 @@ pub mod batcher;
 pub mod bench;
 pub mod claims;
 pub mod cli;
+pub mod client;
 pub mod compact;
 pub mod console;
 pub mod error;
@@ -29,3 +33,4 @@ pub mod reader;
 pub mod receipt;
 pub mod scheduler;
 pub mod server;
+pub mod wire;

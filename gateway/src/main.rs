@@ -10,7 +10,23 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A client command's failure is the API's error code and message (or an unreachable
+        // gateway), not a fault of this program: no backtrace.
+        Err(e) if e.downcast_ref::<gateway::client::ClientError>().is_some() => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli =
         gateway::cli::Cli::parse_from(gateway::cli::args_with_config_file(std::env::args_os())?);
     gateway::cli::install_tracing(&cli);

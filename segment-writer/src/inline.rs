@@ -300,17 +300,7 @@ mod tests {
         while !node.is_sequencer() {
             clock.sleep(Duration::from_millis(10)).await;
         }
-        let def = TopicDef {
-            kind: TopicKind::Normal,
-            queues: 1,
-            retention_hours: 1,
-        };
-        node.submit(vec![Command::CreateTopic {
-            topic: "t".into(),
-            def,
-        }])
-        .await
-        .unwrap();
+        create_topic(&node, 1).await;
         let messages: Vec<Message> = (0..3u8)
             .map(|i| Message {
                 topic: "t".into(),
@@ -389,6 +379,21 @@ mod tests {
             assert!(!version_exists(&store, v).await, "version {v} collected");
         }
         node.shutdown().await;
+    }
+
+    /// Creates topic `t` with `queues` queues.
+    async fn create_topic(node: &Node, queues: u32) {
+        let def = TopicDef {
+            kind: TopicKind::Normal,
+            queues,
+            retention_hours: 1,
+        };
+        node.submit(vec![Command::CreateTopic {
+            topic: "t".into(),
+            def,
+        }])
+        .await
+        .unwrap();
     }
 
     /// A node on `store` with default settings, once it is the sequencer.
@@ -480,17 +485,7 @@ mod tests {
     async fn packable_segments_go_out_as_one_pack_and_their_ranges_follow() {
         let store = Store::memory();
         let node = sequencer(&store).await;
-        let def = TopicDef {
-            kind: TopicKind::Normal,
-            queues: 2,
-            retention_hours: 1,
-        };
-        node.submit(vec![Command::CreateTopic {
-            topic: "t".into(),
-            def,
-        }])
-        .await
-        .unwrap();
+        create_topic(&node, 2).await;
         // a: queue 0 gets ordinals 0-1, queue 1 ordinal 2; b: queue 0 gets both; c (not
         // packable) goes out on its own.
         let inline = |name: &str, tags: &[u8], packable| Command::InlineSegment {

@@ -241,34 +241,17 @@ pub fn pending_transactions(state: &State) -> BTreeMap<(String, String), u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::command::{
-        Command, GroupDef, Outcome, SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
-    };
-    use crate::manifest::sim::Sim;
+    use crate::manifest::command::{Command, GroupDef, Outcome, SettleAction};
+    use crate::manifest::sim::{Sim, group_def, topic};
 
     fn setup(max_retries: u32) -> Sim {
         let mut s = Sim::new();
-        s.one(Command::CreateTopic {
-            topic: "t".into(),
-            def: TopicDef {
-                kind: TopicKind::Normal,
-                queues: 2,
-                retention_hours: 1,
-            },
-        });
+        s.one(topic("t", 2));
         s.one(Command::CreateGroup {
             group: "g".into(),
             def: GroupDef {
-                subscriptions: vec![Subscription {
-                    topic: "t".into(),
-                    filter: None,
-                    sql: None,
-                }],
-                mode: GroupMode::Clustering,
-                start_from: StartFrom::Earliest,
-                max_retries,
-                invisible_ms: 1000,
                 retry_backoff_ms: vec![500],
+                ..group_def(max_retries)
             },
         });
         for (queue, count, at) in [(0, 6, 1_000), (1, 4, 2_000)] {

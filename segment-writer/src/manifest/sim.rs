@@ -1,7 +1,10 @@
 //! For the manifest's unit tests: a state and a delta clock that applies commands as the next
 //! version at `now`, as the sequencer would.
 
-use super::command::{Command, Delta, Entry, FORMAT, Outcome};
+use super::command::{
+    Command, Delta, Entry, FORMAT, GroupDef, GroupMode, Outcome, StartFrom, Subscription, TopicDef,
+    TopicKind,
+};
 use super::state::State;
 
 /// One delta of `commands` as version `version` at `time_ms`.
@@ -17,6 +20,35 @@ pub(crate) fn delta(version: u64, time_ms: i64, commands: Vec<Command>) -> Delta
             request: None,
             commands,
         }],
+    }
+}
+
+/// Creates topic `name` (normal, `queues` queues, 1 hour of retention).
+pub(crate) fn topic(name: &str, queues: u32) -> Command {
+    Command::CreateTopic {
+        topic: name.into(),
+        def: TopicDef {
+            kind: TopicKind::Normal,
+            queues,
+            retention_hours: 1,
+        },
+    }
+}
+
+/// A clustering group reading topic `t` from the earliest offset: leases of 1 s, retries after
+/// 100 ms.
+pub(crate) fn group_def(max_retries: u32) -> GroupDef {
+    GroupDef {
+        subscriptions: vec![Subscription {
+            topic: "t".into(),
+            filter: None,
+            sql: None,
+        }],
+        mode: GroupMode::Clustering,
+        start_from: StartFrom::Earliest,
+        max_retries,
+        invisible_ms: 1000,
+        retry_backoff_ms: vec![100],
     }
 }
 

@@ -1286,19 +1286,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::command::{FORMAT, PublishMode, Subscription};
-    use crate::manifest::sim::{Sim, delta};
-
-    fn topic(name: &str, queues: u32) -> Command {
-        Command::CreateTopic {
-            topic: name.into(),
-            def: TopicDef {
-                kind: TopicKind::Normal,
-                queues,
-                retention_hours: 1,
-            },
-        }
-    }
+    use crate::manifest::command::{FORMAT, PublishMode};
+    use crate::manifest::sim::{Sim, delta, group_def, topic};
 
     fn append(t: &str, queue: u32, count: u32) -> Command {
         Command::Append {
@@ -1308,21 +1297,6 @@ mod tests {
             first_ordinal: 0,
             count,
             publish_time_ms: 0,
-        }
-    }
-
-    fn group_def(max_retries: u32) -> GroupDef {
-        GroupDef {
-            subscriptions: vec![Subscription {
-                topic: "t".into(),
-                filter: None,
-                sql: None,
-            }],
-            mode: GroupMode::Clustering,
-            start_from: StartFrom::Earliest,
-            max_retries,
-            invisible_ms: 1000,
-            retry_backoff_ms: vec![100],
         }
     }
 

@@ -346,6 +346,10 @@ impl Reader {
         segment: &str,
         ordinals: Range<u32>,
     ) -> segment_writer::Result<Vec<MessageRef>> {
+        // The hot tail first: most reads end there, without the packed names' lock.
+        if let Some(slice) = self.cached(segment).and_then(|c| c.slice(ordinals.clone())) {
+            return Ok(slice);
+        }
         if let (Some(pack), shifted) = self.resolve(segment, ordinals.clone()) {
             return self.read_stored(&pack, shifted).await;
         }

@@ -36,6 +36,7 @@ use crate::error::ApiError;
 use crate::forward::{FORWARD_PATH, ForwardKey, SIGNATURE_HEADER};
 use crate::reader::{Reader, Stored};
 use crate::receipt::{Receipt, ReceiptKey};
+use crate::settle::SettlePlan;
 
 /// Request limits (API.md "Limits").
 #[derive(Debug, Clone)]
@@ -392,6 +393,9 @@ struct MessagesOut<'a> {
     messages: Vec<MessageOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_offset: Option<u64>,
+    /// A receive's answers to its `ack_receipt_handles`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ack_results: Vec<crate::wire::SettleResult>,
 }
 
 fn message_json(s: &Stored) -> Value {
@@ -876,6 +880,7 @@ async fn pull(
             return Ok(Json(MessagesOut {
                 messages: msgs.iter().map(MessageOut::of).collect(),
                 next_offset: Some(next_offset),
+                ack_results: Vec::new(),
             })
             .into_response());
         }
@@ -1122,6 +1127,9 @@ struct ReceiveBody {
     invisible_ms: Option<i64>,
     #[serde(default)]
     consumer: Option<String>,
+    /// Receipts to ack in the same commit as this receive's lease (or before it waits).
+    #[serde(default)]
+    ack_receipt_handles: Vec<String>,
 }
 
 /// Candidates a receive considers per queue of a FIFO topic (past message groups that have
@@ -1154,6 +1162,11 @@ async fn receive(
     }
     if let Some(c) = &b.consumer {
         check_name("consumer", c, 120)?;
+    }
+    if b.ack_receipt_handles.len() > crate::settle::MAX_HANDLES {
+        return Err(ApiError::bad(
+            "ack_receipt_handles must hold at most 1000 handles",
+        ));
     }
     refresh_unless(&st, |s| s.groups.contains_key(&group)).await;
     let (def, filters, ordered) = {
@@ -1191,6 +1204,27 @@ async fn receive(
     }
     let _waiter = long_poll_slot(&st, b.wait_ms)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
+    // The previous batch's acks ride this receive: committed with its first lease (before
+    // it, in the same delta, so that a FIFO message group they free can be leased at once),
+    // or alone before the receive waits.
+    let mut ack_results = Vec::new();
+    let mut pending_acks = None;
+    if !b.ack_receipt_handles.is_empty() {
+        let plan = SettlePlan::new(
+            &st.receipts,
+            &group,
+            &def,
+            &b.ack_receipt_handles,
+            |_, _| SettleAction::Ack,
+        );
+        if plan.is_empty() {
+            ack_results = plan.all_invalid();
+        } else {
+            pending_acks = Some(plan);
+        }
+    }
+    let cursor_key = GroupDef::cursor_key(def.mode, &consumer).to_string();
+    let mut fruitless_look = None;
     // Receives of one cursor on this gateway claim their candidates (`claims`).
     let claim_key = format!("{group}\n{}", GroupDef::cursor_key(def.mode, &consumer));
     // Filters and ordered topics pass candidates over: a lease asks for up to twice what it
@@ -1204,7 +1238,7 @@ async fn receive(
     } else {
         b.max_messages as usize
     };
-    loop {
+    'look: loop {
         let now = st.node.clock().now_ms();
         // Ordered topics look further ahead in each queue: a message group with one in flight
         // is passed over.
@@ -1232,9 +1266,31 @@ async fn receive(
                         .unwrap_or_default()
                 });
             }
+            // Message groups whose message in flight this request acks are free once the
+            // acks apply, which they do before the lease.
+            if let Some(acks) = &pending_acks {
+                for (topic, queue, offset) in acks.acked_by(&def, &cursor_key) {
+                    if let Some(b) = blocked.get_mut(&(topic.to_string(), queue)) {
+                        b.retain(|_, o| *o != offset);
+                    }
+                }
+            }
             (candidates, blocked, claim)
         };
-        if !candidates.is_empty() {
+        // What this look found, when it found nothing to lease: the same candidates with the
+        // same message groups in flight will find nothing again, so the next look after a
+        // change reads them only if one of those differs.
+        let look = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            candidates.hash(&mut h);
+            blocked.hash(&mut h);
+            h.finish()
+        };
+        'lease: {
+            if candidates.is_empty() || fruitless_look == Some(look) {
+                break 'lease;
+            }
             // Read the candidates and apply the tag filters.
             let mut by_queue: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
             for c in &candidates {
@@ -1243,8 +1299,8 @@ async fn receive(
                     .or_default()
                     .push(c.offset);
             }
-            let mut read: std::collections::HashMap<QueueOffset, Stored> =
-                std::collections::HashMap::with_capacity(candidates.len());
+            // What was read, per queue, in offset order.
+            let mut read: Vec<((String, u32), Vec<Stored>)> = Vec::with_capacity(by_queue.len());
             for ((topic, queue), mut offsets) in by_queue {
                 offsets.sort_unstable();
                 let msgs = match st
@@ -1275,24 +1331,33 @@ async fn receive(
                     }
                     Err(e) => return Err(e.into()),
                 };
-                for m in msgs {
-                    read.insert(
-                        QueueOffset {
-                            topic: m.topic.clone(),
-                            queue: m.queue,
-                            offset: m.offset,
-                        },
-                        m,
-                    );
-                }
+                read.push(((topic, queue), msgs));
             }
+            let read_at = |at: &QueueOffset| -> Option<&Stored> {
+                let (_, msgs) = read
+                    .iter()
+                    .find(|((t, q), _)| *q == at.queue && *t == at.topic)?;
+                let i = msgs.binary_search_by_key(&at.offset, |m| m.offset).ok()?;
+                Some(&msgs[i])
+            };
             let mut wanted = Vec::new();
             let mut located = Vec::new();
             let mut message_groups = Vec::new();
             let mut skipped = Vec::new();
-            let mut taken: std::collections::BTreeSet<(String, u32, String)> = Default::default();
+            // Message groups in this batch, borrowed from what was read.
+            let mut taken: std::collections::HashSet<(&str, u32, &str)> = Default::default();
+            let blocked_in = |topic: &str, queue: u32| {
+                blocked
+                    .iter()
+                    .find(|((t, q), _)| *q == queue && t == topic)
+                    .map(|(_, b)| b)
+            };
             for c in candidates {
-                let Some(m) = read.get(&c) else { continue };
+                if wanted.len() >= window {
+                    // Full: the rest stays for the next receive (filtered ones included).
+                    break;
+                }
+                let Some(m) = read_at(&c) else { continue };
                 let passes = filters
                     .get(&c.topic)
                     .is_none_or(|f| f.matches(m.message.tag.as_deref(), &m.message.properties));
@@ -1304,11 +1369,10 @@ async fn receive(
                     (Some(g), true) => {
                         // One in flight per message group, in publish order, and a receive
                         // batch never holds two of one group.
-                        let key = (c.topic.clone(), c.queue, g.clone());
-                        let inflight = blocked
-                            .get(&(c.topic.clone(), c.queue))
-                            .and_then(|b| b.get(g));
-                        if inflight.is_some_and(|&o| o != c.offset) || !taken.insert(key) {
+                        let inflight = blocked_in(&c.topic, c.queue).and_then(|b| b.get(g));
+                        if inflight.is_some_and(|&o| o != c.offset)
+                            || !taken.insert((m.topic.as_str(), m.queue, g.as_str()))
+                        {
                             continue;
                         }
                         // Another receive on this gateway is leasing this group's head.
@@ -1319,11 +1383,9 @@ async fn receive(
                     }
                     _ => None,
                 };
-                if wanted.len() < window {
-                    located.push(m.located.clone());
-                    wanted.push(c);
-                    message_groups.push(mg);
-                }
+                located.push(m.located.as_deref().cloned());
+                wanted.push(c);
+                message_groups.push(mg);
             }
             if ordered.is_empty() {
                 message_groups.clear();
@@ -1332,6 +1394,12 @@ async fn receive(
                 located.clear();
             }
             let had_skips = !skipped.is_empty();
+            if wanted.is_empty() && !had_skips {
+                // Every candidate's message group is in flight (or claimed here): nothing to
+                // commit; wait for a change.
+                fruitless_look = Some(look);
+                break 'lease;
+            }
             let lease = Command::Lease {
                 group: group.clone(),
                 consumer: consumer.clone(),
@@ -1343,7 +1411,32 @@ async fn receive(
                 located,
                 max_in_flight: Some(st.limits.max_in_flight_per_group),
             };
-            let (version, grants) = match one(submit(&st, vec![lease]).await?.1)? {
+            let mut commands = pending_acks
+                .as_ref()
+                .map(SettlePlan::commands)
+                .unwrap_or_default();
+            commands.push(lease);
+            let (_, mut outcomes) = submit(&st, commands).await?;
+            let leased = outcomes.pop().into_iter().collect();
+            let acked = pending_acks.take().is_some_and(|acks| {
+                ack_results = acks.answer(&outcomes);
+                true
+            });
+            let (version, grants) = match one(leased)? {
+                Outcome::Leased {
+                    grants,
+                    capped: true,
+                    version,
+                } if grants.is_empty() && acked => {
+                    // The acks are in: answer them, with no messages.
+                    st.node.wait_applied(version, Duration::from_secs(2)).await;
+                    return Ok(Json(MessagesOut {
+                        messages: Vec::new(),
+                        next_offset: None,
+                        ack_results,
+                    })
+                    .into_response());
+                }
                 Outcome::Leased {
                     grants,
                     capped: true,
@@ -1363,7 +1456,7 @@ async fn receive(
                 let messages: Vec<MessageOut> = grants
                     .iter()
                     .filter_map(|g| {
-                        let m = read.get(&g.at)?;
+                        let m = read_at(&g.at)?;
                         let mut v = MessageOut::of(m);
                         let r = Receipt {
                             group: group.clone(),
@@ -1382,6 +1475,7 @@ async fn receive(
                 let body = Json(MessagesOut {
                     messages,
                     next_offset: None,
+                    ack_results,
                 })
                 .into_response();
                 st.node.wait_applied(version, Duration::from_secs(2)).await;
@@ -1389,11 +1483,22 @@ async fn receive(
             }
             st.node.wait_applied(version, Duration::from_secs(2)).await;
             if had_skips {
-                continue;
+                continue 'look;
             }
         }
+        if let Some(acks) = pending_acks.take() {
+            // Nothing to lease now: commit the acks before waiting.
+            let (version, outcomes) = submit(&st, acks.commands()).await?;
+            ack_results = acks.answer(&outcomes);
+            st.node.wait_applied(version, Duration::from_secs(2)).await;
+        }
         if !wait_longer(&st, deadline).await {
-            return Ok(Json(json!({"messages": []})).into_response());
+            return Ok(Json(MessagesOut {
+                messages: Vec::new(),
+                next_offset: None,
+                ack_results,
+            })
+            .into_response());
         }
     }
 }
@@ -1412,7 +1517,7 @@ async fn settle_many(
     handles: Vec<String>,
     action: impl Fn(&Receipt, &GroupDef) -> SettleAction,
 ) -> ApiResult {
-    if handles.is_empty() || handles.len() > 1000 {
+    if handles.is_empty() || handles.len() > crate::settle::MAX_HANDLES {
         return Err(ApiError::bad("receipt_handles must hold 1..=1000 handles"));
     }
     let def = st
@@ -1422,99 +1527,14 @@ async fn settle_many(
         .get(group)
         .map(|g| g.def.clone())
         .ok_or_else(|| group_not_found(group))?;
-    let mut results: Vec<Value> =
-        vec![json!({"ok": false, "error": "InvalidReceipt"}); handles.len()];
-    // The receipts of one receive on one queue settle as one command (`SettleMany`): one
-    // command per queue and lease version instead of one per message. A handle repeated within
-    // a batch settles on its own, so that each answer stays its own.
-    struct Batch {
-        consumer: String,
-        topic: String,
-        queue: u32,
-        version: u64,
-        action: SettleAction,
-        offsets: Vec<u64>,
-        handles: Vec<usize>,
-    }
-    let mut batches: Vec<Batch> = Vec::new();
-    for (i, h) in handles.iter().enumerate() {
-        let Some(r) = st.receipts.verify(h) else {
-            continue;
-        };
-        if r.group != group {
-            continue;
-        }
-        let action = action(&r, &def);
-        let same = |b: &Batch| {
-            b.consumer == r.consumer
-                && b.topic == r.topic
-                && b.queue == r.queue
-                && b.version == r.version
-                && b.action == action
-                && !b.offsets.contains(&r.offset)
-        };
-        match batches.iter_mut().find(|b| same(b)) {
-            Some(b) => {
-                b.offsets.push(r.offset);
-                b.handles.push(i);
-            }
-            None => batches.push(Batch {
-                consumer: r.consumer,
-                topic: r.topic,
-                queue: r.queue,
-                version: r.version,
-                action,
-                offsets: vec![r.offset],
-                handles: vec![i],
-            }),
-        }
-    }
-    if !batches.is_empty() {
-        let commands = batches
-            .iter()
-            .map(|b| match b.offsets.as_slice() {
-                [offset] => Command::Settle {
-                    group: group.to_string(),
-                    consumer: b.consumer.clone(),
-                    at: QueueOffset {
-                        topic: b.topic.clone(),
-                        queue: b.queue,
-                        offset: *offset,
-                    },
-                    lease_version: b.version,
-                    action: b.action,
-                },
-                offsets => Command::SettleMany {
-                    group: group.to_string(),
-                    consumer: b.consumer.clone(),
-                    topic: b.topic.clone(),
-                    queue: b.queue,
-                    lease_version: b.version,
-                    action: b.action,
-                    offsets: offsets.to_vec(),
-                },
-            })
-            .collect();
-        let (_, outcomes) = submit(st, commands).await?;
-        let expired = json!({"ok": false, "error": "ReceiptExpired"});
-        let invalid = json!({"ok": false, "error": "InvalidReceipt"});
-        for (b, o) in batches.iter().zip(outcomes) {
-            for (&i, offset) in b.handles.iter().zip(&b.offsets) {
-                results[i] = match &o {
-                    Outcome::Settled { .. } => json!({"ok": true}),
-                    Outcome::SettledMany { expired: e, .. } if e.contains(offset) => {
-                        expired.clone()
-                    }
-                    Outcome::SettledMany { .. } => json!({"ok": true}),
-                    Outcome::Rejected {
-                        rejection: segment_writer::manifest::Rejection::ReceiptExpired,
-                    } => expired.clone(),
-                    _ => invalid.clone(),
-                };
-            }
-        }
-    }
-    Ok(Json(json!({"results": results})).into_response())
+    let plan = SettlePlan::new(&st.receipts, group, &def, &handles, action);
+    let results = if plan.is_empty() {
+        plan.all_invalid()
+    } else {
+        let (_, outcomes) = submit(st, plan.commands()).await?;
+        plan.answer(&outcomes)
+    };
+    Ok(Json(crate::wire::SettleResponse { results }).into_response())
 }
 
 async fn ack(

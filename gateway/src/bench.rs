@@ -535,29 +535,44 @@ async fn group_consumer(
 ) {
     let receive_url = format!("{url}/v1/groups/{group}/receive");
     let ack_url = format!("{url}/v1/groups/{group}/ack");
+    // Each receive acks the previous batch in the same request (`ack_receipt_handles`): one
+    // request and one commit per batch.
+    let mut handles: Vec<Value> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let r = client
             .post(&receive_url)
             .header("authorization", auth)
-            .json(&json!({"max_messages": 256, "wait_ms": 1000, "consumer": format!("c{c}")}))
+            .json(
+                &json!({"max_messages": 256, "wait_ms": 1000, "consumer": format!("c{c}"),
+                "ack_receipt_handles": handles}),
+            )
             .send()
             .await;
         let Ok(r) = r else { continue };
-        let Ok(v) = r.json::<Value>().await else {
+        if !r.status().is_success() {
+            continue;
+        }
+        let Ok(mut v) = r.json::<Value>().await else {
             continue;
         };
-        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+        let msgs = match v["messages"].take() {
+            Value::Array(m) => m,
+            _ => Vec::new(),
+        };
         record_e2e(&msgs, e2e_hist).await;
         received.fetch_add(msgs.len() as u64, Ordering::Relaxed);
-        let handles: Vec<&Value> = msgs.iter().map(|m| &m["receipt_handle"]).collect();
-        if !handles.is_empty() {
-            let _ = client
-                .post(&ack_url)
-                .header("authorization", auth)
-                .json(&json!({"receipt_handles": handles}))
-                .send()
-                .await;
-        }
+        handles = msgs
+            .into_iter()
+            .map(|mut m| m["receipt_handle"].take())
+            .collect();
+    }
+    if !handles.is_empty() {
+        let _ = client
+            .post(&ack_url)
+            .header("authorization", auth)
+            .json(&json!({"receipt_handles": handles}))
+            .send()
+            .await;
     }
 }
 

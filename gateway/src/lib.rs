@@ -33,4 +33,5 @@ pub mod reader;
 pub mod receipt;
 pub mod scheduler;
 pub mod server;
+pub mod settle;
 pub mod wire;

@@ -34,6 +34,10 @@ const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Segment reads in flight for one read of a queue.
 const PIECES_IN_FLIGHT: usize = 8;
 
+/// `read_offsets` reads the whole span between its first and last offset when that span is at
+/// most this many times the offsets asked for (or 64): messages in between are passed over.
+const SPAN_PER_OFFSET: u64 = 4;
+
 /// A message inside a decoded segment shared with the hot tail: reading it copies nothing (a
 /// receive reads up to thousands of candidates, most of which it does not answer with).
 #[derive(Debug, Clone)]
@@ -122,8 +126,9 @@ pub struct Stored {
     /// For dead letters: the topic it was published to.
     pub origin_topic: Option<String>,
     /// Its range (of just this offset) when it was read through an index object: a lease of it
-    /// carries this (`manifest::index`).
-    pub located: Option<OffsetRange>,
+    /// carries this (`manifest::index`). Boxed: a receive reads thousands of `Stored`s, most
+    /// without one.
+    pub located: Option<Box<OffsetRange>>,
 }
 
 /// Segments by name with their size and last use; `by_use` orders names by last use, so an
@@ -469,7 +474,8 @@ impl Reader {
             origin_topic,
             located: None,
         };
-        let mut out = Vec::new();
+        let mut out =
+            Vec::with_capacity(next.saturating_sub(from).min(max as u64).min(4096) as usize);
         // Offsets below the first range were dropped by retention: the archive holds them.
         if from < segments_from {
             let Some(qa) = &archive else {
@@ -544,14 +550,16 @@ impl Reader {
                     origin_topic: p.origin_topic.clone(),
                     located: (offset < inline_from)
                         .then(|| index::single(&ranges, offset))
-                        .flatten(),
+                        .flatten()
+                        .map(Box::new),
                 });
             }
         }
         Ok(out)
     }
 
-    /// The messages at exactly these offsets of one queue (receive candidates).
+    /// The messages at exactly these offsets (sorted, unique) of one queue (receive
+    /// candidates); offsets no longer readable are left out.
     pub async fn read_offsets(
         &self,
         state: &std::sync::RwLock<State>,
@@ -559,6 +567,27 @@ impl Reader {
         queue: u32,
         offsets: &[u64],
     ) -> segment_writer::Result<Vec<Stored>> {
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return Ok(Vec::new());
+        };
+        // Offsets close together (a receive's candidates between leased ones) are read as one
+        // span and picked from it: one plan instead of one per run.
+        let span = last.saturating_sub(first).saturating_add(1);
+        if span
+            <= (offsets.len() as u64)
+                .saturating_mul(SPAN_PER_OFFSET)
+                .max(64)
+        {
+            let mut wanted = offsets.iter().copied().peekable();
+            let all = self.read(state, topic, queue, first, span as usize).await?;
+            return Ok(all
+                .into_iter()
+                .filter(|m| {
+                    while wanted.next_if(|&o| o < m.offset).is_some() {}
+                    wanted.next_if_eq(&m.offset).is_some()
+                })
+                .collect());
+        }
         let mut out = Vec::new();
         let mut i = 0;
         while i < offsets.len() {

@@ -230,6 +230,9 @@ pub struct Messages {
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<u64>,
+    /// A receive's answers to its `ack_receipt_handles`, one per handle, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ack_results: Vec<SettleResult>,
 }
 
 /// `GET /v1/topics/{topic}/messages/{message_id}/trace`.
@@ -414,6 +417,9 @@ pub struct ReceiveRequest {
     pub invisible_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<String>,
+    /// Receipts to ack before receiving, in the same commit (the previous batch's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ack_receipt_handles: Vec<String>,
 }
 
 /// `POST /v1/groups/{group}/ack` (and `nack`, with `delay_ms`).
@@ -436,6 +442,24 @@ pub struct SettleResult {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl SettleResult {
+    /// Settled (or already settled).
+    pub fn ok() -> Self {
+        SettleResult {
+            ok: true,
+            error: None,
+        }
+    }
+
+    /// Not settled, for the reason `code` names (`ReceiptExpired`, `InvalidReceipt`).
+    pub fn error(code: &str) -> Self {
+        SettleResult {
+            ok: false,
+            error: Some(code.to_string()),
+        }
+    }
 }
 
 /// `POST /v1/groups/{group}/reset`.

@@ -232,6 +232,111 @@ async fn fifo_order_with_concurrent_consumers_and_nacks(backend: Backend) {
 }
 on_real_stores!(fifo_order_with_concurrent_consumers_and_nacks);
 
+/// A receive that acks the previous batch (`ack_receipt_handles`) commits those acks with its
+/// lease, so the next message of each FIFO message group it frees comes in the same answer.
+async fn a_receive_acks_the_previous_batch(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    assert_eq!(
+        api.put("/v1/topics/f", json!({"type": "fifo", "queues": 2}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        api.put(
+            "/v1/groups/fg",
+            json!({"subscriptions": [{"topic": "f"}], "start_from": "earliest"})
+        )
+        .await
+        .status,
+        201
+    );
+    let (groups, per_group) = (5, 4);
+    for round in 0..per_group {
+        let msgs: Vec<Value> = (0..groups)
+            .map(|g| json!({"body": format!("g{g}-{round}"), "message_group": format!("g{g}")}))
+            .collect();
+        let r = api
+            .post("/v1/topics/f/messages", json!({"messages": msgs}))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let lag = |api: Api| async move {
+        let g = api.get("/v1/groups/fg").await.body;
+        let lag = g["lag"].as_array().unwrap().clone();
+        let committed: u64 = lag
+            .iter()
+            .map(|q| q["committed_offset"].as_u64().unwrap())
+            .sum();
+        let inflight: u64 = lag.iter().map(|q| q["inflight"].as_u64().unwrap()).sum();
+        (committed, inflight)
+    };
+
+    // Refused: too many handles. Nothing changes.
+    let first = receive(&api, "fg", json!({"max_messages": 10})).await;
+    assert_eq!(first.len(), groups, "one of each message group");
+    let before = lag(api.clone()).await;
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| first[0]["receipt_handle"].clone())
+        .collect();
+    let r = api
+        .post(
+            "/v1/groups/fg/receive",
+            json!({"max_messages": 10, "ack_receipt_handles": too_many}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(lag(api.clone()).await, before);
+    assert_eq!(before, (0, groups as u64));
+
+    // Each receive acks the batch before it and gets the next message of every group at once
+    // (no wait: without the acks applied first, every group would still be in flight).
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut batch = first;
+    for round in 1..=per_group {
+        for m in &batch {
+            got.entry(m["message_group"].as_str().unwrap().to_string())
+                .or_default()
+                .push(m["body"].as_str().unwrap().to_string());
+        }
+        let mut handles: Vec<Value> = batch.iter().map(|m| m["receipt_handle"].clone()).collect();
+        handles.push(json!("not-a-receipt"));
+        let r = api
+            .post(
+                "/v1/groups/fg/receive",
+                json!({"max_messages": 10, "wait_ms": 0, "ack_receipt_handles": handles}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let results = r.body["ack_results"].as_array().unwrap();
+        assert_eq!(results.len(), groups + 1, "{:?}", r.body);
+        assert!(
+            results[..groups].iter().all(|x| x["ok"] == true),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(results[groups]["error"], "InvalidReceipt");
+        batch = r.body["messages"].as_array().unwrap().clone();
+        let expected = if round < per_group { groups } else { 0 };
+        assert_eq!(batch.len(), expected, "round {round}: {:?}", r.body);
+    }
+    let expected: BTreeMap<String, Vec<String>> = (0..groups)
+        .map(|g| {
+            (
+                format!("g{g}"),
+                (0..per_group).map(|r| format!("g{g}-{r}")).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "every message once, in order per group");
+    assert_eq!(lag(api.clone()).await, ((groups * per_group) as u64, 0));
+}
+on_real_stores!(a_receive_acks_the_previous_batch);
+
 // ---------- delayed ----------
 
 /// Creates the delay topic `d` (2 queues) and the group `dg` on it, from the earliest.

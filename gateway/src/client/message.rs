@@ -322,6 +322,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
             wait_ms: args.wait_ms,
             invisible_ms: args.invisible_ms,
             consumer: args.consumer.clone(),
+            ack_receipt_handles: Vec::new(),
         };
         let got: Messages = client
             .post(

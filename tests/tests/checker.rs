@@ -421,12 +421,49 @@ async fn decide(
     }
 }
 
+/// Records the answers to acks of `handles` sent in one request (`results` names the answers'
+/// field: `results` of an ack, `ack_results` of a receive).
+#[allow(clippy::too_many_arguments)]
+fn record_acks(
+    run: &Run,
+    handles: Vec<String>,
+    gateway: usize,
+    outcome: &Outcome,
+    v: &Value,
+    results: &str,
+    start: u64,
+    end: u64,
+) {
+    let mut h = run.history.lock().unwrap();
+    for (k, receipt) in handles.into_iter().enumerate() {
+        let r = &v[results][k];
+        h.acks.push(Ack {
+            receipt,
+            start_us: start,
+            end_us: end,
+            gateway,
+            outcome: outcome.clone(),
+            ok: (*outcome == Outcome::Ok).then(|| r["ok"] == true),
+            error: r["error"]
+                .as_str()
+                .or(v["error"]["code"].as_str())
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
+}
+
 async fn consumer(run: Arc<Run>, c: usize, stop: Arc<AtomicBool>) {
     let mut rng = SmallRng::seed_from_u64(run.config.seed.wrapping_mul(7_000_003) + c as u64);
+    // Half the batches are acked by the next receive (`ack_receipt_handles`), half on their own.
+    let mut carried: Vec<String> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let g = rng.random_range(0..run.bases.len());
-        let body = json!({"max_messages": 16, "wait_ms": 500, "invisible_ms": INVISIBLE_MS,
+        let mut body = json!({"max_messages": 16, "wait_ms": 500, "invisible_ms": INVISIBLE_MS,
                           "consumer": format!("c{c}")});
+        if !carried.is_empty() {
+            body["ack_receipt_handles"] = json!(carried);
+        }
         let (outcome, v, start, end) = run
             .request(
                 "receive",
@@ -436,6 +473,10 @@ async fn consumer(run: Arc<Run>, c: usize, stop: Arc<AtomicBool>) {
                 Some(&body),
             )
             .await;
+        if !carried.is_empty() {
+            let acked = std::mem::take(&mut carried);
+            record_acks(&run, acked, g, &outcome, &v, "ack_results", start, end);
+        }
         if outcome != Outcome::Ok {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -470,6 +511,10 @@ async fn consumer(run: Arc<Run>, c: usize, stop: Arc<AtomicBool>) {
         if handles.is_empty() {
             continue;
         }
+        if rng.random_bool(0.5) {
+            carried = handles;
+            continue;
+        }
         let g = rng.random_range(0..run.bases.len());
         let (outcome, v, start, end) = run
             .request(
@@ -480,23 +525,7 @@ async fn consumer(run: Arc<Run>, c: usize, stop: Arc<AtomicBool>) {
                 Some(&json!({"receipt_handles": handles})),
             )
             .await;
-        let mut h = run.history.lock().unwrap();
-        for (k, receipt) in handles.into_iter().enumerate() {
-            let r = &v["results"][k];
-            h.acks.push(Ack {
-                receipt,
-                start_us: start,
-                end_us: end,
-                gateway: g,
-                outcome: outcome.clone(),
-                ok: (outcome == Outcome::Ok).then(|| r["ok"] == true),
-                error: r["error"]
-                    .as_str()
-                    .or(v["error"]["code"].as_str())
-                    .unwrap_or("")
-                    .to_string(),
-            });
-        }
+        record_acks(&run, handles, g, &outcome, &v, "results", start, end);
     }
 }
 

@@ -7,6 +7,9 @@
 //! ```text
 //! cargo run --release -p compactor --example archive_bench -- <messages> [dir]
 //! ```
+//! `FERRYMQ_BENCH_OPEN_FILES=N` sets `CompactSettings::open_files` (queues archived together),
+//! `FERRYMQ_BENCH_ZSTD_LEVEL=N` the zstd level of the Parquet files.
+//! The pass's CPU time (user + system, all threads) is read from `/proc/self/stat`.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // a benchmark binary
 
@@ -41,6 +44,16 @@ fn body(rng: &mut rand::rngs::SmallRng, i: u64) -> Bytes {
         rng.random_range(0..60),
         rng.random_range(0..60),
     ))
+}
+
+/// User + system CPU time of this process so far (Linux: `/proc/self/stat`, clock ticks of
+/// 1/100 s).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
 #[tokio::main]
@@ -128,16 +141,27 @@ async fn main() {
 
     let mut settings = CompactSettings::new("bench");
     settings.retention = false;
+    if let Ok(n) = std::env::var("FERRYMQ_BENCH_OPEN_FILES") {
+        settings.open_files = n.parse().unwrap();
+    }
+    if let Ok(n) = std::env::var("FERRYMQ_BENCH_ZSTD_LEVEL") {
+        settings.file.zstd_level = n.parse().unwrap();
+    }
+    let cpu0 = process_cpu_seconds();
     let r = run_pass(&node, &settings, &Quiet).await.unwrap();
+    let cpu = process_cpu_seconds() - cpu0;
     let secs = r.elapsed.as_secs_f64();
+    let mb = r.message_bytes as f64 / 1e6;
     println!(
-        "compaction: {} messages, {} files, {:.1} MB message bytes in {:.2} s = {:.1} MB/s ({:.0} messages/s)",
+        "compaction: {} messages, {} files, {:.1} MB message bytes in {:.2} s = {:.1} MB/s ({:.0} messages/s); CPU {:.2} s = {:.1} ms per MB",
         r.rows,
         r.files,
-        r.message_bytes as f64 / 1e6,
+        mb,
         secs,
-        r.message_bytes as f64 / 1e6 / secs,
-        r.rows as f64 / secs
+        mb / secs,
+        r.rows as f64 / secs,
+        cpu,
+        cpu * 1000.0 / mb
     );
     println!(
         "size: Parquet {:.1} MB / raw message bytes {:.1} MB = {:.3}; / segment bytes {:.1} MB = {:.3}",

@@ -377,9 +377,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
-    let compactor = args
-        .compact_interval
-        .map(|every| crate::compact::spawn_background(node.clone(), every, &args.compactor));
+    let compactor = (!args.no_compact).then(|| {
+        crate::compact::spawn_background(node.clone(), args.compact_interval, &args.compactor)
+    });
     let app = crate::api::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
         .layer(TraceLayer::new_for_http())

@@ -438,6 +438,11 @@ async fn archive_group(ctx: &mut Ctx<'_>, group: &[QueueWork]) -> Result<()> {
         })
         .collect();
     while cursors.iter().any(|c| !c.done) {
+        // Files stay open across rounds: renew the lease here too, not only when opening one.
+        if ctx.last_lease.elapsed() > ctx.s.lease_ttl / 3 {
+            take_lease(ctx.node, ctx.s).await?;
+            *ctx.last_lease = ctx.node.clock().instant();
+        }
         for c in cursors.iter_mut().filter(|c| !c.done) {
             advance(ctx, c, round_bytes).await?;
         }

@@ -203,6 +203,12 @@ pub struct ServeArgs {
     pub no_compact: bool,
     #[command(flatten)]
     pub compactor: crate::compact::CompactorFlags,
+    /// Test only: run the gateway's clock this far ahead of the system's (retention,
+    /// segment and orphan graces, leases, timers), so that a test can see what a default
+    /// install does hours later. Never in production: a segment written by a gateway on the
+    /// true time looks older here than it is.
+    #[arg(long, env = "FERRYMQ_TEST_CLOCK_AHEAD", value_parser = humantime::parse_duration, hide = true)]
+    pub test_clock_ahead: Option<Duration>,
     /// Inject store faults, for tests and benchmarks only: `errors=0.05,lost=0.01,timeouts=0,seed=7`
     /// (fractions of calls that fail, of puts that land but report an error, of calls that hang
     /// 2 s then fail; the seed of the fault generator). Composes with `--store-profile`.

@@ -241,7 +241,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let clock: Arc<dyn Clock> = TokioClock::shared();
+    let clock: Arc<dyn Clock> = match args.test_clock_ahead {
+        Some(ahead) => {
+            warn!(
+                ?ahead,
+                "the clock runs ahead of the system's (--test-clock-ahead): for tests only"
+            );
+            Arc::new(TokioClock::starting_at(
+                TokioClock::new().now_ms() + ahead.as_millis() as i64,
+            ))
+        }
+        None => TokioClock::shared(),
+    };
     let base = Store::open(&url)?;
     let mut faults = profile.unwrap_or_default();
     let mut fault_seed = rand::random();

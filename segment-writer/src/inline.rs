@@ -81,7 +81,7 @@ pub async fn read_segment_anywhere(
 }
 
 /// The raw bytes of a segment wherever it is: inline in a log version, or its own object
-/// (for [`segment::decode_refs`], which borrows messages from them).
+/// (for [`segment::CheckedSegment`], which borrows messages from them).
 pub async fn segment_bytes_anywhere(
     store: &Store,
     state: &RwLock<State>,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use compactor::{CompactSettings, Quiet, run_pass};
+use compactor::{CompactSettings, run_pass};
 use rand::{Rng, SeedableRng};
 use segment_writer::clock::TokioClock;
 use segment_writer::manifest::{Command, TopicDef, TopicKind};
@@ -44,6 +44,39 @@ fn body(rng: &mut rand::rngs::SmallRng, i: u64) -> Bytes {
         rng.random_range(0..60),
         rng.random_range(0..60),
     ))
+}
+
+/// Sums the time the pass spends between its steps "finish file" → "commit file" (waiting for
+/// a file's encoder and upload) and "commit file" → "file committed" (the manifest commit).
+#[derive(Default)]
+struct Steps {
+    state: std::sync::Mutex<(
+        Option<(String, Instant)>,
+        std::time::Duration,
+        std::time::Duration,
+    )>,
+}
+
+impl Steps {
+    fn totals(&self) -> (std::time::Duration, std::time::Duration) {
+        let s = self.state.lock().unwrap();
+        (s.1, s.2)
+    }
+}
+
+impl compactor::Observer for Steps {
+    fn step(&self, what: &str) {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        if let Some((prev, at)) = s.0.take() {
+            match (prev.as_str(), what) {
+                ("finish file", "commit file") => s.1 += now - at,
+                ("commit file", "file committed") => s.2 += now - at,
+                _ => {}
+            }
+        }
+        s.0 = Some((what.to_string(), now));
+    }
 }
 
 /// User + system CPU time of this process so far (Linux: `/proc/self/stat`, clock ticks of
@@ -148,7 +181,8 @@ async fn main() {
         settings.file.zstd_level = n.parse().unwrap();
     }
     let cpu0 = process_cpu_seconds();
-    let r = run_pass(&node, &settings, &Quiet).await.unwrap();
+    let steps = Steps::default();
+    let r = run_pass(&node, &settings, &steps).await.unwrap();
     let cpu = process_cpu_seconds() - cpu0;
     let secs = r.elapsed.as_secs_f64();
     let mb = r.message_bytes as f64 / 1e6;
@@ -162,6 +196,12 @@ async fn main() {
         r.rows as f64 / secs,
         cpu,
         cpu * 1000.0 / mb
+    );
+    let (finishing, committing) = steps.totals();
+    println!(
+        "waits: {:.2} s finishing files (encoder drain, upload, HEAD), {:.2} s cataloguing them (manifest commits)",
+        finishing.as_secs_f64(),
+        committing.as_secs_f64()
     );
     println!(
         "size: Parquet {:.1} MB / raw message bytes {:.1} MB = {:.3}; / segment bytes {:.1} MB = {:.3}",

@@ -418,12 +418,19 @@ struct Cursor<'w> {
     done: bool,
 }
 
+/// Message bytes of one queue a round at most: about one record batch, so that every open
+/// file's encoder gets work in turn (rounds of many batches fed one encoder at a time while
+/// the others waited, and the pass used little more than one core).
+const ROUND_BYTES: usize = 1 << 20;
+
 /// Archives the queues of `group` together, round by round, each queue about
-/// `segment_cache_bytes / 2 / group.len()` message bytes a round: the queues of a topic share
-/// segments, so one round's segments are fetched and cached once for all of them, and the
-/// files' encoders (one task each) keep every core busy while this task decodes.
+/// [`ROUND_BYTES`] a round (less if `segment_cache_bytes / 2` shared by the group is less):
+/// the queues of a topic share segments, so they advance through them together and each
+/// segment is fetched and cached once for all of them, and the files' encoders (a thread
+/// each) keep every core busy while this task decodes.
 async fn archive_group(ctx: &mut Ctx<'_>, group: &[QueueWork]) -> Result<()> {
-    let round_bytes = (ctx.s.segment_cache_bytes / 2 / group.len().max(1)).max(1 << 20) as u64;
+    let round_bytes =
+        (ctx.s.segment_cache_bytes / 2 / group.len().max(1)).clamp(64 << 10, ROUND_BYTES) as u64;
     let mut cursors: Vec<Cursor<'_>> = group
         .iter()
         .map(|w| Cursor {

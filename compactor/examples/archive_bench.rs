@@ -50,17 +50,21 @@ fn body(rng: &mut rand::rngs::SmallRng, i: u64) -> Bytes {
 /// a file's encoder and upload) and "commit file" → "file committed" (the manifest commit).
 #[derive(Default)]
 struct Steps {
-    state: std::sync::Mutex<(
-        Option<(String, Instant)>,
-        std::time::Duration,
-        std::time::Duration,
-    )>,
+    state: std::sync::Mutex<StepTimes>,
+}
+
+#[derive(Default)]
+struct StepTimes {
+    /// The last step and when it happened.
+    last: Option<(String, Instant)>,
+    finishing: std::time::Duration,
+    committing: std::time::Duration,
 }
 
 impl Steps {
     fn totals(&self) -> (std::time::Duration, std::time::Duration) {
         let s = self.state.lock().unwrap();
-        (s.1, s.2)
+        (s.finishing, s.committing)
     }
 }
 
@@ -68,14 +72,14 @@ impl compactor::Observer for Steps {
     fn step(&self, what: &str) {
         let mut s = self.state.lock().unwrap();
         let now = Instant::now();
-        if let Some((prev, at)) = s.0.take() {
+        if let Some((prev, at)) = s.last.take() {
             match (prev.as_str(), what) {
-                ("finish file", "commit file") => s.1 += now - at,
-                ("commit file", "file committed") => s.2 += now - at,
+                ("finish file", "commit file") => s.finishing += now - at,
+                ("commit file", "file committed") => s.committing += now - at,
                 _ => {}
             }
         }
-        s.0 = Some((what.to_string(), now));
+        s.last = Some((what.to_string(), now));
     }
 }
 

@@ -7,6 +7,9 @@
 //! ```text
 //! cargo run --release -p compactor --example archive_bench -- <messages> [dir]
 //! ```
+//! `FERRYMQ_BENCH_OPEN_FILES=N` sets `CompactSettings::open_files` (queues archived together),
+//! `FERRYMQ_BENCH_ZSTD_LEVEL=N` the zstd level of the Parquet files.
+//! The pass's CPU time (user + system, all threads) is read from `/proc/self/stat`.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // a benchmark binary
 
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use compactor::{CompactSettings, Quiet, run_pass};
+use compactor::{CompactSettings, run_pass};
 use rand::{Rng, SeedableRng};
 use segment_writer::clock::TokioClock;
 use segment_writer::manifest::{Command, TopicDef, TopicKind};
@@ -41,6 +44,53 @@ fn body(rng: &mut rand::rngs::SmallRng, i: u64) -> Bytes {
         rng.random_range(0..60),
         rng.random_range(0..60),
     ))
+}
+
+/// Sums the time the pass spends between its steps "finish file" → "commit file" (waiting for
+/// a file's encoder and upload) and "commit file" → "file committed" (the manifest commit).
+#[derive(Default)]
+struct Steps {
+    state: std::sync::Mutex<StepTimes>,
+}
+
+#[derive(Default)]
+struct StepTimes {
+    /// The last step and when it happened.
+    last: Option<(String, Instant)>,
+    finishing: std::time::Duration,
+    committing: std::time::Duration,
+}
+
+impl Steps {
+    fn totals(&self) -> (std::time::Duration, std::time::Duration) {
+        let s = self.state.lock().unwrap();
+        (s.finishing, s.committing)
+    }
+}
+
+impl compactor::Observer for Steps {
+    fn step(&self, what: &str) {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        if let Some((prev, at)) = s.last.take() {
+            match (prev.as_str(), what) {
+                ("finish file", "commit file") => s.finishing += now - at,
+                ("commit file", "file committed") => s.committing += now - at,
+                _ => {}
+            }
+        }
+        s.last = Some((what.to_string(), now));
+    }
+}
+
+/// User + system CPU time of this process so far (Linux: `/proc/self/stat`, clock ticks of
+/// 1/100 s).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
 #[tokio::main]
@@ -128,16 +178,34 @@ async fn main() {
 
     let mut settings = CompactSettings::new("bench");
     settings.retention = false;
-    let r = run_pass(&node, &settings, &Quiet).await.unwrap();
+    if let Ok(n) = std::env::var("FERRYMQ_BENCH_OPEN_FILES") {
+        settings.open_files = n.parse().unwrap();
+    }
+    if let Ok(n) = std::env::var("FERRYMQ_BENCH_ZSTD_LEVEL") {
+        settings.file.zstd_level = n.parse().unwrap();
+    }
+    let cpu0 = process_cpu_seconds();
+    let steps = Steps::default();
+    let r = run_pass(&node, &settings, &steps).await.unwrap();
+    let cpu = process_cpu_seconds() - cpu0;
     let secs = r.elapsed.as_secs_f64();
+    let mb = r.message_bytes as f64 / 1e6;
     println!(
-        "compaction: {} messages, {} files, {:.1} MB message bytes in {:.2} s = {:.1} MB/s ({:.0} messages/s)",
+        "compaction: {} messages, {} files, {:.1} MB message bytes in {:.2} s = {:.1} MB/s ({:.0} messages/s); CPU {:.2} s = {:.1} ms per MB",
         r.rows,
         r.files,
-        r.message_bytes as f64 / 1e6,
+        mb,
         secs,
-        r.message_bytes as f64 / 1e6 / secs,
-        r.rows as f64 / secs
+        mb / secs,
+        r.rows as f64 / secs,
+        cpu,
+        cpu * 1000.0 / mb
+    );
+    let (finishing, committing) = steps.totals();
+    println!(
+        "waits: {:.2} s finishing files (encoder drain, upload, HEAD), {:.2} s cataloguing them (manifest commits)",
+        finishing.as_secs_f64(),
+        committing.as_secs_f64()
     );
     println!(
         "size: Parquet {:.1} MB / raw message bytes {:.1} MB = {:.3}; / segment bytes {:.1} MB = {:.3}",

@@ -10,7 +10,12 @@
 //!    `max_file_rows`), each **first written, then catalogued** with
 //!    [`Command::ArchiveFile`]. The manifest refuses an entry that does not start at the
 //!    queue's archived-to offset, so a retried or raced commit never archives twice; a refused
-//!    file is deleted at once.
+//!    file is deleted at once. Up to `open_files` queues are archived together, round by
+//!    round, so that the segments they share are fetched (ahead, several GETs at once) and
+//!    cached once, messages go from the segment's bytes straight into Arrow columns
+//!    ([`CheckedSegment::decode`]: only the blocks holding the queue's messages are read,
+//!    their checksums checked once per segment), and
+//!    each open file's encoder runs on its own task, on any core.
 //! 4. Retention and segment garbage collection ([`crate::gc`]).
 //! 5. Release the lease.
 //!
@@ -21,12 +26,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use object_store::ObjectStoreExt;
 use segment_writer::manifest::index::{IndexCache, QueueSnapshot};
 use segment_writer::manifest::{Command, OffsetRange, Outcome, Rejection, State};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
-use segment_writer::segment::Message;
+use segment_writer::segment::CheckedSegment;
 
 use segment_writer::store::Store;
 use tracing::{debug, info, warn};
@@ -45,9 +52,14 @@ pub struct CompactSettings {
     pub file: FileSettings,
     /// Rows per archive file at most. Default 10,000,000.
     pub max_file_rows: u64,
-    /// Decoded segments kept in memory while archiving (a segment holds many queues). Larger:
+    /// Raw segments kept in memory while archiving (a segment holds many queues). Larger:
     /// fewer repeated GETs of one segment. Default 256 MiB.
     pub segment_cache_bytes: usize,
+    /// Queues archived together, each with its file open and its own encoder task: they
+    /// share the segments they read, and their encoders use every core. Memory grows with
+    /// it: each open file buffers up to a row group of encoded (compressed) columns, about
+    /// 0.2 × `row_group_bytes`, besides an 8 MiB upload buffer. Default 16.
+    pub open_files: usize,
     /// An uncatalogued archive file is deleted once older than this. It must exceed the time
     /// from a file's write to its commit. Default 1 h.
     pub orphan_grace: Duration,
@@ -70,6 +82,7 @@ impl CompactSettings {
             file: FileSettings::default(),
             max_file_rows: 10_000_000,
             segment_cache_bytes: 256 * 1024 * 1024,
+            open_files: 16,
             orphan_grace: Duration::from_secs(3600),
             segment_grace: Duration::from_secs(3600),
             archive_retention: None,
@@ -113,15 +126,21 @@ pub struct PassReport {
     pub elapsed: Duration,
 }
 
-/// A byte-bounded LRU of decoded segments.
+/// A byte-bounded LRU of raw segments (their bytes and parsed block index): messages are
+/// borrowed from them ([`CheckedSegment::decode`]) straight into Arrow columns.
 struct SegmentCache {
     /// Where inline segments (still in the log) are found.
     state: Arc<std::sync::RwLock<State>>,
     store: Store,
     max_bytes: usize,
-    map: HashMap<String, (Arc<Vec<Message>>, usize, u64)>,
+    map: HashMap<String, CachedSegment>,
     total: usize,
     tick: u64,
+}
+
+struct CachedSegment {
+    segment: Arc<CheckedSegment>,
+    used: u64,
 }
 
 impl SegmentCache {
@@ -136,32 +155,87 @@ impl SegmentCache {
         }
     }
 
-    async fn get(&mut self, name: &str) -> Result<Arc<Vec<Message>>> {
-        self.tick += 1;
-        if let Some(v) = self.map.get_mut(name) {
-            v.2 = self.tick;
-            return Ok(v.0.clone());
+    fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// GETs the segments `names` not cached yet, [`PREFETCH_GETS`] at a time, and caches them.
+    async fn prefetch(&mut self, names: &[&str]) -> Result<()> {
+        let missing: Vec<String> = {
+            let mut seen = std::collections::HashSet::new();
+            names
+                .iter()
+                .filter(|n| !self.contains(n) && seen.insert(**n))
+                .map(|n| (*n).to_string())
+                .collect()
+        };
+        let (store, state) = (&self.store, &self.state);
+        let mut fetched = futures::stream::iter(missing)
+            .map(|name| async move {
+                let bytes =
+                    segment_writer::inline::segment_bytes_anywhere(store, state, &name).await?;
+                let segment =
+                    CheckedSegment::new(bytes).map_err(|e| segment_corrupt(store, &name, e))?;
+                Ok::<_, Error>((name, segment))
+            })
+            .buffered(PREFETCH_GETS);
+        let mut got = Vec::new();
+        while let Some(r) = fetched.next().await {
+            got.push(r?);
         }
-        let msgs = Arc::new(
-            segment_writer::inline::read_segment_anywhere(&self.store, &self.state, name).await?,
-        );
-        let bytes: usize = msgs.iter().map(Message::approx_size).sum();
-        while self.total + bytes > self.max_bytes && !self.map.is_empty() {
+        drop(fetched);
+        for (name, segment) in got {
+            self.insert(name, segment);
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, name: String, segment: CheckedSegment) -> Arc<CheckedSegment> {
+        self.tick += 1;
+        let size = segment.size();
+        while self.total + size > self.max_bytes && !self.map.is_empty() {
             let victim = self
                 .map
                 .iter()
-                .min_by_key(|(_, v)| v.2)
+                .min_by_key(|(_, v)| v.used)
                 .map(|(k, _)| k.clone())
                 .expect("the map is not empty");
             if let Some(v) = self.map.remove(&victim) {
-                self.total -= v.1;
+                self.total -= v.segment.size();
             }
         }
-        self.total += bytes;
-        self.map
-            .insert(name.to_string(), (msgs.clone(), bytes, self.tick));
-        Ok(msgs)
+        self.total += size;
+        let segment = Arc::new(segment);
+        self.map.insert(
+            name,
+            CachedSegment {
+                segment: segment.clone(),
+                used: self.tick,
+            },
+        );
+        segment
     }
+
+    async fn get(&mut self, name: &str) -> Result<Arc<CheckedSegment>> {
+        self.tick += 1;
+        if let Some(v) = self.map.get_mut(name) {
+            v.used = self.tick;
+            return Ok(v.segment.clone());
+        }
+        let bytes =
+            segment_writer::inline::segment_bytes_anywhere(&self.store, &self.state, name).await?;
+        let segment =
+            CheckedSegment::new(bytes).map_err(|e| segment_corrupt(&self.store, name, e))?;
+        Ok(self.insert(name.to_string(), segment))
+    }
+}
+
+/// A segment that does not decode: the data is corrupt (not an archive file).
+fn segment_corrupt(store: &Store, name: &str, e: impl ToString) -> Error {
+    Error::Core(segment_writer::Error::Corrupt {
+        path: store.paths.segment(name).to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// `YYYY-MM-DD` and hour (UTC) of a Unix millisecond time.
@@ -215,8 +289,15 @@ struct QueueWork {
 /// Decoded index sections a pass keeps in memory.
 const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Offsets whose ranges are looked up at once while archiving a queue.
-const RANGES_PER_LOOKUP: u64 = 1 << 20;
+/// Offsets whose ranges are looked up at once while archiving a queue (a queue being archived
+/// holds at most this many ranges: a few MB).
+const RANGES_PER_LOOKUP: u64 = 1 << 16;
+
+/// Ranges whose segments are fetched ahead of archiving them.
+const PREFETCH_RANGES: usize = 64;
+
+/// Segment GETs in flight while fetching ahead.
+const PREFETCH_GETS: usize = 8;
 
 fn plan(state: &State) -> Result<Vec<QueueWork>> {
     let mut out = Vec::new();
@@ -271,17 +352,17 @@ pub async fn run_pass(
     );
     let index = IndexCache::new(INDEX_CACHE_BYTES);
     let mut last_lease = node.clock().instant();
-    for w in work {
-        archive_queue(
-            node,
-            settings,
-            observer,
-            (&mut cache, &index),
-            &w,
-            &mut last_lease,
-            &mut report,
-        )
-        .await?;
+    let mut ctx = Ctx {
+        node,
+        s: settings,
+        observer,
+        cache: &mut cache,
+        index: &index,
+        last_lease: &mut last_lease,
+        report: &mut report,
+    };
+    for group in work.chunks(settings.open_files.max(1)) {
+        archive_group(&mut ctx, group).await?;
     }
 
     if settings.retention {
@@ -310,114 +391,187 @@ pub async fn run_pass(
     Ok(report)
 }
 
-async fn archive_queue(
-    node: &Node,
-    s: &CompactSettings,
-    observer: &dyn Observer,
-    (cache, index): (&mut SegmentCache, &IndexCache),
-    w: &QueueWork,
-    last_lease: &mut tokio::time::Instant,
-    report: &mut PassReport,
-) -> Result<()> {
-    let store = node.store().clone();
-    let mut file: Option<(FileWriter, i64)> = None;
-    let mut at = w.from;
-    while at < w.to {
-        let ranges = index
-            .ranges_from(&store, &w.topic, w.queue, &w.snap, at, RANGES_PER_LOOKUP)
-            .await?;
-        let before = at;
-        let go_on = archive_ranges(
-            node,
-            s,
-            observer,
-            cache,
+/// What archiving needs besides the queue at hand.
+struct Ctx<'a> {
+    node: &'a Node,
+    s: &'a CompactSettings,
+    observer: &'a dyn Observer,
+    cache: &'a mut SegmentCache,
+    index: &'a IndexCache,
+    last_lease: &'a mut tokio::time::Instant,
+    report: &'a mut PassReport,
+}
+
+/// A queue being archived: where it is, its open file, the ranges ahead of it.
+struct Cursor<'w> {
+    w: &'w QueueWork,
+    at: u64,
+    /// The open file and the hour (since the epoch) of its messages.
+    file: Option<(FileWriter, i64)>,
+    ranges: Vec<OffsetRange>,
+    /// The next range of `ranges` to archive.
+    next: usize,
+    /// Ranges from `next` up to this one have their segments fetched (or being cached).
+    fetched_to: usize,
+    /// Where the queue was when `ranges` were looked up.
+    lookup_at: u64,
+    done: bool,
+}
+
+/// Message bytes of one queue a round at most: about one record batch, so that every open
+/// file's encoder gets work in turn (rounds of many batches fed one encoder at a time while
+/// the others waited, and the pass used little more than one core).
+const ROUND_BYTES: usize = 1 << 20;
+
+/// Archives the queues of `group` together, round by round, each queue about
+/// [`ROUND_BYTES`] a round (less if `segment_cache_bytes / 2` shared by the group is less):
+/// the queues of a topic share segments, so they advance through them together and each
+/// segment is fetched and cached once for all of them, and the files' encoders (a thread
+/// each) keep every core busy while this task decodes.
+async fn archive_group(ctx: &mut Ctx<'_>, group: &[QueueWork]) -> Result<()> {
+    let round_bytes =
+        (ctx.s.segment_cache_bytes / 2 / group.len().max(1)).clamp(64 << 10, ROUND_BYTES) as u64;
+    let mut cursors: Vec<Cursor<'_>> = group
+        .iter()
+        .map(|w| Cursor {
             w,
-            &ranges,
-            (&mut at, &mut file),
-            last_lease,
-            report,
-        )
-        .await?;
-        if !go_on {
-            return Ok(());
+            at: w.from,
+            file: None,
+            ranges: Vec::new(),
+            next: 0,
+            fetched_to: 0,
+            lookup_at: w.from,
+            done: false,
+        })
+        .collect();
+    while cursors.iter().any(|c| !c.done) {
+        // Files stay open across rounds: renew the lease here too, not only when opening one.
+        if ctx.last_lease.elapsed() > ctx.s.lease_ttl / 3 {
+            take_lease(ctx.node, ctx.s).await?;
+            *ctx.last_lease = ctx.node.clock().instant();
         }
-        if at == before {
-            break;
+        for c in cursors.iter_mut().filter(|c| !c.done) {
+            advance(ctx, c, round_bytes).await?;
         }
-    }
-    if let Some((f, _)) = file.take() {
-        commit_file(node, observer, f, w, report).await?;
     }
     Ok(())
 }
 
-/// Archives the messages of `ranges` from `*at` on into `file` (opening, splitting and
-/// committing files as it goes); false if the manifest refused a file (the queue is left
-/// alone).
-#[allow(clippy::too_many_arguments)]
-async fn archive_ranges(
-    node: &Node,
-    s: &CompactSettings,
-    observer: &dyn Observer,
-    cache: &mut SegmentCache,
-    w: &QueueWork,
-    ranges: &[OffsetRange],
-    (at, file): (&mut u64, &mut Option<(FileWriter, i64)>),
-    last_lease: &mut tokio::time::Instant,
-    report: &mut PassReport,
-) -> Result<bool> {
-    let store = node.store().clone();
-    for r in ranges {
-        if *at >= w.to {
-            break;
-        }
-        let start = (*at).max(r.base);
-        let stop = (r.base + u64::from(r.count)).min(w.to);
-        if stop <= start {
-            continue;
-        }
-        let msgs = cache.get(&r.segment).await?;
-        let first = (r.first_ordinal as u64 + (start - r.base)) as usize;
-        let last = (r.first_ordinal as u64 + (stop - r.base)) as usize;
-        let slice = msgs
-            .get(first..last)
-            .ok_or_else(|| segment_writer::Error::Corrupt {
-                path: r.segment.clone(),
-                reason: format!("holds {} messages, the manifest needs {last}", msgs.len()),
-            })?;
-        for m in slice {
-            let hour_index = m.publish_time_ms.div_euclid(3_600_000);
-            let split = file
-                .as_ref()
-                .is_some_and(|(f, h)| *h != hour_index || f.rows() >= s.max_file_rows);
-            if split {
-                let (f, _) = file.take().expect("a file is open");
-                if !commit_file(node, observer, f, w, report).await? {
-                    return Ok(false);
-                }
+/// Archives about `budget` message bytes of `c` (opening, splitting and committing files as it
+/// goes); marks it done at its end, or when the manifest refused a file (someone else archived
+/// these offsets: the queue is left alone).
+async fn advance(ctx: &mut Ctx<'_>, c: &mut Cursor<'_>, budget: u64) -> Result<()> {
+    let store = ctx.node.store().clone();
+    let w = c.w;
+    let mut spent = 0u64;
+    while c.at < w.to && spent < budget {
+        if c.next >= c.ranges.len() {
+            if !c.ranges.is_empty() && c.at == c.lookup_at {
+                // The last lookup's ranges moved nothing: stop rather than loop.
+                break;
             }
-            if file.is_none() {
-                if last_lease.elapsed() > s.lease_ttl / 3 {
-                    take_lease(node, s).await?;
-                    *last_lease = node.clock().instant();
-                }
-                let (date, hour) = date_hour(m.publish_time_ms);
-                let id = ulid::Ulid::new().to_string();
-                let name = Paths::archive_name(&w.topic, &date, hour, &id);
-                observer.step("open file");
-                let f = FileWriter::create(&store, name, &w.topic, w.queue, *at, &s.file)?;
-                *file = Some((f, hour_index));
+            c.lookup_at = c.at;
+            c.ranges = ctx
+                .index
+                .ranges_from(&store, &w.topic, w.queue, &w.snap, c.at, RANGES_PER_LOOKUP)
+                .await?;
+            c.next = 0;
+            c.fetched_to = 0;
+            if c.ranges.is_empty() {
+                break;
             }
-            let (f, _) = file.as_mut().expect("a file is open");
-            f.push(m, r.origin_topic.as_deref()).await?;
-            *at += 1;
-            if f.rows().is_multiple_of(4096) {
-                observer.step("write rows");
+        }
+        if c.next >= c.fetched_to {
+            c.fetched_to = (c.next + PREFETCH_RANGES).min(c.ranges.len());
+            let names: Vec<&str> = c.ranges[c.next..c.fetched_to]
+                .iter()
+                .map(|r| r.segment.as_str())
+                .collect();
+            ctx.cache.prefetch(&names).await?;
+        }
+        let r = c.ranges[c.next].clone();
+        c.next += 1;
+        match archive_range(ctx, c, &r).await? {
+            Some(bytes) => spent += bytes,
+            None => {
+                c.done = true;
+                return Ok(());
             }
         }
     }
-    Ok(true)
+    if c.at >= w.to || spent < budget {
+        c.done = true;
+        if let Some((f, _)) = c.file.take() {
+            commit_file(ctx.node, ctx.observer, f, w, ctx.report).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Archives the messages of range `r` from `c.at` on; the message bytes archived, or `None`
+/// if the manifest refused a file.
+async fn archive_range(
+    ctx: &mut Ctx<'_>,
+    c: &mut Cursor<'_>,
+    r: &OffsetRange,
+) -> Result<Option<u64>> {
+    let (node, s, w) = (ctx.node, ctx.s, c.w);
+    let store = node.store().clone();
+    let start = c.at.max(r.base);
+    let stop = (r.base + u64::from(r.count)).min(w.to);
+    if stop <= start {
+        return Ok(Some(0));
+    }
+    let seg = ctx.cache.get(&r.segment).await?;
+    let first = r.first_ordinal as u64 + (start - r.base);
+    let last = r.first_ordinal as u64 + (stop - r.base);
+    let corrupt = |reason: String| segment_corrupt(&store, &r.segment, reason);
+    let ordinals = u32::try_from(first)
+        .ok()
+        .zip(u32::try_from(last).ok())
+        .filter(|(_, l)| *l <= seg.message_count())
+        .ok_or_else(|| {
+            corrupt(format!(
+                "holds {} messages, the manifest needs {last}",
+                seg.message_count()
+            ))
+        })?;
+    let msgs = seg
+        .decode(ordinals.0..ordinals.1)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut bytes = 0;
+    for m in msgs.iter() {
+        let hour_index = m.publish_time_ms.div_euclid(3_600_000);
+        let split = c
+            .file
+            .as_ref()
+            .is_some_and(|(f, h)| *h != hour_index || f.rows() >= s.max_file_rows);
+        if split {
+            let (f, _) = c.file.take().expect("a file is open");
+            if !commit_file(node, ctx.observer, f, w, ctx.report).await? {
+                return Ok(None);
+            }
+        }
+        if c.file.is_none() {
+            if ctx.last_lease.elapsed() > s.lease_ttl / 3 {
+                take_lease(node, s).await?;
+                *ctx.last_lease = node.clock().instant();
+            }
+            let (date, hour) = date_hour(m.publish_time_ms);
+            let id = ulid::Ulid::new().to_string();
+            let name = Paths::archive_name(&w.topic, &date, hour, &id);
+            ctx.observer.step("open file");
+            let f = FileWriter::create(&store, name, &w.topic, w.queue, c.at, &s.file)?;
+            c.file = Some((f, hour_index));
+        }
+        let (f, _) = c.file.as_mut().expect("a file is open");
+        bytes += f.push_ref(&m, r.origin_topic.as_deref()).await?;
+        c.at += 1;
+        if f.rows().is_multiple_of(4096) {
+            ctx.observer.step("write rows");
+        }
+    }
+    Ok(Some(bytes))
 }
 
 /// Finishes a file and catalogues it; false if the manifest refused it (someone else archived

@@ -20,7 +20,7 @@ use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use segment_writer::segment::Message;
+use segment_writer::segment::{Message, MessageRef};
 
 /// Column names, in order.
 pub const COLUMNS: [&str; 13] = [
@@ -198,8 +198,48 @@ impl BatchBuilder {
         self.rows += 1;
     }
 
+    /// Appends a message borrowed from a segment's bytes (the same row as
+    /// [`BatchBuilder::push`] of the owned message; nothing is copied twice).
+    pub fn push_ref(
+        &mut self,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        m: &MessageRef<'_>,
+        original_topic: Option<&str>,
+    ) {
+        self.topic.append_value(topic);
+        self.queue.append_value(queue as i32);
+        self.offset.append_value(offset as i64);
+        self.message_id.append_value(m.message_id);
+        self.tag.append_option(m.tag);
+        for k in m.keys {
+            self.keys.values().append_value(k);
+        }
+        self.keys.append(true);
+        for (k, v) in m.properties {
+            self.properties.keys().append_value(k);
+            self.properties.values().append_value(v);
+        }
+        self.properties
+            .append(true)
+            .expect("keys and values are appended in pairs");
+        self.body.append_value(m.body);
+        self.publish_time.append_value(m.publish_time_ms);
+        self.deliver_time.append_option(m.deliver_at_ms);
+        self.producer_group.append_option(m.producer_group);
+        self.message_group.append_option(m.message_group);
+        self.original_topic.append_option(original_topic);
+        self.rows += 1;
+    }
+
     /// The rows appended so far as a batch; the builder is empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        // Finishing leaves the builders with no capacity: the next batch of about the same
+        // size gets its large buffers at once instead of by repeated doubling and copying.
+        let rows = self.rows;
+        let body_bytes = self.body.values_slice().len();
+        let id_bytes = self.message_id.values_slice().len();
         self.rows = 0;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.topic.finish()),
@@ -216,6 +256,8 @@ impl BatchBuilder {
             Arc::new(self.message_group.finish()),
             Arc::new(self.original_topic.finish()),
         ];
+        self.body = BinaryBuilder::with_capacity(rows, body_bytes + body_bytes / 8);
+        self.message_id = StringBuilder::with_capacity(rows, id_bytes + id_bytes / 8);
         RecordBatch::try_new(schema(), columns)
     }
 }

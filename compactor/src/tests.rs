@@ -410,3 +410,65 @@ async fn segments_of_pending_timers_and_half_messages_are_kept() {
     }
     n.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_writer_dropped_unfinished_never_completes_its_file() {
+    let store = Store::memory();
+    let name = Paths::archive_name("t", "1970-01-01", 0, "abandoned");
+    let mut w = crate::writer::FileWriter::create(
+        &store,
+        name.clone(),
+        "t",
+        0,
+        0,
+        &FileSettings::default(),
+    )
+    .expect("writer");
+    // Incompressible bodies past the 8 MiB upload buffer: a multipart upload is under way.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..12_000 {
+        let body: Vec<u8> = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let m = Message {
+            body: Bytes::from(body),
+            ..msg("t", i, 1_000)
+        };
+        w.push(&m, None).await.expect("push");
+    }
+    drop(w);
+    // The encoder notices the closed channel on its own thread: give it time to (wrongly)
+    // complete the upload.
+    #[allow(clippy::disallowed_methods)] // a test waits in real time on purpose
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let key = store.paths.relative(&name);
+    assert!(
+        matches!(
+            store.inner.head(&key).await,
+            Err(object_store::Error::NotFound { .. })
+        ),
+        "an abandoned file became visible"
+    );
+
+    // The same rows, finished, do become a file.
+    let mut w = crate::writer::FileWriter::create(
+        &store,
+        name.clone(),
+        "t",
+        0,
+        0,
+        &FileSettings::default(),
+    )
+    .expect("writer");
+    for i in 0..12_000 {
+        w.push(&msg("t", i, 1_000), None).await.expect("push");
+    }
+    let written = w.finish(&store).await.expect("finish");
+    assert_eq!(written.rows, 12_000);
+    assert!(store.inner.head(&key).await.is_ok());
+}

@@ -190,12 +190,25 @@ pub struct ServeArgs {
     /// Consecutive index runs of one level merged into one of the next.
     #[arg(long, env = "FERRYMQ_INDEX_FAN_IN", default_value_t = 8)]
     pub index_fan_in: usize,
-    /// Run the compactor in this gateway every this long (off by default; one compactor is
-    /// active cluster-wide at a time, through a lease in the manifest).
-    #[arg(long, env = "FERRYMQ_COMPACT_INTERVAL", value_parser = humantime::parse_duration)]
-    pub compact_interval: Option<Duration>,
+    /// Run a compaction pass in this gateway every this long (one compactor is active
+    /// cluster-wide at a time, through a lease in the manifest; the others skip). The archive
+    /// and retention lag publishing by up to this plus a pass; each queue gets at most one
+    /// Parquet file per pass (and per hour of publish time), so shorter means more, smaller
+    /// files. Default 5 min: at most 12 files per queue and hour from the interval.
+    #[arg(long, env = "FERRYMQ_COMPACT_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub compact_interval: Duration,
+    /// Do not run the compactor in this gateway (then nothing is archived, and retention
+    /// frees no segment, unless `ferrymq compact` or another gateway runs it).
+    #[arg(long, env = "FERRYMQ_NO_COMPACT")]
+    pub no_compact: bool,
     #[command(flatten)]
     pub compactor: crate::compact::CompactorFlags,
+    /// Test only: run the gateway's clock this far ahead of the system's (retention,
+    /// segment and orphan graces, leases, timers), so that a test can see what a default
+    /// install does hours later. Never in production: a segment written by a gateway on the
+    /// true time looks older here than it is.
+    #[arg(long, env = "FERRYMQ_TEST_CLOCK_AHEAD", value_parser = humantime::parse_duration, hide = true)]
+    pub test_clock_ahead: Option<Duration>,
     /// Inject store faults, for tests and benchmarks only: `errors=0.05,lost=0.01,timeouts=0,seed=7`
     /// (fractions of calls that fail, of puts that land but report an error, of calls that hang
     /// 2 s then fail; the seed of the fault generator). Composes with `--store-profile`.

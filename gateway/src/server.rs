@@ -241,7 +241,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let clock: Arc<dyn Clock> = TokioClock::shared();
+    let clock: Arc<dyn Clock> = match args.test_clock_ahead {
+        Some(ahead) => {
+            warn!(
+                ?ahead,
+                "the clock runs ahead of the system's (--test-clock-ahead): for tests only"
+            );
+            Arc::new(TokioClock::starting_at(
+                TokioClock::new().now_ms() + ahead.as_millis() as i64,
+            ))
+        }
+        None => TokioClock::shared(),
+    };
     let base = Store::open(&url)?;
     let mut faults = profile.unwrap_or_default();
     let mut fault_seed = rand::random();
@@ -377,9 +388,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
-    let compactor = args
-        .compact_interval
-        .map(|every| crate::compact::spawn_background(node.clone(), every, &args.compactor));
+    let compactor = (!args.no_compact).then(|| {
+        crate::compact::spawn_background(node.clone(), args.compact_interval, &args.compactor)
+    });
     let app = crate::api::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
         .layer(TraceLayer::new_for_http())

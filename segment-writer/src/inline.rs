@@ -80,6 +80,26 @@ pub async fn read_segment_anywhere(
     }
 }
 
+/// The raw bytes of a segment wherever it is: inline in a log version, or its own object
+/// (for [`segment::CheckedSegment`], which borrows messages from them).
+pub async fn segment_bytes_anywhere(
+    store: &Store,
+    state: &RwLock<State>,
+    name: &str,
+) -> Result<Bytes> {
+    match inline_version(state, name) {
+        Some(version) => {
+            let (path, delta) =
+                read_version(store, &crate::clock::TokioClock::shared(), version).await?;
+            inline_segments(&delta)
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.clone())
+                .ok_or_else(|| Error::corrupt(&path, format!("holds no inline segment {name}")))
+        }
+        None => segment_store::get_segment_bytes(store, name).await,
+    }
+}
+
 /// Reads inline segment `name` from log version `version`, which holds it.
 pub async fn read_inline(store: &Store, version: u64, name: &str) -> Result<Vec<Message>> {
     let (path, delta) = read_version(store, &crate::clock::TokioClock::shared(), version).await?;

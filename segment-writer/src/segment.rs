@@ -396,6 +396,313 @@ pub fn decode(bytes: &[u8]) -> SegResult<Vec<Message>> {
     Ok(out)
 }
 
+/// A whole segment whose index and block checksums were checked once, when it was made:
+/// its messages can then be borrowed ([`CheckedSegment::decode`]) any number of times
+/// without checking the CRCs again (the compactor reads one segment once per queue).
+#[derive(Debug, Clone)]
+pub struct CheckedSegment {
+    bytes: Bytes,
+    index: BlockIndex,
+}
+
+impl CheckedSegment {
+    /// Checks the header, index and footer, and every block's length, CRC and message count.
+    pub fn new(bytes: Bytes) -> SegResult<CheckedSegment> {
+        let index = parse_index(&bytes)?;
+        for (i, (first, range)) in index.blocks.iter().enumerate() {
+            let end = index.blocks.get(i + 1).map_or(index.message_count, |b| b.0);
+            let payload = block_payload(&bytes, i, range)?;
+            let count = Reader::new(payload).u32()?;
+            if Some(count) != end.checked_sub(*first) {
+                return Err(SegmentError::Malformed(format!(
+                    "block {i} holds {count} messages, the index says {}",
+                    end.saturating_sub(*first)
+                )));
+            }
+        }
+        Ok(CheckedSegment { bytes, index })
+    }
+
+    /// Messages in the segment.
+    pub fn message_count(&self) -> u32 {
+        self.index.message_count
+    }
+
+    /// The segment's size in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The messages at `ordinals` (half-open), borrowed from the segment's bytes: only the
+    /// blocks holding them are read; strings are checked for UTF-8 once, here.
+    pub fn decode(&self, ordinals: Range<u32>) -> SegResult<Decoded<'_>> {
+        let n = (ordinals.end.saturating_sub(ordinals.start) as usize).min(65_536);
+        let mut out = Decoded {
+            heads: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            properties: Vec::with_capacity(n),
+        };
+        for (block_no, first, range) in self.index.blocks_for(ordinals.clone())? {
+            let end = self
+                .index
+                .blocks
+                .get(block_no + 1)
+                .map_or(self.index.message_count, |b| b.0);
+            // Checked in `new`: only the structure is read here.
+            let mut r = Reader::new(block_payload_unchecked(&self.bytes, block_no, &range)?);
+            r.u32()?;
+            for ordinal in first..end.min(ordinals.end) {
+                if ordinal < ordinals.start {
+                    skip_message(&mut r)?;
+                } else {
+                    let head = decode_head(&mut r, &mut out.keys, &mut out.properties)?;
+                    out.heads.push(head);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The bytes of block `i` between its length and CRC, once the CRC matched.
+fn block_payload<'a>(bytes: &'a [u8], i: usize, range: &Range<u64>) -> SegResult<&'a [u8]> {
+    let block = usize::try_from(range.start)
+        .ok()
+        .zip(usize::try_from(range.end).ok())
+        .and_then(|(s, e)| bytes.get(s..e))
+        .ok_or(SegmentError::Truncated("block"))?;
+    let mut r = Reader::new(block);
+    let len = r.u32()? as usize;
+    let crc = r.u32()?;
+    let payload = r.take(len).map_err(|_| SegmentError::Truncated("block"))?;
+    if !r.is_empty() {
+        return Err(SegmentError::Malformed(format!(
+            "block {i} has trailing bytes"
+        )));
+    }
+    if crc32c::crc32c(payload) != crc {
+        return Err(SegmentError::Checksum(format!("block {i}")));
+    }
+    Ok(payload)
+}
+
+/// The bytes of block `i` between its length and CRC, without checking the CRC again.
+fn block_payload_unchecked<'a>(
+    bytes: &'a [u8],
+    i: usize,
+    range: &Range<u64>,
+) -> SegResult<&'a [u8]> {
+    let block = usize::try_from(range.start)
+        .ok()
+        .zip(usize::try_from(range.end).ok())
+        .and_then(|(s, e)| bytes.get(s..e))
+        .ok_or(SegmentError::Truncated("block"))?;
+    let mut r = Reader::new(block);
+    let len = r.u32()? as usize;
+    r.u32()?;
+    r.take(len)
+        .map_err(|_| SegmentError::Malformed(format!("block {i} is shorter than its length")))
+}
+
+/// Messages borrowed from a [`CheckedSegment`]: nothing copied, strings checked once.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded<'a> {
+    heads: Vec<Head<'a>>,
+    keys: Vec<&'a str>,
+    properties: Vec<(&'a str, &'a str)>,
+}
+
+/// A message's own fields, and where its keys and properties are in [`Decoded`].
+#[derive(Debug, Clone, Copy)]
+struct Head<'a> {
+    topic: &'a str,
+    message_id: &'a str,
+    body: &'a [u8],
+    tag: Option<&'a str>,
+    message_group: Option<&'a str>,
+    producer_group: Option<&'a str>,
+    publish_time_ms: i64,
+    deliver_at_ms: Option<i64>,
+    /// (first, end) in `Decoded::keys`.
+    keys: (u32, u32),
+    /// (first, end) in `Decoded::properties`.
+    properties: (u32, u32),
+    /// [`Message::approx_size`], counted while decoding.
+    size: usize,
+}
+
+impl<'a> Decoded<'a> {
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.heads.is_empty()
+    }
+
+    /// The messages, in ordinal order.
+    pub fn iter(&self) -> impl Iterator<Item = MessageRef<'_>> {
+        self.heads.iter().map(|h| MessageRef {
+            topic: h.topic,
+            message_id: h.message_id,
+            body: h.body,
+            tag: h.tag,
+            message_group: h.message_group,
+            producer_group: h.producer_group,
+            publish_time_ms: h.publish_time_ms,
+            deliver_at_ms: h.deliver_at_ms,
+            keys: &self.keys[h.keys.0 as usize..h.keys.1 as usize],
+            properties: &self.properties[h.properties.0 as usize..h.properties.1 as usize],
+            size: h.size,
+        })
+    }
+}
+
+/// One message borrowed from a segment's bytes ([`CheckedSegment::decode`]): the compactor
+/// turns these straight into Arrow columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'r> {
+    pub topic: &'r str,
+    pub message_id: &'r str,
+    pub body: &'r [u8],
+    pub tag: Option<&'r str>,
+    pub message_group: Option<&'r str>,
+    pub producer_group: Option<&'r str>,
+    pub publish_time_ms: i64,
+    pub deliver_at_ms: Option<i64>,
+    /// Business keys, in order.
+    pub keys: &'r [&'r str],
+    /// Properties, in increasing key order, keys unique.
+    pub properties: &'r [(&'r str, &'r str)],
+    size: usize,
+}
+
+impl MessageRef<'_> {
+    /// The same as [`Message::approx_size`] of the owned message.
+    pub fn approx_size(&self) -> usize {
+        self.size
+    }
+
+    /// The owned message.
+    pub fn to_message(&self) -> Message {
+        Message {
+            topic: self.topic.to_string(),
+            message_id: self.message_id.to_string(),
+            body: Bytes::copy_from_slice(self.body),
+            tag: self.tag.map(str::to_string),
+            keys: self.keys.iter().map(|k| k.to_string()).collect(),
+            properties: self
+                .properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            message_group: self.message_group.map(str::to_string),
+            producer_group: self.producer_group.map(str::to_string),
+            publish_time_ms: self.publish_time_ms,
+            deliver_at_ms: self.deliver_at_ms,
+        }
+    }
+}
+
+/// Steps over one message (of another queue, before the ordinals asked for) without
+/// decoding it.
+fn skip_message(r: &mut Reader<'_>) -> SegResult<()> {
+    fn skip_str(r: &mut Reader<'_>) -> SegResult<()> {
+        let n = r.u32()? as usize;
+        r.take(n).map(|_| ())
+    }
+    skip_str(r)?;
+    skip_str(r)?;
+    r.take(8)?;
+    match r.u8()? {
+        0 => {}
+        1 => {
+            r.take(8)?;
+        }
+        f => return Err(SegmentError::Malformed(format!("bad option flag {f}"))),
+    }
+    for _ in 0..3 {
+        match r.u8()? {
+            0 => {}
+            1 => skip_str(r)?,
+            f => return Err(SegmentError::Malformed(format!("bad option flag {f}"))),
+        }
+    }
+    for _ in 0..r.u32()? {
+        skip_str(r)?;
+    }
+    for _ in 0..r.u32()? {
+        skip_str(r)?;
+        skip_str(r)?;
+    }
+    skip_str(r)
+}
+
+/// Decodes one message's fields, appending its keys and properties to `keys` and `props`.
+fn decode_head<'a>(
+    r: &mut Reader<'a>,
+    keys: &mut Vec<&'a str>,
+    props: &mut Vec<(&'a str, &'a str)>,
+) -> SegResult<Head<'a>> {
+    let topic = r.str()?;
+    let message_id = r.str()?;
+    let publish_time_ms = r.i64()?;
+    let deliver_at_ms = match r.u8()? {
+        0 => None,
+        1 => Some(r.i64()?),
+        f => return Err(SegmentError::Malformed(format!("bad option flag {f}"))),
+    };
+    let tag = r.opt_str()?;
+    let message_group = r.opt_str()?;
+    let producer_group = r.opt_str()?;
+    let mut size = 64
+        + topic.len()
+        + message_id.len()
+        + tag.map_or(0, str::len)
+        + message_group.map_or(0, str::len)
+        + producer_group.map_or(0, str::len);
+    let nkeys = r.u32()?;
+    let keys_first = keys.len();
+    for _ in 0..nkeys {
+        let k = r.str()?;
+        size += k.len();
+        keys.push(k);
+    }
+    let nprops = r.u32()?;
+    let props_first = props.len();
+    for _ in 0..nprops {
+        let k = r.str()?;
+        let v = r.str()?;
+        if props.len() > props_first && props.last().is_some_and(|(p, _)| *p >= k) {
+            return Err(SegmentError::Malformed(
+                "property keys are not in increasing order".into(),
+            ));
+        }
+        size += k.len() + v.len() + 8;
+        props.push((k, v));
+    }
+    let blen = r.u32()? as usize;
+    let body = r.take(blen)?;
+    size += body.len();
+    let index =
+        |n: usize| u32::try_from(n).map_err(|_| SegmentError::Malformed("too many keys".into()));
+    Ok(Head {
+        topic,
+        message_id,
+        body,
+        tag,
+        message_group,
+        producer_group,
+        publish_time_ms,
+        deliver_at_ms,
+        keys: (index(keys_first)?, index(keys.len())?),
+        properties: (index(props_first)?, index(props.len())?),
+        size,
+    })
+}
+
 fn put_str(b: &mut BytesMut, s: &str) {
     b.put_u32_le(s.len() as u32);
     b.put_slice(s.as_bytes());
@@ -523,6 +830,19 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec())
             .map_err(|_| SegmentError::Malformed("string is not UTF-8".into()))
     }
+    fn str(&mut self) -> SegResult<&'a str> {
+        let n = self.u32()? as usize;
+        let bytes = self.take(n)?;
+        std::str::from_utf8(bytes)
+            .map_err(|_| SegmentError::Malformed("string is not UTF-8".into()))
+    }
+    fn opt_str(&mut self) -> SegResult<Option<&'a str>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.str()?)),
+            f => Err(SegmentError::Malformed(format!("bad option flag {f}"))),
+        }
+    }
     fn opt_string(&mut self) -> SegResult<Option<String>> {
         match self.u8()? {
             0 => Ok(None),
@@ -584,6 +904,49 @@ mod tests {
                 let got = decode_block(&bytes[range.start as usize..range.end as usize], *no).unwrap();
                 prop_assert_eq!(&got[(ord - first) as usize], m);
             }
+        }
+
+        #[test]
+        fn borrowed_decoding_of_any_ordinal_range_equals_the_owned_messages(
+            msgs in proptest::collection::vec(arb_message(), 0..40),
+            block in 1usize..2000,
+            a in any::<prop::sample::Index>(),
+            b in any::<prop::sample::Index>(),
+        ) {
+            let mut builder = SegmentBuilder::new(block);
+            for m in &msgs { builder.push(m); }
+            let seg = CheckedSegment::new(builder.finish()).unwrap();
+            prop_assert_eq!(seg.message_count() as usize, msgs.len());
+            let (x, y) = (a.index(msgs.len() + 1) as u32, b.index(msgs.len() + 1) as u32);
+            let range = x.min(y)..x.max(y);
+            let refs = seg.decode(range.clone()).unwrap();
+            prop_assert_eq!(refs.len(), range.len());
+            for (r, m) in refs.iter().zip(&msgs[range.start as usize..range.end as usize]) {
+                prop_assert_eq!(&r.to_message(), m);
+                prop_assert_eq!(r.approx_size(), m.approx_size());
+            }
+            prop_assert!(seg.decode(0..msgs.len() as u32 + 1).is_err());
+        }
+
+        #[test]
+        fn a_checked_segment_after_a_bit_flip_is_an_error_or_identical(msgs in proptest::collection::vec(arb_message(), 1..5), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let bytes = encode(&msgs);
+            let mut bad = bytes.to_vec();
+            let i = pos.index(bad.len());
+            bad[i] ^= 1 << bit;
+            if let Ok(seg) = CheckedSegment::new(Bytes::from(bad)) {
+                if let Ok(refs) = seg.decode(0..msgs.len() as u32) {
+                    let owned: Vec<Message> = refs.iter().map(|r| r.to_message()).collect();
+                    prop_assert_eq!(owned, msgs);
+                }
+            }
+        }
+
+        #[test]
+        fn a_truncated_segment_is_never_checked(msgs in proptest::collection::vec(arb_message(), 1..5), cut in any::<prop::sample::Index>()) {
+            let bytes = encode(&msgs);
+            let n = cut.index(bytes.len());
+            prop_assert!(CheckedSegment::new(bytes.slice(..n)).is_err());
         }
 
         #[test]

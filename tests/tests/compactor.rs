@@ -312,7 +312,8 @@ async fn archive_query_pull_and_retention(backend: Backend) {
         Backend::S3 => (15, 1000),
         _ => (100, 1000),
     };
-    let gw = Gateway::start(&ts.url, &[]).await;
+    // `ferrymq compact` is the compactor here: the gateway's own (on by default) stays off.
+    let gw = Gateway::start(&ts.url, &["--no-compact"]).await;
     let api = Api::admin(&gw);
     // Retention 0: every archived, consumed range may go at once.
     setup(&api, 0).await;
@@ -404,7 +405,8 @@ on_real_stores!(archive_query_pull_and_retention);
 /// no uncatalogued file is left.
 async fn killing_the_compactor_never_loses_or_duplicates(backend: Backend) {
     let Some(ts) = fresh(backend) else { return };
-    let gw = Gateway::start(&ts.url, &[]).await;
+    // `ferrymq compact` is the compactor here: the gateway's own (on by default) stays off.
+    let gw = Gateway::start(&ts.url, &["--no-compact"]).await;
     let api = Api::admin(&gw);
     setup(&api, 1_000_000).await;
     let mut published = Published::new();
@@ -532,11 +534,275 @@ async fn the_background_compactor_archives_and_trims(backend: Backend) {
 }
 on_real_stores!(the_background_compactor_archives_and_trims);
 
+/// Rows the archive catalogue lists.
+async fn archived_rows(api: &Api) -> u64 {
+    api.get("/v1/archive").await.body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap())
+        .sum()
+}
+
+/// Receives and acks every message of `group` until `n` were received; returns how many.
+async fn consume_all(api: &Api, group: &str, n: usize) -> usize {
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while got < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "received {got} of {n} in 60 s"
+        );
+        let r = api
+            .post(
+                &format!("/v1/groups/{group}/receive"),
+                json!({"max_messages": 1000, "wait_ms": 1000, "invisible_ms": 60000}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let handles: Vec<Value> = r.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["receipt_handle"].clone())
+            .collect();
+        if handles.is_empty() {
+            continue;
+        }
+        got += handles.len();
+        let a = api
+            .post(
+                &format!("/v1/groups/{group}/ack"),
+                json!({ "receipt_handles": handles }),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        assert!(
+            a.body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["ok"] == true),
+            "{:?}",
+            a.body
+        );
+    }
+    got
+}
+
+/// `ferrymq serve` with no compaction flag archives on its own (the interval only shortened
+/// for the test) and retention then frees the segments a group has consumed, while a topic
+/// whose group has consumed nothing keeps its segments; the flag `--no-compact` turns it off.
+async fn a_default_gateway_archives_and_frees_consumed_segments(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    // Off: nothing is archived however long we wait for a few intervals.
+    let off = Gateway::start(
+        &ts.url,
+        &[
+            "--no-compact",
+            "--compact-interval",
+            "200ms",
+            "--segment-grace",
+            "0s",
+        ],
+    )
+    .await;
+    let api = Api::admin(&off);
+    setup(&api, 0).await;
+    for (group, topic) in [
+        ("eater", "orders"),
+        ("clicker", "clicks"),
+        ("keeper", "audit"),
+    ] {
+        let r = api
+            .put(
+                &format!("/v1/groups/{group}"),
+                json!({"subscriptions": [{"topic": topic}], "start_from": "earliest"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let mut published = Published::new();
+    publish(&api, 6, 300, 11, &mut published).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        api.get("/v1/archive").await.body["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "--no-compact archived something"
+    );
+    let before = manifest(&ts.store).await;
+    let segments_before = list(&ts.store, ts.store.paths.segment_dir()).await.len();
+    drop(api);
+    drop(off);
+
+    // The default: on. Only the interval (default 5 min) and the segment grace (default 1 h,
+    // longer than this test) are shortened.
+    let gw = Gateway::start(
+        &ts.url,
+        &["--compact-interval", "1s", "--segment-grace", "0s"],
+    )
+    .await;
+    let api = Api::admin(&gw);
+    // orders and clicks are consumed; audit's group reads nothing.
+    assert_eq!(consume_all(&api, "eater", 600).await, 600);
+    assert_eq!(consume_all(&api, "clicker", 600).await, 600);
+    let audit_segments: BTreeSet<String> = before.topics["audit"]
+        .queues
+        .iter()
+        .flat_map(|q| q.ranges.iter().map(|r| r.segment.clone()))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: u64 = api.get("/v1/archive").await.body["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rows"].as_u64().unwrap())
+            .sum();
+        let state = manifest(&ts.store).await;
+        let trimmed = ["orders", "clicks"]
+            .iter()
+            .all(|t| state.topics[*t].queues.iter().all(|q| q.ranges.is_empty()));
+        let segments = list(&ts.store, ts.store.paths.segment_dir()).await;
+        let referenced = referenced_segments(&ts.store, &state).await;
+        if rows == 1800 && trimmed && segments == referenced {
+            // audit's ranges (its group consumed nothing) and their segments stay.
+            assert!(
+                state.topics["audit"]
+                    .queues
+                    .iter()
+                    .map(|q| q.ranges.len())
+                    .sum::<usize>()
+                    > 0
+            );
+            assert!(
+                audit_segments.iter().all(|s| segments.contains(s)),
+                "a segment audit still needs was deleted"
+            );
+            assert!(
+                segments.len() < segments_before,
+                "no segment was freed: {} left",
+                segments.len()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a default gateway did not archive and free in 60 s: {rows} rows archived, trimmed {trimmed}, {} segments, {} referenced\n{}",
+            segments.len(),
+            referenced.len(),
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    pull_all(&api, &published).await;
+}
+on_real_stores!(a_default_gateway_archives_and_frees_consumed_segments);
+
+/// The case: a default install (no compaction flag; default segment grace of 1 h)
+/// with topics of `retention_hours` 1. The gateway archives at once, but frees nothing while
+/// the messages are younger than an hour; restarted with its clock 2 h ahead (a hidden test
+/// flag), it frees the segments of the consumed topics, keeps those a group still needs, and
+/// pulls of the freed offsets come from Parquet.
+async fn retention_of_an_hour_frees_archived_consumed_segments_an_hour_later(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    let gw = Gateway::start(&ts.url, &["--compact-interval", "500ms"]).await;
+    let api = Api::admin(&gw);
+    setup(&api, 1).await;
+    for (group, topic) in [
+        ("eater", "orders"),
+        ("clicker", "clicks"),
+        ("keeper", "audit"),
+    ] {
+        let r = api
+            .put(
+                &format!("/v1/groups/{group}"),
+                json!({"subscriptions": [{"topic": topic}], "start_from": "earliest"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let mut published = Published::new();
+    publish(&api, 6, 300, 13, &mut published).await;
+    assert_eq!(consume_all(&api, "eater", 600).await, 600);
+    assert_eq!(consume_all(&api, "clicker", 600).await, 600);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while archived_rows(&api).await < 1800 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a default gateway did not archive in 60 s\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Several more passes: younger than the retention, nothing is trimmed or deleted.
+    let segments = list(&ts.store, ts.store.paths.segment_dir()).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let state = manifest(&ts.store).await;
+    assert!(
+        TOPICS
+            .iter()
+            .all(|t| state.topics[*t].queues.iter().any(|q| !q.ranges.is_empty())),
+        "ranges dropped before their retention"
+    );
+    assert_eq!(
+        list(&ts.store, ts.store.paths.segment_dir()).await,
+        segments,
+        "segments deleted before their retention"
+    );
+    assert_eq!(archived_rows(&api).await, 1800, "archived twice");
+    drop(api);
+    drop(gw);
+
+    // Two hours later (by the gateway's clock).
+    let gw = Gateway::start(
+        &ts.url,
+        &["--compact-interval", "500ms", "--test-clock-ahead", "2h"],
+    )
+    .await;
+    let api = Api::admin(&gw);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = manifest(&ts.store).await;
+        let trimmed = ["orders", "clicks"]
+            .iter()
+            .all(|t| state.topics[*t].queues.iter().all(|q| q.ranges.is_empty()));
+        let now = list(&ts.store, ts.store.paths.segment_dir()).await;
+        let referenced = referenced_segments(&ts.store, &state).await;
+        if trimmed && now == referenced {
+            assert!(
+                state.topics["audit"]
+                    .queues
+                    .iter()
+                    .all(|q| !q.ranges.is_empty()),
+                "audit's group has consumed nothing: its ranges stay"
+            );
+            assert!(now.len() < segments.len(), "no segment was freed");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention did not free in 60 s: trimmed {trimmed}, {} segments, {} referenced\n{}",
+            now.len(),
+            referenced.len(),
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(archived_rows(&api).await, 1800, "archived twice");
+    pull_all(&api, &published).await;
+}
+on_real_stores!(retention_of_an_hour_frees_archived_consumed_segments_an_hour_later);
+
 /// A dead letter keeps its original topic in the archive: DuckDB finds it in the
 /// `original_topic` column beside the same message id, and ordinary rows have none.
 async fn dead_letters_keep_their_original_topic_in_the_archive(backend: Backend) {
     let Some(ts) = fresh(backend) else { return };
-    let gw = Gateway::start(&ts.url, &[]).await;
+    // `ferrymq compact` is the compactor here: the gateway's own (on by default) stays off.
+    let gw = Gateway::start(&ts.url, &["--no-compact"]).await;
     let api = Api::admin(&gw);
     let r = api.put("/v1/topics/orders", json!({"queues": 1})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -628,7 +894,8 @@ on_real_stores!(dead_letters_keep_their_original_topic_in_the_archive);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn staging_files_of_interrupted_puts_are_swept_from_a_local_directory() {
     let ts = fresh(Backend::Local).unwrap();
-    let gw = Gateway::start(&ts.url, &[]).await;
+    // `ferrymq compact` is the compactor here: the gateway's own (on by default) stays off.
+    let gw = Gateway::start(&ts.url, &["--no-compact"]).await;
     let api = Api::admin(&gw);
     setup(&api, 1).await;
     let mut published = Published::new();

@@ -161,3 +161,155 @@ async fn a_generated_python_client_publishes_receives_acks_and_looks_up() {
     );
     eprintln!("{out}");
 }
+
+/// What a client can observe of the seeded topic, group and producer group (ages removed:
+/// they grow with time, not with requests).
+async fn observable(api: &Api) -> Value {
+    let mut group = api.get("/v1/groups/g1").await.body;
+    for q in group["lag"].as_array_mut().unwrap() {
+        let q = q.as_object_mut().unwrap();
+        q.retain(|k, _| !k.ends_with("_age_ms"));
+    }
+    serde_json::json!({
+        "topics": api.get("/v1/topics").await.body,
+        "topic": api.get("/v1/topics/t1").await.body,
+        "group": group,
+        "groups": api.get("/v1/groups").await.body["groups"].as_array().unwrap().len(),
+        "messages": api.get("/v1/topics/t1/queues/0/messages?max=1000").await.body,
+        "producer": api.put("/v1/producer-groups/p1", serde_json::json!({})).await.body,
+    })
+}
+
+/// Item 5 of the typed layer: on every route that takes a body or a query, malformed requests
+/// of the kinds schemathesis generates (an array for an object, unknown fields, wrong types,
+/// out-of-range numbers, bad enum values, oversized integers) get a 400 with the error body,
+/// and nothing a client can observe changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_on_every_route_are_400_and_change_nothing() {
+    let gw = Gateway::start("memory://", &[]).await;
+    let api = Api::admin(&gw);
+    assert_eq!(
+        api.put("/v1/topics/t1", serde_json::json!({"queues": 2}))
+            .await
+            .status,
+        201
+    );
+    let g = serde_json::json!({"subscriptions": [{"topic": "t1"}], "start_from": "earliest"});
+    assert_eq!(api.put("/v1/groups/g1", g).await.status, 201);
+    let m = serde_json::json!({"messages": [{"body": "a"}, {"body": "b"}]});
+    assert_eq!(api.post("/v1/topics/t1/messages", m).await.status, 200);
+    let before = observable(&api).await;
+    let cases: &[(&str, &str, &str)] = &[
+        ("PUT", "/v1/topics/t2", "[null, null]"),
+        ("PUT", "/v1/topics/t2", r#"{"retention_hours": 2147483648}"#),
+        ("PUT", "/v1/topics/t2", r#"{"type": "queue"}"#),
+        ("PUT", "/v1/topics/t2", r#"{"queues": "8"}"#),
+        ("PUT", "/v1/groups/g2", "[[]]"),
+        (
+            "PUT",
+            "/v1/groups/g2",
+            r#"{"subscriptions": [{"topic": "t1", "x": 1}]}"#,
+        ),
+        (
+            "PUT",
+            "/v1/groups/g2",
+            r#"{"subscriptions": [{"topic": "t1"}], "start_from": "yesterday"}"#,
+        ),
+        (
+            "POST",
+            "/v1/topics/t1/messages",
+            r#"[[{"body": "x"}], null]"#,
+        ),
+        (
+            "POST",
+            "/v1/topics/t1/messages",
+            r#"{"messages": [{"body": "x", "colour": 1}]}"#,
+        ),
+        (
+            "POST",
+            "/v1/topics/t1/messages",
+            r#"{"messages": [{"body": 1}]}"#,
+        ),
+        ("POST", "/v1/groups/g1/receive", "[null]"),
+        ("POST", "/v1/groups/g1/receive", r#"{"max_messages": 0}"#),
+        ("POST", "/v1/groups/g1/receive", r#"{"wait_ms": 30001}"#),
+        ("POST", "/v1/groups/g1/receive", r#"{"invisible_ms": -1}"#),
+        (
+            "POST",
+            "/v1/groups/g1/ack",
+            r#"{"receipt_handles": ["x"], "delay_ms": 1}"#,
+        ),
+        ("POST", "/v1/groups/g1/ack", r#"{"receipt_handles": []}"#),
+        (
+            "POST",
+            "/v1/groups/g1/nack",
+            r#"{"receipt_handles": ["x"], "delay_ms": -1}"#,
+        ),
+        (
+            "POST",
+            "/v1/groups/g1/invisibility",
+            r#"{"receipt_handle": "x", "invisible_ms": 0}"#,
+        ),
+        (
+            "POST",
+            "/v1/groups/g1/reset",
+            r#"{"topic": "t1", "to": "yesterday"}"#,
+        ),
+        ("POST", "/v1/groups/g1/reset", "[]"),
+        ("POST", "/v1/groups/g1/redrive", r#"{"max_messages": 0}"#),
+        (
+            "POST",
+            "/v1/transactions/01KBMX3V3A5W3E8R9GQ5Y4J2ZD",
+            r#"{"action": "maybe"}"#,
+        ),
+        (
+            "PUT",
+            "/v1/producer-groups/p1",
+            r#"{"check_interval_ms": 0}"#,
+        ),
+        ("PUT", "/v1/producer-groups/p1", "[1, 2, 3]"),
+        (
+            "PUT",
+            "/v1/producer-groups/p1/instances/i1",
+            r#"{"check_url": "ftp://x"}"#,
+        ),
+        (
+            "PUT",
+            "/v1/producer-groups/p1/instances/i1",
+            r#"{"check_url": "http://x", "ttl_ms": 1}"#,
+        ),
+        ("POST", "/v1/producer-groups/p1/checks", r#"{"max": 0}"#),
+        (
+            "POST",
+            "/v1/producer-groups/p1/checks",
+            r#"{"wait_ms": "soon"}"#,
+        ),
+        (
+            "GET",
+            "/v1/topics/t1/queues/0/messages?offset=9223372036854775808",
+            "",
+        ),
+        ("GET", "/v1/topics/t1/queues/0/messages?max=0", ""),
+        ("GET", "/v1/topics/t1/queues/x/messages", ""),
+        ("GET", "/v1/topics/t1/messages?begin_ms=1", ""),
+        ("GET", "/v1/topics/t1/messages?key=k&max=1001", ""),
+        ("GET", "/v1/archive?topic=bad%20name", ""),
+    ];
+    for (method, path, body) in cases {
+        let body = (!body.is_empty()).then(|| body.as_bytes().to_vec());
+        let r = api.raw(method, path, body).await.unwrap();
+        assert_eq!(r.status, 400, "{method} {path}: {:?}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {path}: no error body: {:?}",
+            r.body
+        );
+    }
+    assert_eq!(
+        observable(&api).await,
+        before,
+        "a refused request changed something"
+    );
+}

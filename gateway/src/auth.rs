@@ -9,17 +9,28 @@
 //! the time, so tokens verified recently are kept by their exact text: a client's next request
 //! costs a map lookup and an expiry check instead of a signature check (an HMAC, or an RSA or
 //! ECDSA verification, per request).
+//!
+//! Transport-free: `http::auth` reads the bearer token from the request and turns
+//! [`AuthError`] into 401 or 403.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+/// Why a caller was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No, a malformed, an invalid or an expired token (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid token that does not grant the action (403).
+    #[error("{0}")]
+    Forbidden(String),
+}
 
 /// The claims FerryMQ reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,19 +138,8 @@ impl Verifier {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// The claims of the bearer token in `headers`, or 401.
-    pub fn verify(&self, headers: &HeaderMap) -> Result<Arc<Claims>, ApiError> {
-        let value = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::Unauthorized("expected a Bearer token".into()))?
-            .trim();
+    /// The claims of a bearer token, or [`AuthError::Unauthenticated`].
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
         {
             let mut verified = self.verified.lock().expect("verified tokens poisoned");
             if let Some(claims) = verified.get(token) {
@@ -171,7 +171,7 @@ impl Verifier {
             Some(k) => format!("invalid token: {k:?}"),
             None => "no verification key".to_string(),
         };
-        Err(ApiError::Unauthorized(reason))
+        Err(AuthError::Unauthenticated(reason))
     }
 }
 
@@ -205,7 +205,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
 impl Claims {
     /// 403 unless the claims allow `action` on `resource` (e.g. `topic/orders`). `admin` on a
     /// resource implies `pub` and `sub` on it, so `admin:*` allows everything.
-    pub fn require(&self, action: Action, resource: &str) -> Result<(), ApiError> {
+    pub fn require(&self, action: Action, resource: &str) -> Result<(), AuthError> {
         let wanted = format!("{}:{resource}", action.as_str());
         let as_admin = format!("admin:{resource}");
         if self
@@ -215,7 +215,7 @@ impl Claims {
         {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
+            Err(AuthError::Forbidden(format!(
                 "{} may not {} {resource}",
                 self.sub,
                 action.as_str()
@@ -277,22 +277,14 @@ mod tests {
     #[test]
     fn minted_tokens_verify_and_tampered_ones_do_not() {
         let t = mint(b"k", "me", &["admin:*".into()], Duration::from_secs(60)).unwrap();
-        let mut h = HeaderMap::new();
-        h.insert("authorization", format!("Bearer {t}").parse().unwrap());
-        assert_eq!(Verifier::hs256(b"k").verify(&h).unwrap().sub, "me");
-        assert!(Verifier::hs256(b"other").verify(&h).is_err());
+        assert_eq!(Verifier::hs256(b"k").verify(&t).unwrap().sub, "me");
+        assert!(Verifier::hs256(b"other").verify(&t).is_err());
     }
 
     static FAKE_NOW: AtomicU64 = AtomicU64::new(0);
 
     fn fake_now() -> u64 {
         FAKE_NOW.load(Ordering::SeqCst)
-    }
-
-    fn bearer(t: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("authorization", format!("Bearer {t}").parse().unwrap());
-        h
     }
 
     /// A verified token is answered from memory until `exp` + leeway, never after; a token
@@ -302,29 +294,29 @@ mod tests {
         let mut v = Verifier::hs256(b"k");
         v.now = fake_now;
         let t = mint(b"k", "me", &["admin:*".into()], Duration::from_secs(3600)).unwrap();
-        let exp = v.verify(&bearer(&t)).unwrap().exp;
+        let exp = v.verify(&t).unwrap().exp;
         FAKE_NOW.store(exp - 10, Ordering::SeqCst);
         assert_eq!(v.hits(), 0);
-        assert_eq!(v.verify(&bearer(&t)).unwrap().sub, "me");
+        assert_eq!(v.verify(&t).unwrap().sub, "me");
         assert_eq!(v.hits(), 1, "the second verification is a hit");
         FAKE_NOW.store(exp + LEEWAY_SECS, Ordering::SeqCst);
-        assert!(v.verify(&bearer(&t)).is_ok());
+        assert!(v.verify(&t).is_ok());
         assert_eq!(v.hits(), 2, "still valid at exp + leeway");
         FAKE_NOW.store(exp + LEEWAY_SECS + 1, Ordering::SeqCst);
         // Past its expiry by the stopped clock: not a hit; the full check (real clock, an
         // hour before exp) accepts it again.
-        assert!(v.verify(&bearer(&t)).is_ok());
+        assert!(v.verify(&t).is_ok());
         assert_eq!(v.hits(), 2, "an expired entry is never served");
         // The signature's first character changed (6 bits of it).
         let sig = t.rfind('.').unwrap() + 1;
         let flipped = if t.as_bytes()[sig] == b'A' { 'B' } else { 'A' };
         let tampered = format!("{}{flipped}{}", &t[..sig], &t[sig + 1..]);
         for _ in 0..2 {
-            assert!(v.verify(&bearer(&tampered)).is_err());
+            assert!(v.verify(&tampered).is_err());
         }
         let other = Verifier::hs256(b"other");
         for _ in 0..2 {
-            assert!(other.verify(&bearer(&t)).is_err());
+            assert!(other.verify(&t).is_err());
         }
         assert_eq!(other.hits(), 0);
     }

@@ -24,8 +24,8 @@ use segment_writer::segment::{Message, SegmentBuilder};
 use segment_writer::segment_store;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::error::ApiError;
 use crate::reader::Reader;
+use crate::service::Error;
 
 /// Batcher settings (see `ferrymq serve --help` for their costs).
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub enum Placed {
 struct Job {
     items: Vec<PublishItem>,
     bytes: usize,
-    reply: oneshot::Sender<Result<Vec<Placed>, ApiError>>,
+    reply: oneshot::Sender<Result<Vec<Placed>, Error>>,
 }
 
 /// Handle to the batcher task.
@@ -100,12 +100,12 @@ impl Batcher {
     }
 
     /// Appends `items` (in order); resolves with their offsets once durable and committed.
-    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Placed>, ApiError> {
+    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Placed>, Error> {
         let bytes: usize = items.iter().map(|i| i.message.approx_size()).sum();
         let before = self.inflight.fetch_add(bytes, Ordering::SeqCst);
         if before + bytes > self.max_inflight_bytes && before > 0 {
             self.inflight.fetch_sub(bytes, Ordering::SeqCst);
-            return Err(ApiError::TooManyRequests(format!(
+            return Err(Error::Busy(format!(
                 "{before} bytes of publishes in flight; retry later"
             )));
         }
@@ -116,10 +116,10 @@ impl Batcher {
             reply,
         });
         let result = match sent {
-            Ok(()) => rx.await.unwrap_or_else(|_| {
-                Err(ApiError::Unavailable("the gateway is shutting down".into()))
-            }),
-            Err(_) => Err(ApiError::Unavailable("the gateway is shutting down".into())),
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| Err(Error::Unavailable("the gateway is shutting down".into()))),
+            Err(_) => Err(Error::Unavailable("the gateway is shutting down".into())),
         };
         self.inflight.fetch_sub(bytes, Ordering::SeqCst);
         result
@@ -285,9 +285,9 @@ async fn flush(
         )
         .await;
         if let Err(e) = put {
-            let e = ApiError::from(e);
+            let e = Error::from(e);
             for job in jobs {
-                let _ = job.reply.send(Err(ApiError::Unavailable(e.to_string())));
+                let _ = job.reply.send(Err(Error::Unavailable(e.to_string())));
             }
             return;
         }
@@ -304,9 +304,9 @@ async fn flush(
     let committed = node.submit(commands).await;
     match committed {
         Err(e) => {
-            let msg = ApiError::from(e).to_string();
+            let msg = Error::from(e).to_string();
             for job in jobs {
-                let _ = job.reply.send(Err(ApiError::Unavailable(msg.clone())));
+                let _ = job.reply.send(Err(Error::Unavailable(msg.clone())));
             }
         }
         Ok(c) => {
@@ -333,11 +333,10 @@ async fn flush(
                             offsets.push(Placed::Duplicate(first.clone()))
                         }
                         Outcome::Rejected { rejection } => {
-                            failure = Some(ApiError::from(rejection.clone()))
+                            failure = Some(Error::from(rejection.clone()))
                         }
                         other => {
-                            failure =
-                                Some(ApiError::Internal(format!("unexpected outcome {other:?}")))
+                            failure = Some(Error::Internal(format!("unexpected outcome {other:?}")))
                         }
                     }
                 }

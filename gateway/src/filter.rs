@@ -14,7 +14,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
-use crate::error::ApiError;
+use crate::service::Error;
 
 /// A compiled subscription filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,15 +71,12 @@ enum Val<'a> {
     Bool(bool),
 }
 
-fn invalid(expr: &str, position: String, why: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest {
-        code: "InvalidFilter",
-        message: format!("bad filter {expr:?} at {position}: {why}"),
-    }
+fn invalid(expr: &str, position: String, why: impl std::fmt::Display) -> Error {
+    Error::InvalidFilter(format!("bad filter {expr:?} at {position}: {why}"))
 }
 
 /// Parses a tag expression: `*`, `A`, `A || B`.
-pub fn parse_tags(expr: &str) -> Result<Filter, ApiError> {
+pub fn parse_tags(expr: &str) -> Result<Filter, Error> {
     let e = expr.trim();
     if e.is_empty() || e == "*" {
         return Ok(Filter::All);
@@ -102,7 +99,7 @@ pub fn parse_tags(expr: &str) -> Result<Filter, ApiError> {
 }
 
 /// Parses a SQL92 filter.
-pub fn parse_sql(sql: &str) -> Result<Filter, ApiError> {
+pub fn parse_sql(sql: &str) -> Result<Filter, Error> {
     let dialect = GenericDialect {};
     let mut parser = Parser::new(&dialect)
         .try_with_sql(sql)
@@ -131,9 +128,9 @@ pub fn parse_sql(sql: &str) -> Result<Filter, ApiError> {
 }
 
 /// Parses a subscription's filter: its `sql` if given, else its tag `filter`.
-pub fn parse(filter: Option<&str>, sql: Option<&str>) -> Result<Filter, ApiError> {
+pub fn parse(filter: Option<&str>, sql: Option<&str>) -> Result<Filter, Error> {
     match (filter, sql) {
-        (Some(f), Some(_)) if !matches!(f.trim(), "" | "*") => Err(ApiError::bad(
+        (Some(f), Some(_)) if !matches!(f.trim(), "" | "*") => Err(Error::bad(
             "give a subscription either filter or sql, not both",
         )),
         (_, Some(s)) => parse_sql(s),
@@ -146,7 +143,7 @@ fn at(e: &Expr) -> String {
     format!("line {} column {}", s.line, s.column)
 }
 
-fn predicate(sql: &str, e: &Expr) -> Result<Predicate, ApiError> {
+fn predicate(sql: &str, e: &Expr) -> Result<Predicate, Error> {
     Ok(match e {
         Expr::Nested(inner) => predicate(sql, inner)?,
         Expr::BinaryOp { left, op, right } => match op {
@@ -218,7 +215,7 @@ fn predicate(sql: &str, e: &Expr) -> Result<Predicate, ApiError> {
     })
 }
 
-fn operand(sql: &str, e: &Expr) -> Result<Operand, ApiError> {
+fn operand(sql: &str, e: &Expr) -> Result<Operand, Error> {
     Ok(match e {
         Expr::Nested(inner) => operand(sql, inner)?,
         Expr::Identifier(id)

@@ -7,7 +7,10 @@
 //! - [`compact`]: `ferrymq compact` and the optional background compactor of `serve`.
 //! - [`server`]: wiring: store, node, router, background tasks, graceful shutdown.
 //! - [`auth`]: JWT verification and permissions; [`receipt`]: signed receipt handles.
-//! - [`api`]: the `/v1` handlers; [`error`]: the one mapping of errors to HTTP.
+//! - [`http`]: the router, the `/v1` handlers by resource, the `Caller` extractor, the one
+//!   mapping of errors to HTTP, and `/openapi.json` generated from the handlers.
+//! - [`service`]: what each operation does (publish, receive, lookup, definitions,
+//!   transactions), without HTTP, with its own error enum.
 //! - [`batcher`]: group commit of publishes into segments; [`reader`]: reading messages
 //!   through the hot tail; [`forward`]: gateway-to-sequencer calls over HTTP.
 //! - [`filter`]: tag and SQL92 subscription filters; [`scheduler`]: due timers and
@@ -15,7 +18,6 @@
 //! - [`metrics`]: Prometheus metrics; [`backlog`]: consumer backlog metrics;
 //!   [`mod@bench`]: the load generator; [`console`]: the web console at `/console/`.
 
-pub mod api;
 pub mod auth;
 pub mod backlog;
 pub mod batcher;
@@ -25,13 +27,13 @@ pub mod cli;
 pub mod client;
 pub mod compact;
 pub mod console;
-pub mod error;
 pub mod filter;
 pub mod forward;
+pub mod http;
 pub mod metrics;
 pub mod reader;
 pub mod receipt;
 pub mod scheduler;
 pub mod server;
-pub mod settle;
+pub mod service;
 pub mod wire;

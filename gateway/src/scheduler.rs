@@ -19,13 +19,14 @@ use segment_writer::manifest::timers::{self, SpillSettings};
 use segment_writer::manifest::{CheckDue, Command, Outcome};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{debug, error, warn};
 
 use crate::reader::Reader;
+use crate::wire::Check;
 
 /// The check-back payload of a half message (API.md), or `None` if it is no longer pending.
-pub async fn check_json(node: &Node, reader: &Reader, due: &CheckDue) -> Option<Value> {
+pub async fn check(node: &Node, reader: &Reader, due: &CheckDue) -> Option<Check> {
     let half = node.state().half(&due.transaction_id).cloned()?;
     let m = match reader
         .read_one(&half.message.segment, half.message.ordinal)
@@ -37,18 +38,19 @@ pub async fn check_json(node: &Node, reader: &Reader, due: &CheckDue) -> Option<
             return None;
         }
     };
-    let mut v = json!({
-        "transaction_id": due.transaction_id,
-        "message_id": m.message_id,
-        "topic": m.topic,
-        "properties": m.properties,
-        "check_times": due.check_times,
-    });
-    match std::str::from_utf8(&m.body) {
-        Ok(t) => v["body"] = json!(t),
-        Err(_) => v["body_base64"] = json!(B64.encode(&m.body)),
-    }
-    Some(v)
+    let (body, body_base64) = match std::str::from_utf8(&m.body) {
+        Ok(t) => (Some(t.to_string()), None),
+        Err(_) => (None, Some(B64.encode(&m.body))),
+    };
+    Some(Check {
+        transaction_id: due.transaction_id.clone(),
+        message_id: m.message_id.clone(),
+        topic: m.topic.clone(),
+        properties: m.properties.clone(),
+        check_times: due.check_times,
+        body,
+        body_base64,
+    })
 }
 
 /// Starts the ticker.
@@ -112,7 +114,7 @@ pub fn spawn(node: Node, reader: Arc<Reader>, tick: Duration) -> tokio::task::Jo
 }
 
 async fn call_webhook(node: &Node, reader: &Reader, client: &reqwest::Client, due: CheckDue) {
-    let Some(payload) = check_json(node, reader, &due).await else {
+    let Some(payload) = check(node, reader, &due).await else {
         return;
     };
     let urls: Vec<String> = {

@@ -23,13 +23,13 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
-use crate::api::{AppState, Limits};
 use crate::auth::Verifier;
 use crate::batcher::{BatchSettings, Batcher};
 use crate::cli::ServeArgs;
 use crate::forward::{ForwardKey, HttpForwarder};
 use crate::reader::Reader;
 use crate::receipt::ReceiptKey;
+use crate::service::{AppState, Limits};
 
 pub(crate) const SECRET_FILE: &str = "jwt-secret";
 pub(crate) const CLUSTER_SECRET_FILE: &str = "cluster-secret";
@@ -391,7 +391,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let compactor = (!args.no_compact).then(|| {
         crate::compact::spawn_background(node.clone(), args.compact_interval, &args.compactor)
     });
-    let app = crate::api::router(state.clone())
+    let app = crate::http::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]));

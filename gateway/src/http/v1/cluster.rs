@@ -1,0 +1,99 @@
+//! `/v1/cluster` and `/v1/archive` (admin): the gateways, the manifest's version and the
+//! archive's catalogue.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+
+use crate::auth::Action;
+use crate::http::auth::{Caller, Resource};
+use crate::http::error::ApiError;
+use crate::service::{self, AppState};
+use crate::wire::{
+    ArchiveFile, ArchiveList, ArchiveQuery, ClusterInfo, ErrorBody, GatewayInfo, TimerCounts,
+};
+
+/// The gateways (this one, and the sequencer), the manifest's version and the store.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
+    responses((status = 200, description = "The cluster", body = ClusterInfo)),
+    security(("bearer" = [])))]
+pub(crate) async fn cluster(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<ClusterInfo>, ApiError> {
+    caller.require(Action::Admin, Resource::Cluster)?;
+    let s = st.node.state();
+    let me = st.node.settings();
+    let mut gateways = vec![GatewayInfo {
+        gateway: me.gateway_id.clone(),
+        address: me.address.clone(),
+        sequencer: s
+            .sequencer
+            .as_ref()
+            .is_some_and(|q| q.gateway == me.gateway_id),
+    }];
+    if let Some(q) = s.sequencer.as_ref().filter(|q| q.gateway != me.gateway_id) {
+        gateways.push(GatewayInfo {
+            gateway: q.gateway.clone(),
+            address: q.address.clone(),
+            sequencer: true,
+        });
+    }
+    let (inline, spilled) = s.timer_counts();
+    Ok(Json(ClusterInfo {
+        manifest_version: s.version,
+        gateways,
+        store: st.store_url.clone(),
+        sequencer_epoch: s.sequencer.as_ref().map(|q| q.epoch),
+        delayed_messages: TimerCounts {
+            inline: inline as u64,
+            spilled: spilled as u64,
+            spill_objects: s.spilled_timers.len() as u64,
+        },
+        inline_segments: s.inline_segments.len() as u64,
+    }))
+}
+
+/// The archive's catalogue: every Parquet file with its queue, offsets and publish times.
+#[utoipa::path(get, path = "/v1/archive", tag = "cluster", params(ArchiveQuery),
+    responses(
+        (status = 200, description = "The files", body = ArchiveList),
+        (status = 400, description = "Bad query or topic name", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn archive(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    q: Result<Query<ArchiveQuery>, QueryRejection>,
+) -> Result<Json<ArchiveList>, ApiError> {
+    caller.require(Action::Admin, Resource::Archive)?;
+    let Query(q) = q.map_err(|e| ApiError::bad(format!("bad query: {e}")))?;
+    if let Some(t) = &q.topic {
+        service::check_name("topic", t, 127)?;
+    }
+    let s = st.node.state();
+    let wanted = |t: &str| q.topic.as_deref().is_none_or(|w| w == t);
+    let file = |topic: &str, queue: u32, f: &segment_writer::manifest::ArchivedFile| ArchiveFile {
+        path: f.path.clone(),
+        topic: topic.to_string(),
+        queue,
+        min_offset: f.min_offset,
+        max_offset: f.max_offset,
+        min_time_ms: f.min_time_ms,
+        max_time_ms: f.max_time_ms,
+        rows: f.rows,
+        bytes: f.bytes,
+    };
+    let mut files = Vec::new();
+    for (topic, queues) in s.archive.queues.iter().filter(|(t, _)| wanted(t)) {
+        for (queue, qa) in queues {
+            files.extend(qa.files.iter().map(|f| file(topic, *queue, f)));
+        }
+    }
+    for d in s.archive.detached.iter().filter(|d| wanted(&d.topic)) {
+        files.push(file(&d.topic, d.queue, &d.file));
+    }
+    Ok(Json(ArchiveList { files }))
+}

@@ -72,28 +72,29 @@ fn now_ms() -> i64 {
 
 // ---------- FIFO ----------
 
+/// Creates FIFO topic `f` with `queues` queues and group `fg` as `group` defines it.
+async fn fifo_topic_and_group(api: &Api, queues: u32, group: Value) {
+    let r = api
+        .put("/v1/topics/f", json!({"type": "fifo", "queues": queues}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = api.put("/v1/groups/fg", group).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
 async fn fifo_order_with_concurrent_consumers_and_nacks(backend: Backend) {
     let Some(ts) = stores::fresh(backend) else {
         return;
     };
     let gw = Gateway::start(&ts.url, &[]).await;
     let api = Api::admin(&gw);
-    assert_eq!(
-        api.put("/v1/topics/f", json!({"type": "fifo", "queues": 4}))
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        api.put(
-            "/v1/groups/fg",
-            json!({"subscriptions": [{"topic": "f"}], "start_from": "earliest",
-                   "max_retries": 1000, "invisible_ms": 5000, "retry_backoff_ms": [0]})
-        )
-        .await
-        .status,
-        201
-    );
+    fifo_topic_and_group(
+        &api,
+        4,
+        json!({"subscriptions": [{"topic": "f"}], "start_from": "earliest",
+               "max_retries": 1000, "invisible_ms": 5000, "retry_backoff_ms": [0]}),
+    )
+    .await;
     // 12 message groups × 15 messages, interleaved, in batches.
     let (groups, per_group) = (12, 15);
     let mut published: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -240,21 +241,12 @@ async fn a_receive_acks_the_previous_batch(backend: Backend) {
     };
     let gw = Gateway::start(&ts.url, &[]).await;
     let api = Api::admin(&gw);
-    assert_eq!(
-        api.put("/v1/topics/f", json!({"type": "fifo", "queues": 2}))
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        api.put(
-            "/v1/groups/fg",
-            json!({"subscriptions": [{"topic": "f"}], "start_from": "earliest"})
-        )
-        .await
-        .status,
-        201
-    );
+    fifo_topic_and_group(
+        &api,
+        2,
+        json!({"subscriptions": [{"topic": "f"}], "start_from": "earliest"}),
+    )
+    .await;
     let (groups, per_group) = (5, 4);
     for round in 0..per_group {
         let msgs: Vec<Value> = (0..groups)

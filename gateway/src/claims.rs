@@ -26,6 +26,10 @@ type Groups = std::collections::HashSet<(String, String, u32, String)>;
 pub struct Claims {
     held: Mutex<Held>,
     groups: Mutex<Groups>,
+    /// Counts releases of message-group claims: a receive that found nothing to lease knows
+    /// from it whether a group it passed over as claimed may be free again, even if the
+    /// state did not change.
+    released: std::sync::atomic::AtomicU64,
 }
 
 impl Claims {
@@ -33,6 +37,11 @@ impl Claims {
     /// the same offset.
     pub fn lock(&self) -> MutexGuard<'_, Held> {
         self.held.lock().expect("claims lock poisoned")
+    }
+
+    /// How many times message-group claims have been released so far.
+    pub fn releases(&self) -> u64 {
+        self.released.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Claims `offsets` for `key` in `held` (the locked claims) until the guard is dropped.
@@ -110,6 +119,9 @@ impl Drop for ClaimGuard {
             for k in &self.groups {
                 groups.remove(k);
             }
+            self.claims
+                .released
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         let mut held = self.claims.lock();
         let Some(mine) = held.get_mut(&self.key) else {
@@ -189,8 +201,13 @@ mod tests {
             "another queue is another group"
         );
         assert!(other_group.claim_group("t", 0, "order-1"), "another cursor");
+        assert_eq!(claims.releases(), 0);
         drop(a);
+        assert_eq!(claims.releases(), 1, "a released group claim is counted");
         assert!(b.claim_group("t", 0, "order-1"));
+        let empty = claims.claim(&mut claims.lock(), "g", &[]);
+        drop(empty);
+        assert_eq!(claims.releases(), 1, "a guard without groups releases none");
         drop((b, other_group));
         assert!(claims.groups.lock().unwrap().is_empty());
     }

@@ -179,13 +179,14 @@ pub async fn receive(st: &AppState, group: &str, b: ReceiveRequest) -> Result<Re
             (candidates, blocked, claim)
         };
         // What this look found, when it found nothing to lease: the same candidates with the
-        // same message groups in flight will find nothing again, so the next look after a
-        // change reads them only if one of those differs.
+        // same message groups in flight (and no group claim released here since) will find
+        // nothing again, so the next look after a change reads them only if one differs.
         let look = {
             use std::hash::{Hash, Hasher};
             let mut h = std::hash::DefaultHasher::new();
             candidates.hash(&mut h);
             blocked.hash(&mut h);
+            st.claims.releases().hash(&mut h);
             h.finish()
         };
         'lease: {

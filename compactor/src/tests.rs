@@ -273,6 +273,7 @@ async fn retention_deletes_exactly_the_segments_no_one_needs() {
             max_retries: 1,
             invisible_ms: 1000,
             retry_backoff_ms: vec![1],
+            push: None,
         },
     }])
     .await

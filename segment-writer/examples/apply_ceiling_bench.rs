@@ -99,6 +99,7 @@ async fn main() {
             max_retries: 16,
             invisible_ms: 30_000,
             retry_backoff_ms: vec![1_000],
+            push: None,
         },
     }]);
     let mut segment = 0u64;

@@ -188,6 +188,7 @@ mod tests {
             max_retries: 16,
             invisible_ms: 30_000,
             retry_backoff_ms: vec![1000],
+            push: None,
         }
     }
 

@@ -470,6 +470,7 @@ mod tests {
                 max_retries: 1,
                 invisible_ms: 1000,
                 retry_backoff_ms: vec![1],
+                push: None,
             },
         });
         s.one(file("f", 0, 15));

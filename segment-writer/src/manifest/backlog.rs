@@ -251,6 +251,7 @@ mod tests {
             group: "g".into(),
             def: GroupDef {
                 retry_backoff_ms: vec![500],
+                push: None,
                 ..group_def(max_retries)
             },
         });

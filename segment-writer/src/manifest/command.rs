@@ -68,6 +68,49 @@ pub struct GroupDef {
     pub max_retries: u32,
     pub invisible_ms: i64,
     pub retry_backoff_ms: Vec<i64>,
+    /// Push delivery (API.md "Push subscriptions"): the gateways POST the group's messages to
+    /// a URL instead of waiting for receives. Clustering groups only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushDef>,
+}
+
+/// A push group's endpoint and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushDef {
+    pub url: String,
+    /// Pushes outstanding at once across all gateways (leases of the group), enforced at apply.
+    pub max_in_flight: u32,
+    /// Leases granted per second across all gateways (0: no cap), enforced at apply.
+    pub rate_per_s: u32,
+    /// How long a push may take before it counts as failed.
+    pub timeout_ms: u64,
+    pub format: PushFormat,
+    /// The gateways derive the group's signing secret from this and the cluster secret; the
+    /// secret itself is never stored in the bucket. A new nonce is a new secret.
+    pub secret_nonce: String,
+}
+
+impl PushDef {
+    /// Whether `other` asks for the same delivery (the nonce aside).
+    pub fn same_settings(&self, other: &PushDef) -> bool {
+        PushDef {
+            secret_nonce: String::new(),
+            ..self.clone()
+        } == PushDef {
+            secret_nonce: String::new(),
+            ..other.clone()
+        }
+    }
+}
+
+/// How a push carries a message: a CloudEvents 1.0 HTTP binding mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushFormat {
+    /// The body as is, attributes as `ce-*` headers.
+    Binary,
+    /// `application/cloudevents+json`.
+    Structured,
 }
 
 impl GroupDef {
@@ -93,6 +136,18 @@ impl GroupDef {
     /// Deliveries allowed before a message is dead-lettered.
     pub fn max_deliveries(&self) -> u32 {
         self.max_retries.saturating_add(1)
+    }
+
+    /// Whether `other` differs from this definition in its push settings alone (switching
+    /// between pull and push, or changing the endpoint or limits, keeps the cursors).
+    pub fn differs_only_in_push(&self, other: &GroupDef) -> bool {
+        GroupDef {
+            push: None,
+            ..self.clone()
+        } == GroupDef {
+            push: None,
+            ..other.clone()
+        }
     }
 }
 
@@ -179,6 +234,16 @@ pub enum Command {
         /// [`super::state::DEFAULT_MAX_IN_FLIGHT`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_in_flight: Option<u32>,
+    },
+    /// What a gateway's pushes of a group came to since its last report (counters shown in
+    /// `push_status`); committed with the settles of those pushes.
+    PushReport {
+        group: String,
+        delivered: u64,
+        failed: u64,
+        /// The newest failure's description, if any failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_error: Option<String>,
     },
     /// Ack, nack or extend the lease granted at `lease_version`.
     Settle {

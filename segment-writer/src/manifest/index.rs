@@ -1227,6 +1227,7 @@ mod tests {
                 max_retries: 0,
                 invisible_ms: 1000,
                 retry_backoff_ms: vec![10],
+                push: None,
             },
         }
     }

@@ -946,6 +946,7 @@ mod tests {
                 max_retries: 0,
                 invisible_ms: 10,
                 retry_backoff_ms: vec![0],
+                push: None,
             },
         });
         let lease = |s: &mut Sim| {

@@ -32,9 +32,9 @@ pub use archive::{Archive, ArchivedFile, QueueArchive};
 pub use command::Grant;
 pub use command::{
     CheckDue, Command, DedupRecord, Delta, DeltaId, Entry, GroupDef, GroupMode, Outcome,
-    PackedPart, PublishMode, QueueOffset, Rejection, RequestId, ResetTarget, SettleAction,
+    PackedPart, PublishMode, PushDef, PushFormat, QueueOffset, Rejection, RequestId, ResetTarget, SettleAction,
     StartFrom, Subscription, TopicDef, TopicKind,
 };
 pub use log::{AppliedDelta, CommitAttempt, Created, LogSettings, ManifestLog, PreparedDelta};
 pub use messaging::{Half, Pending, ProducerGroup, ProducerSettings, timer_key};
-pub use state::{Cursor, Lease, OffsetRange, QueueLog, Retry, State, Topic};
+pub use state::{Cursor, Lease, OffsetRange, PushProgress, QueueLog, Retry, State, Topic};

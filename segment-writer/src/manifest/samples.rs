@@ -162,6 +162,7 @@ fn sample_state() -> super::state::State {
             max_retries: 3,
             invisible_ms: 30_000,
             retry_backoff_ms: vec![1_000, 5_000],
+            push: None,
         },
     });
     let at = |offset| QueueOffset {

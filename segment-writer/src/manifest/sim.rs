@@ -49,6 +49,7 @@ pub(crate) fn group_def(max_retries: u32) -> GroupDef {
         max_retries,
         invisible_ms: 1000,
         retry_backoff_ms: vec![100],
+        push: None,
     }
 }
 

@@ -14,7 +14,7 @@ pub use super::messaging::{
 };
 
 use super::command::{
-    Command, DedupRecord, Delta, DeltaId, Entry, Grant, GroupDef, GroupMode, Outcome, QueueOffset,
+    Command, DedupRecord, Delta, DeltaId, Entry, Grant, GroupDef, GroupMode, Outcome, PushDef, QueueOffset,
     Rejection, RequestId, ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
 };
 use super::index::IndexRun;
@@ -263,6 +263,46 @@ pub struct Group {
     pub def: GroupDef,
     /// consumer instance ("" in clustering mode) → topic → cursor per queue.
     pub cursors: BTreeMap<String, BTreeMap<String, Vec<Cursor>>>,
+    /// A push group's counters and rate limiter (`None` for a pull group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushProgress>,
+}
+
+/// What a push group's deliveries came to, over all gateways, and its rate limiter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PushProgress {
+    pub delivered_total: u64,
+    pub failed_total: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time_ms: Option<i64>,
+    /// Leases the rate cap allows, in thousandths, as of `refilled_ms` (a token bucket of one
+    /// second's worth).
+    #[serde(default)]
+    pub tokens_milli: u64,
+    #[serde(default)]
+    pub refilled_ms: i64,
+}
+
+impl PushProgress {
+    /// Longest `last_error` kept, in bytes.
+    pub const MAX_ERROR_BYTES: usize = 512;
+
+    /// Leases the rate cap allows now (`u32::MAX` without a cap), after refilling.
+    fn refill(&mut self, rate_per_s: u32, now: i64) -> u32 {
+        if rate_per_s == 0 {
+            return u32::MAX;
+        }
+        let burst = u64::from(rate_per_s) * 1000;
+        let elapsed = now.saturating_sub(self.refilled_ms).max(0) as u64;
+        self.tokens_milli = self
+            .tokens_milli
+            .saturating_add(elapsed.saturating_mul(u64::from(rate_per_s)))
+            .min(burst);
+        self.refilled_ms = now.max(self.refilled_ms);
+        (self.tokens_milli / 1000).min(u64::from(u32::MAX)) as u32
+    }
 }
 
 /// A forwarded request's recorded outcome.
@@ -492,6 +532,31 @@ impl State {
                 lease_version,
                 action,
             } => self.settle(group, consumer, at, *lease_version, *action, now),
+            Command::PushReport {
+                group,
+                delivered,
+                failed,
+                last_error,
+            } => {
+                let g = self
+                    .groups
+                    .get_mut(group)
+                    .ok_or_else(|| Rejection::GroupNotFound(group.clone()))?;
+                // A report after the group turned to pull is dropped.
+                if let Some(p) = g.push.as_mut() {
+                    p.delivered_total = p.delivered_total.saturating_add(*delivered);
+                    p.failed_total = p.failed_total.saturating_add(*failed);
+                    if let Some(e) = last_error {
+                        let mut end = e.len().min(PushProgress::MAX_ERROR_BYTES);
+                        while !e.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        p.last_error = Some(e[..end].to_string());
+                        p.last_error_time_ms = Some(now);
+                    }
+                }
+                Ok(Outcome::Done)
+            }
             Command::SettleMany {
                 group,
                 consumer,
@@ -709,14 +774,31 @@ impl State {
     }
 
     fn create_group(&mut self, group: &str, def: &GroupDef) -> Result<Outcome, Rejection> {
-        if let Some(g) = self.groups.get(group) {
-            return if &g.def == def {
-                Ok(Outcome::Defined { created: false })
-            } else {
-                Err(Rejection::Conflict(format!(
+        if def.push.is_some() && def.mode != GroupMode::Clustering {
+            return Err(Rejection::Invalid(
+                "push delivery needs a clustering group".into(),
+            ));
+        }
+        if let Some(g) = self.groups.get_mut(group) {
+            if &g.def == def {
+                return Ok(Outcome::Defined { created: false });
+            }
+            if !g.def.differs_only_in_push(def) {
+                return Err(Rejection::Conflict(format!(
                     "group {group} exists with another definition"
-                )))
+                )));
+            }
+            // Switching between pull and push, or changing the endpoint or limits: the
+            // cursors stay; an endpoint that only changes keeps its signing secret.
+            g.def.push = match (g.def.push.take(), &def.push) {
+                (Some(old), Some(new)) => Some(PushDef {
+                    secret_nonce: old.secret_nonce,
+                    ..new.clone()
+                }),
+                (_, new) => new.clone(),
             };
+            g.push = g.def.push.as_ref().map(|_| g.push.take().unwrap_or_default());
+            return Ok(Outcome::Defined { created: false });
         }
         for s in &def.subscriptions {
             if !self.topics.contains_key(&s.topic) {
@@ -726,6 +808,7 @@ impl State {
         let mut g = Group {
             def: def.clone(),
             cursors: BTreeMap::new(),
+            push: def.push.as_ref().map(|_| PushProgress::default()),
         };
         if def.mode == GroupMode::Clustering {
             let mut per_topic = BTreeMap::new();
@@ -862,6 +945,18 @@ impl State {
         })
     }
 
+    /// Messages of `group` leased now (pushes outstanding, for a push group).
+    pub fn leased(&self, group: &str) -> usize {
+        self.groups.get(group).map_or(0, |g| {
+            g.cursors
+                .values()
+                .flat_map(|per_topic| per_topic.values())
+                .flatten()
+                .map(|c| c.leases.len())
+                .sum()
+        })
+    }
+
     #[allow(clippy::type_complexity)]
     fn lease(
         &mut self,
@@ -909,8 +1004,24 @@ impl State {
         let mut dead = Vec::new();
         let mut in_flight = self.in_flight(group);
         let mut capped = false;
+        // A push group's `max_in_flight` bounds its leases (pushes outstanding) across all
+        // gateways, and its `rate_per_s` the leases granted per second.
+        let (mut max, mut leased) = (max as usize, 0usize);
+        let push_cap = match &def.push {
+            Some(p) => {
+                leased = self.leased(group);
+                let allowed = self
+                    .groups
+                    .get_mut(group)
+                    .map(|g| g.push.get_or_insert_with(PushProgress::default))
+                    .map_or(u32::MAX, |progress| progress.refill(p.rate_per_s, now));
+                max = max.min(allowed as usize);
+                p.max_in_flight as usize
+            }
+            None => usize::MAX,
+        };
         for (i, at) in candidates.iter().enumerate() {
-            if grants.len() >= max as usize {
+            if grants.len() >= max {
                 break;
             }
             let message_group = message_groups.get(i).and_then(Option::as_ref);
@@ -949,7 +1060,11 @@ impl State {
                 None => {}
                 Some((_, true)) => dead.push(at.clone()),
                 Some((_, false)) if fresh && in_flight >= cap as usize => capped = true,
+                Some((_, false)) if !c.leases.contains_key(&at.offset) && leased >= push_cap => {
+                    capped = true;
+                }
                 Some((attempt, false)) => {
+                    leased += usize::from(!c.leases.contains_key(&at.offset));
                     if let Some(mg) = message_group {
                         c.fifo_inflight.insert(mg.clone(), at.offset);
                     }
@@ -972,6 +1087,11 @@ impl State {
                         attempt,
                     });
                 }
+            }
+        }
+        if def.push.as_ref().is_some_and(|p| p.rate_per_s > 0) {
+            if let Some(p) = self.groups.get_mut(group).and_then(|g| g.push.as_mut()) {
+                p.tokens_milli = p.tokens_milli.saturating_sub(grants.len() as u64 * 1000);
             }
         }
         for at in dead {
@@ -1360,6 +1480,163 @@ mod tests {
         ));
         assert_eq!(s.state.topics, before.topics);
         assert_eq!(s.one(topic("t", 1)), Outcome::Defined { created: false });
+    }
+
+    fn push_def(max_in_flight: u32, rate_per_s: u32, nonce: &str) -> GroupDef {
+        GroupDef {
+            push: Some(PushDef {
+                url: "http://127.0.0.1:9/hook".into(),
+                max_in_flight,
+                rate_per_s,
+                timeout_ms: 1000,
+                format: super::super::command::PushFormat::Binary,
+                secret_nonce: nonce.into(),
+            }),
+            ..group_def(3)
+        }
+    }
+
+    fn acked(s: &mut Sim, grants: &[Grant], version: u64) {
+        for g in grants {
+            s.one(Command::Settle {
+                group: "g".into(),
+                consumer: String::new(),
+                at: g.at.clone(),
+                lease_version: version,
+                action: SettleAction::Ack,
+            });
+        }
+    }
+
+    #[test]
+    fn a_push_group_has_at_most_max_in_flight_leases_whoever_asks() {
+        let mut s = Sim::new();
+        s.one(topic("t", 2));
+        s.one(append("t", 0, 10));
+        s.one(append("t", 1, 10));
+        let def = push_def(3, 0, "n1");
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def,
+        });
+        // Two gateways ask for everything: the first gets 3, the second nothing.
+        let first = s.lease_all("");
+        let v = s.state.version;
+        assert_eq!(first.len(), 3);
+        assert!(s.lease_all("").is_empty());
+        assert_eq!(s.state.leased("g"), 3);
+        // Two acks make room for two more.
+        acked(&mut s, &first[..2], v);
+        assert_eq!(s.lease_all("").len(), 2);
+        assert_eq!(s.state.leased("g"), 3);
+    }
+
+    #[test]
+    fn a_push_groups_rate_cap_holds_over_time() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        s.one(append("t", 0, 100));
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: push_def(1000, 5, "n1"),
+        });
+        // A second's worth at once, then one per 200 ms.
+        assert_eq!(s.lease_all("").len(), 5);
+        assert!(s.lease_all("").is_empty());
+        s.now += 200;
+        assert_eq!(s.lease_all("").len(), 1);
+        s.now += 10_000;
+        assert_eq!(s.lease_all("").len(), 5, "the burst is one second's worth");
+    }
+
+    #[test]
+    fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
+        let mut s = Sim::new();
+        s.one(topic("t", 1));
+        s.one(append("t", 0, 4));
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: group_def(3),
+        });
+        let grants = s.lease_all("");
+        let v = s.state.version;
+        acked(&mut s, &grants[..2], v);
+        let cursors = s.state.groups["g"].cursors.clone();
+        // Pull to push: same cursors, a nonce, counters from zero.
+        assert_eq!(
+            s.one(Command::CreateGroup {
+                group: "g".into(),
+                def: push_def(8, 0, "n1")
+            }),
+            Outcome::Defined { created: false }
+        );
+        let g = &s.state.groups["g"];
+        assert_eq!(g.cursors, cursors);
+        assert_eq!(g.def.push.as_ref().map(|p| p.secret_nonce.as_str()), Some("n1"));
+        assert_eq!(g.push, Some(PushProgress::default()));
+        // Another endpoint keeps the secret; the same settings with a new nonce change nothing.
+        let mut other = push_def(16, 0, "n2");
+        if let Some(p) = other.push.as_mut() {
+            p.url = "http://127.0.0.1:9/other".into();
+        }
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: other,
+        });
+        let p = s.state.groups["g"].def.push.clone().expect("push");
+        assert_eq!((p.max_in_flight, p.secret_nonce.as_str()), (16, "n1"));
+        // Counters add up; a long error is cut at a char boundary.
+        s.one(Command::PushReport {
+            group: "g".into(),
+            delivered: 3,
+            failed: 1,
+            last_error: Some("é".repeat(400)),
+        });
+        let progress = s.state.groups["g"].push.clone().expect("progress");
+        assert_eq!((progress.delivered_total, progress.failed_total), (3, 1));
+        assert_eq!(progress.last_error.map(|e| e.len()), Some(512));
+        assert_eq!(progress.last_error_time_ms, Some(s.now));
+        // Back to pull: the cursors are still those of before; a late report is dropped.
+        s.one(Command::CreateGroup {
+            group: "g".into(),
+            def: group_def(3),
+        });
+        assert_eq!(s.state.groups["g"].cursors, cursors);
+        assert_eq!(s.state.groups["g"].push, None);
+        s.one(Command::PushReport {
+            group: "g".into(),
+            delivered: 1,
+            failed: 0,
+            last_error: None,
+        });
+        assert_eq!(s.state.groups["g"].push, None);
+        // Anything but push still conflicts, and a broadcast group cannot push.
+        let before = s.state.clone();
+        let mut changed = group_def(4);
+        changed.push = push_def(8, 0, "n3").push;
+        assert_eq!(
+            s.one(Command::CreateGroup {
+                group: "g".into(),
+                def: changed
+            }),
+            Outcome::rejected(Rejection::Conflict(
+                "group g exists with another definition".into()
+            ))
+        );
+        let broadcast = GroupDef {
+            mode: GroupMode::Broadcast,
+            ..push_def(8, 0, "n4")
+        };
+        assert!(matches!(
+            s.one(Command::CreateGroup {
+                group: "b".into(),
+                def: broadcast
+            }),
+            Outcome::Rejected {
+                rejection: Rejection::Invalid(_)
+            }
+        ));
+        assert_eq!(s.state.groups, before.groups);
     }
 
     #[test]

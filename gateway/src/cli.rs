@@ -201,6 +201,15 @@ pub struct ServeArgs {
     /// frees no segment, unless `ferrymq compact` or another gateway runs it).
     #[arg(long, env = "FERRYMQ_NO_COMPACT")]
     pub no_compact: bool,
+    /// URLs push groups may name (API.md "Push subscriptions"), as `scheme://host[:port][/path]`
+    /// patterns where `*` matches any run of characters; repeat the flag or separate with
+    /// commas. A URL with user info never matches. Default: `http://127.0.0.1:*` and
+    /// `http://localhost:*` on a local directory, nothing on S3 (no push group can be defined).
+    #[arg(long, env = "FERRYMQ_PUSH_ALLOW", value_delimiter = ',')]
+    pub push_allow: Option<Vec<String>>,
+    /// Do not push from this gateway (other gateways on the bucket still push).
+    #[arg(long, env = "FERRYMQ_NO_PUSH")]
+    pub no_push: bool,
     #[command(flatten)]
     pub compactor: crate::compact::CompactorFlags,
     /// Test only: run the gateway's clock this far ahead of the system's (retention,

@@ -31,6 +31,7 @@ pub mod filter;
 pub mod forward;
 pub mod http;
 pub mod metrics;
+pub mod push;
 pub mod reader;
 pub mod receipt;
 pub mod scheduler;

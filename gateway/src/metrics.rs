@@ -18,6 +18,7 @@ struct Metrics {
     injected_faults: IntCounter,
     corrupt: IntCounter,
     http: IntCounterVec,
+    push: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -83,8 +84,20 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["class"],
     )
     .expect("metric");
+    let push = IntCounterVec::new(
+        Opts::new(
+            "ferrymq_push_deliveries_total",
+            "Pushes to push groups' endpoints by this gateway, by result (delivered: a 2xx answer; failed: anything else, a timeout or a refused connection)",
+        ),
+        &["result"],
+    )
+    .expect("metric");
+    for result in ["delivered", "failed"] {
+        push.with_label_values(&[result]);
+    }
     for c in [
-        Box::new(published.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(push.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(published.clone()),
         Box::new(publish_ack.clone()),
         Box::new(batches.clone()),
         Box::new(inline_written.clone()),
@@ -109,8 +122,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         injected_faults,
         corrupt,
         http,
+        push,
     }
 });
+
+/// One push answered (`delivered`) or not.
+pub fn observe_push(delivered: bool) {
+    let result = if delivered { "delivered" } else { "failed" };
+    METRICS.push.with_label_values(&[result]).inc();
+}
 
 /// Messages acknowledged, and the ack latency of their request.
 pub fn observe_publish(messages: usize, seconds: f64) {

@@ -234,6 +234,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let spill = timer_spill_settings(&args)?;
+    let push_allow =
+        crate::push::allow::AllowList::parse(&args.push_allow.clone().unwrap_or_else(|| {
+            crate::push::allow::AllowList::defaults(matches!(
+                kind,
+                StoreKind::Local | StoreKind::Memory
+            ))
+        }))?;
     if args.check_config {
         println!(
             "configuration ok: store {url}, listen {}, advertise {address:?}",
@@ -359,6 +366,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ready: AtomicBool::new(true),
         store_url: url.clone(),
         metrics_per_queue: args.metrics_per_queue,
+        push: crate::push::PushSettings {
+            allow: push_allow,
+            key: crate::push::signing::PushKey::new(&secrets.cluster),
+            enabled: !args.no_push,
+        },
     });
     // The sequencer keeps the bytes of inline segments it commits, to write them out later
     // without reading its own deltas back (beyond the bound it GETs them).
@@ -388,6 +400,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
+    let pushers = crate::push::spawn(state.clone());
     let compactor = (!args.no_compact).then(|| {
         crate::compact::spawn_background(node.clone(), args.compact_interval, &args.compactor)
     });
@@ -425,6 +438,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     scheduler.abort();
     spill_keeper.abort();
     index_keeper.abort();
+    pushers.abort();
     if let Some(c) = compactor {
         c.abort();
     }

@@ -467,6 +467,96 @@ impl FromStr for Position {
     }
 }
 
+/// How a push carries a message (CloudEvents 1.0 HTTP binding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PushFormat {
+    /// The body as is, attributes as `ce-*` headers.
+    #[default]
+    Binary,
+    /// `application/cloudevents+json`.
+    Structured,
+}
+
+names!(
+    PushFormat,
+    "binary, structured",
+    Binary = "binary",
+    Structured = "structured"
+);
+
+/// A group's push endpoint (API.md "Push subscriptions"): omitted fields take the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "http://127.0.0.1:8080/hooks/orders", "max_in_flight": 64,
+    "rate_per_s": 0, "timeout_ms": 10000, "format": "binary"}))]
+pub struct PushConfig {
+    /// Must match one of the gateways' `--push-allow` patterns.
+    pub url: String,
+    /// Pushes outstanding at once, across all gateways (default 64).
+    #[serde(default = "default_push_in_flight")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub max_in_flight: u32,
+    /// Pushes started per second across all gateways; 0 (the default): no cap.
+    #[serde(default)]
+    #[schema(maximum = 100000)]
+    pub rate_per_s: u32,
+    /// A push not answered within this long failed (default 10,000).
+    #[serde(default = "default_push_timeout")]
+    #[schema(minimum = 100, maximum = 600000)]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub format: PushFormat,
+}
+
+impl PushConfig {
+    /// Pushes to `url` with the defaults.
+    pub fn new(url: String) -> Self {
+        PushConfig {
+            url,
+            max_in_flight: default_push_in_flight(),
+            rate_per_s: 0,
+            timeout_ms: default_push_timeout(),
+            format: PushFormat::default(),
+        }
+    }
+}
+
+fn default_push_in_flight() -> u32 {
+    64
+}
+
+fn default_push_timeout() -> u64 {
+    10_000
+}
+
+/// A push group's endpoint as the API shows it; `signing_secret` only in the answer to the
+/// request that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PushInfo {
+    pub url: String,
+    pub max_in_flight: u32,
+    pub rate_per_s: u32,
+    pub timeout_ms: u64,
+    pub format: PushFormat,
+    /// Standard Webhooks secret (`whsec_…`): shown once, when push is turned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+/// How a push group's deliveries are going, over all gateways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PushStatus {
+    /// Pushes outstanding (leased, not settled).
+    pub in_flight: u64,
+    /// Pushes answered 2xx.
+    pub delivered_total: u64,
+    /// Pushes that failed (non-2xx, timeout, refused connection).
+    pub failed_total: u64,
+    pub last_error: Option<String>,
+    pub last_error_time_ms: Option<i64>,
+}
+
 /// `PUT /v1/groups/{group}`: omitted fields take the server's defaults (clustering, latest,
 /// 16 retries, 30 s, RocketMQ's backoff ladder or 3 s on FIFO topics).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -490,6 +580,10 @@ pub struct CreateGroupRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_items = 1)]
     pub retry_backoff_ms: Option<Vec<i64>>,
+    /// Push delivery to an endpoint instead of `receive` (clustering groups). A PUT that
+    /// differs from the existing group only here switches it between pull and push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushConfig>,
 }
 
 /// A group's definition, with its lag (get) or backlog summary (list) when the server adds
@@ -503,6 +597,11 @@ pub struct GroupInfo {
     pub max_retries: u32,
     pub invisible_ms: i64,
     pub retry_backoff_ms: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushInfo>,
+    /// A push group's deliveries (get only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_status: Option<PushStatus>,
     /// Per topic and queue (get only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<Vec<QueueLag>>,

@@ -51,6 +51,16 @@ pub enum GroupCommand {
         /// Lease of a received message before it is delivered again (server default: 30000).
         #[arg(long)]
         invisible_ms: Option<i64>,
+        /// Push the group's messages to this URL (a webhook) instead of receiving them; it
+        /// must match the gateways' --push-allow. The answer shows the signing secret once.
+        #[arg(long)]
+        push_url: Option<String>,
+        /// With --push-url: binary or structured CloudEvents (server default: binary).
+        #[arg(long, requires = "push_url")]
+        push_format: Option<crate::wire::PushFormat>,
+        /// With --push-url: pushes outstanding at once over all gateways (server default: 64).
+        #[arg(long, requires = "push_url")]
+        push_max_in_flight: Option<u32>,
     },
     /// List every group with its backlog per topic and dead letters.
     List,
@@ -110,7 +120,18 @@ pub async fn run(args: GroupArgs) -> Result<()> {
             start_from,
             max_retries,
             invisible_ms,
+            push_url,
+            push_format,
+            push_max_in_flight,
         } => {
+            let push = push_url.map(|url| {
+                let mut p = crate::wire::PushConfig::new(url);
+                p.format = push_format.unwrap_or_default();
+                if let Some(n) = push_max_in_flight {
+                    p.max_in_flight = n;
+                }
+                p
+            });
             let req = CreateGroupRequest {
                 subscriptions: topics
                     .into_iter()
@@ -125,6 +146,7 @@ pub async fn run(args: GroupArgs) -> Result<()> {
                 max_retries,
                 invisible_ms,
                 retry_backoff_ms: None,
+                push,
             };
             let (group, created): (GroupInfo, bool) = client.put(&["groups", &name], &req).await?;
             match client.output {
@@ -244,14 +266,42 @@ fn definition(g: &GroupInfo) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    fields(&[
+    let mut rows = vec![
         ("group", g.group.clone()),
         ("subscriptions", subs),
         ("mode", g.mode.to_string()),
         ("start_from", g.start_from.to_string()),
         ("max_retries", g.max_retries.to_string()),
         ("invisible_ms", g.invisible_ms.to_string()),
-    ])
+    ];
+    if let Some(p) = &g.push {
+        rows.push((
+            "push",
+            format!(
+                "{} ({}, max_in_flight {}, rate_per_s {}, timeout_ms {})",
+                p.url, p.format, p.max_in_flight, p.rate_per_s, p.timeout_ms
+            ),
+        ));
+        if let Some(secret) = &p.signing_secret {
+            rows.push(("signing_secret", format!("{secret} (shown once: keep it)")));
+        }
+    }
+    if let Some(s) = &g.push_status {
+        rows.push((
+            "push_status",
+            format!(
+                "in_flight {}, delivered {}, failed {}{}",
+                s.in_flight,
+                s.delivered_total,
+                s.failed_total,
+                s.last_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    fields(&rows)
 }
 
 /// The lag per queue, with a total line when there are several.

@@ -48,6 +48,24 @@ pub struct Received {
 /// acking `b.ack_receipt_handles` (in the same commit as its first lease, or alone before it
 /// waits).
 pub async fn receive(st: &AppState, group: &str, b: ReceiveRequest) -> Result<Received> {
+    receive_as(st, group, b, Receiver::Client).await
+}
+
+/// Who receives: a client, or this gateway's pusher of a push group (`crate::push`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    Client,
+    Pusher,
+}
+
+/// [`receive`] for `who`: a push group's messages go to its pusher only, and a pull group's to
+/// clients only.
+pub async fn receive_as(
+    st: &AppState,
+    group: &str,
+    b: ReceiveRequest,
+    who: Receiver,
+) -> Result<Received> {
     let group = group.to_string();
     if b.max_messages == 0 || b.max_messages > st.limits.max_receive {
         return Err(Error::bad(format!(
@@ -76,6 +94,20 @@ pub async fn receive(st: &AppState, group: &str, b: ReceiveRequest) -> Result<Re
             .groups
             .get(&group)
             .ok_or_else(|| Error::group_not_found(&group))?;
+        match (&g.def.push, who) {
+            (Some(p), Receiver::Client) => {
+                return Err(Error::Conflict(format!(
+                    "group {group} is a push group: the gateways POST its messages to {}; PUT the group without \"push\" to receive them",
+                    p.url
+                )));
+            }
+            (None, Receiver::Pusher) => {
+                return Err(Error::Conflict(format!(
+                    "group {group} is not a push group"
+                )));
+            }
+            _ => {}
+        }
         let mut filters = BTreeMap::new();
         let mut ordered = std::collections::BTreeSet::new();
         for sub in &g.def.subscriptions {
@@ -340,6 +372,15 @@ pub async fn receive(st: &AppState, group: &str, b: ReceiveRequest) -> Result<Re
                         deliveries: Vec::new(),
                         ack_results,
                     });
+                }
+                Outcome::Leased {
+                    grants,
+                    capped: true,
+                    ..
+                } if grants.is_empty() && who == Receiver::Pusher => {
+                    return Err(Error::Busy(format!(
+                        "push group {group} is at its max_in_flight or rate_per_s"
+                    )));
                 }
                 Outcome::Leased {
                     grants,

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use segment_writer::manifest::index::QueueSnapshot;
 use segment_writer::manifest::{
-    Command, GroupDef, GroupMode, OffsetRange, Outcome, ResetTarget, StartFrom, Subscription,
-    TopicDef, TopicKind, backlog,
+    Command, GroupDef, GroupMode, OffsetRange, Outcome, PushDef, PushFormat, ResetTarget,
+    StartFrom, Subscription, TopicDef, TopicKind, backlog,
 };
 
 use super::{
@@ -18,8 +18,8 @@ use super::{
     unexpected,
 };
 use crate::wire::{
-    CreateGroupRequest, CreateTopicRequest, NamedPosition, Position, QueueLag, QueueStats,
-    TopicBacklog, TopicType,
+    CreateGroupRequest, CreateTopicRequest, NamedPosition, Position, PushConfig, PushStatus,
+    QueueLag, QueueStats, TopicBacklog, TopicType,
 };
 
 /// Whether a definition was created (else an identical one existed).
@@ -171,12 +171,71 @@ pub fn group_mode(m: crate::wire::GroupMode) -> GroupMode {
     }
 }
 
-/// Creates `group` (or confirms an identical definition).
+/// A group defined: whether it was created, its definition now, and its push signing secret
+/// when this request turned push on (shown once).
+#[derive(Debug)]
+pub struct DefinedGroup {
+    pub created: Created,
+    pub def: GroupDef,
+    pub signing_secret: Option<String>,
+}
+
+/// The manifest's push settings of a request's, checked against this gateway's
+/// `--push-allow`, with a fresh secret nonce (kept only if push is turned on by this request).
+fn push_def(st: &AppState, p: PushConfig, mode: GroupMode) -> Result<PushDef> {
+    if mode != GroupMode::Clustering {
+        return Err(Error::bad("push delivery needs a clustering group"));
+    }
+    st.push
+        .allow
+        .check(&p.url)
+        .map_err(|e| Error::bad(e.to_string()))?;
+    if !(1..=10_000).contains(&p.max_in_flight) {
+        return Err(Error::bad("push.max_in_flight must be 1..=10000"));
+    }
+    if p.rate_per_s > 100_000 {
+        return Err(Error::bad(
+            "push.rate_per_s must be at most 100000 (0: no cap)",
+        ));
+    }
+    if !(100..=600_000).contains(&p.timeout_ms) {
+        return Err(Error::bad("push.timeout_ms must be 100..=600000"));
+    }
+    Ok(PushDef {
+        url: p.url,
+        max_in_flight: p.max_in_flight,
+        rate_per_s: p.rate_per_s,
+        timeout_ms: p.timeout_ms,
+        format: match p.format {
+            crate::wire::PushFormat::Binary => PushFormat::Binary,
+            crate::wire::PushFormat::Structured => PushFormat::Structured,
+        },
+        secret_nonce: crate::push::signing::new_nonce(),
+    })
+}
+
+/// A push group's counters over all gateways (`None` for a pull group).
+pub fn push_status(st: &AppState, group: &str) -> Option<PushStatus> {
+    let s = st.node.state();
+    let g = s.groups.get(group)?;
+    g.def.push.as_ref()?;
+    let p = g.push.clone().unwrap_or_default();
+    Some(PushStatus {
+        in_flight: s.leased(group) as u64,
+        delivered_total: p.delivered_total,
+        failed_total: p.failed_total,
+        last_error: p.last_error,
+        last_error_time_ms: p.last_error_time_ms,
+    })
+}
+
+/// Creates `group` (or confirms an identical definition, or switches it between pull and
+/// push).
 pub async fn define_group(
     st: &AppState,
     group: &str,
     b: CreateGroupRequest,
-) -> Result<(Created, GroupDef)> {
+) -> Result<DefinedGroup> {
     check_name("group", group, 120)?;
     reserved("group", group)?;
     if b.subscriptions.is_empty() {
@@ -221,6 +280,8 @@ pub async fn define_group(
     if max_retries > 1000 {
         return Err(Error::bad("max_retries must be at most 1000"));
     }
+    let mode = group_mode(b.mode.unwrap_or(crate::wire::GroupMode::Clustering));
+    let push = b.push.map(|p| push_def(st, p, mode)).transpose()?;
     let def = GroupDef {
         subscriptions: b
             .subscriptions
@@ -231,11 +292,12 @@ pub async fn define_group(
                 sql: s.sql,
             })
             .collect(),
-        mode: group_mode(b.mode.unwrap_or(crate::wire::GroupMode::Clustering)),
+        mode,
         start_from,
         max_retries,
         invisible_ms,
         retry_backoff_ms: backoff,
+        push,
     };
     let created = define(
         st,
@@ -245,7 +307,26 @@ pub async fn define_group(
         },
     )
     .await?;
-    Ok((created, def))
+    // What the group is now (an endpoint that changed keeps its nonce); its secret shows
+    // only to the request whose nonce it adopted.
+    let now = st
+        .node
+        .state()
+        .groups
+        .get(group)
+        .map(|g| g.def.clone())
+        .unwrap_or(def.clone());
+    let signing_secret = match (&def.push, &now.push) {
+        (Some(mine), Some(kept)) if mine.secret_nonce == kept.secret_nonce => {
+            Some(st.push.key.secret(group, &kept.secret_nonce).whsec())
+        }
+        _ => None,
+    };
+    Ok(DefinedGroup {
+        created,
+        def: now,
+        signing_secret,
+    })
 }
 
 /// `group`'s definition and its progress on every queue of its topics.

@@ -68,6 +68,8 @@ pub struct AppState {
     pub store_url: String,
     /// `--metrics-per-queue`: backlog gauges with a `queue` label.
     pub metrics_per_queue: bool,
+    /// Push delivery: `--push-allow`, the key of push groups' secrets, `--no-push`.
+    pub push: crate::push::PushSettings,
 }
 
 /// A long-poll's place among the bounded number of waiters (`None` for a request that does

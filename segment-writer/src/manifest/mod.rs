@@ -32,8 +32,8 @@ pub use archive::{Archive, ArchivedFile, QueueArchive};
 pub use command::Grant;
 pub use command::{
     CheckDue, Command, DedupRecord, Delta, DeltaId, Entry, GroupDef, GroupMode, Outcome,
-    PackedPart, PublishMode, PushDef, PushFormat, QueueOffset, Rejection, RequestId, ResetTarget, SettleAction,
-    StartFrom, Subscription, TopicDef, TopicKind,
+    PackedPart, PublishMode, PushDef, PushFormat, QueueOffset, Rejection, RequestId, ResetTarget,
+    SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
 };
 pub use log::{AppliedDelta, CommitAttempt, Created, LogSettings, ManifestLog, PreparedDelta};
 pub use messaging::{Half, Pending, ProducerGroup, ProducerSettings, timer_key};

@@ -14,8 +14,8 @@ pub use super::messaging::{
 };
 
 use super::command::{
-    Command, DedupRecord, Delta, DeltaId, Entry, Grant, GroupDef, GroupMode, Outcome, PushDef, QueueOffset,
-    Rejection, RequestId, ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
+    Command, DedupRecord, Delta, DeltaId, Entry, Grant, GroupDef, GroupMode, Outcome, PushDef,
+    QueueOffset, Rejection, RequestId, ResetTarget, SettleAction, StartFrom, TopicDef, TopicKind,
 };
 use super::index::IndexRun;
 use super::intervals::OffsetSet;
@@ -288,6 +288,11 @@ pub struct PushProgress {
 impl PushProgress {
     /// Longest `last_error` kept, in bytes.
     pub const MAX_ERROR_BYTES: usize = 512;
+
+    /// Leases the rate cap would allow at `now` (`u32::MAX` without a cap).
+    pub fn available(&self, rate_per_s: u32, now: i64) -> u32 {
+        self.clone().refill(rate_per_s, now)
+    }
 
     /// Leases the rate cap allows now (`u32::MAX` without a cap), after refilling.
     fn refill(&mut self, rate_per_s: u32, now: i64) -> u32 {
@@ -797,7 +802,11 @@ impl State {
                 }),
                 (_, new) => new.clone(),
             };
-            g.push = g.def.push.as_ref().map(|_| g.push.take().unwrap_or_default());
+            g.push = g
+                .def
+                .push
+                .as_ref()
+                .map(|_| g.push.take().unwrap_or_default());
             return Ok(Outcome::Defined { created: false });
         }
         for s in &def.subscriptions {
@@ -1015,6 +1024,9 @@ impl State {
                     .get_mut(group)
                     .map(|g| g.push.get_or_insert_with(PushProgress::default))
                     .map_or(u32::MAX, |progress| progress.refill(p.rate_per_s, now));
+                // Out of tokens: say so (capped) rather than grant nothing silently, so that
+                // the pusher waits instead of asking again at once.
+                capped |= allowed == 0;
                 max = max.min(allowed as usize);
                 p.max_in_flight as usize
             }
@@ -1572,7 +1584,10 @@ mod tests {
         );
         let g = &s.state.groups["g"];
         assert_eq!(g.cursors, cursors);
-        assert_eq!(g.def.push.as_ref().map(|p| p.secret_nonce.as_str()), Some("n1"));
+        assert_eq!(
+            g.def.push.as_ref().map(|p| p.secret_nonce.as_str()),
+            Some("n1")
+        );
         assert_eq!(g.push, Some(PushProgress::default()));
         // Another endpoint keeps the secret; the same settings with a new nonce change nothing.
         let mut other = push_def(16, 0, "n2");

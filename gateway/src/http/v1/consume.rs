@@ -24,6 +24,7 @@ use crate::wire::{
         (status = 200, description = "Messages with `delivery_attempt` and `receipt_handle`", body = Messages),
         (status = 400, description = "Malformed body; no `consumer` in broadcast mode", body = ErrorBody),
         (status = 404, description = "GroupNotFound", body = ErrorBody),
+        (status = 409, description = "A push group: its messages are pushed, not received", body = ErrorBody),
         (status = 413, description = "Request too large", body = ErrorBody),
         (status = 429, description = "The group's in-flight cap, or too many long-polls", body = ErrorBody),
     ),

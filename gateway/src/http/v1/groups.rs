@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use segment_writer::manifest::{GroupDef, GroupMode, StartFrom};
+use segment_writer::manifest::{GroupDef, GroupMode, PushFormat, StartFrom};
 
 use super::{GroupPath, json_body};
 use crate::auth::Action;
@@ -14,7 +14,7 @@ use crate::http::auth::{Caller, Resource};
 use crate::http::error::ApiError;
 use crate::service::{self, AppState, definitions};
 use crate::wire::{
-    self, CreateGroupRequest, ErrorBody, GroupInfo, GroupList, NamedPosition, Position,
+    self, CreateGroupRequest, ErrorBody, GroupInfo, GroupList, NamedPosition, Position, PushInfo,
     RedriveRequest, RedriveResponse, ResetRequest, ResetResponse, Subscription,
 };
 
@@ -43,19 +43,32 @@ pub(crate) fn group_info(name: &str, def: &GroupDef) -> GroupInfo {
         max_retries: def.max_retries,
         invisible_ms: def.invisible_ms,
         retry_backoff_ms: def.retry_backoff_ms.clone(),
+        push: def.push.as_ref().map(|p| PushInfo {
+            url: p.url.clone(),
+            max_in_flight: p.max_in_flight,
+            rate_per_s: p.rate_per_s,
+            timeout_ms: p.timeout_ms,
+            format: match p.format {
+                PushFormat::Binary => wire::PushFormat::Binary,
+                PushFormat::Structured => wire::PushFormat::Structured,
+            },
+            signing_secret: None,
+        }),
+        push_status: None,
         lag: None,
         backlog: None,
         dead_letters: None,
     }
 }
 
-/// Create a consumer group (201), or confirm an identical definition (200).
+/// Create a consumer group (201), confirm an identical definition (200), or switch an
+/// existing group between pull and push (200: a definition that differs only in `push`).
 #[utoipa::path(put, path = "/v1/groups/{group}", tag = "groups", params(GroupPath),
     request_body = CreateGroupRequest,
     responses(
         (status = 201, description = "Created", body = GroupInfo),
-        (status = 200, description = "An identical definition existed", body = GroupInfo),
-        (status = 400, description = "Malformed body, bad or reserved name, bad filter", body = ErrorBody),
+        (status = 200, description = "An identical definition existed, or only `push` changed", body = GroupInfo),
+        (status = 400, description = "Malformed body, bad or reserved name, bad filter, a push URL outside --push-allow", body = ErrorBody),
         (status = 404, description = "TopicNotFound: a subscribed topic does not exist", body = ErrorBody),
         (status = 409, description = "A different definition exists", body = ErrorBody),
         (status = 413, description = "Request too large", body = ErrorBody),
@@ -71,13 +84,17 @@ pub(crate) async fn put_group(
     service::check_name("group", &group, 120)?;
     service::reserved("group", &group)?;
     let b: CreateGroupRequest = json_body(&st, body).await?;
-    let (created, def) = definitions::define_group(&st, &group, b).await?;
-    let status = if created {
+    let defined = definitions::define_group(&st, &group, b).await?;
+    let status = if defined.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(group_info(&group, &def))))
+    let mut info = group_info(&group, &defined.def);
+    if let Some(p) = info.push.as_mut() {
+        p.signing_secret = defined.signing_secret;
+    }
+    Ok((status, Json(info)))
 }
 
 /// Every group with its backlog per topic and its dead letters.
@@ -116,6 +133,7 @@ pub(crate) async fn get_group(
     let (def, lag) = definitions::group(&st, &group).await?;
     Ok(Json(GroupInfo {
         lag: Some(lag),
+        push_status: definitions::push_status(&st, &group),
         ..group_info(&group, &def)
     }))
 }

@@ -1,0 +1,448 @@
+//! Push delivery (API.md "Push subscriptions"): every gateway runs a pusher for each push
+//! group. A pusher is a receive whose consumer is the gateway: it leases messages through the
+//! same committed lease commands as `receive` (so `max_in_flight` and `rate_per_s`, enforced
+//! when the lease applies, hold across all gateways together), POSTs each one to the group's
+//! endpoint, and settles by the answer: a 2xx acks; anything else, a timeout or a refused
+//! connection nacks with the group's backoff (the dead-letter move after `1 + max_retries`
+//! deliveries is the lease's, as for `receive`). Settles of one pusher go out together, with
+//! a [`Command::PushReport`] of the counters in the same delta.
+//!
+//! Invariants: no webhook call happens inside apply or on the commit path; a lease outlives
+//! its push (`timeout_ms` plus [`LEASE_MARGIN_MS`]), so a gateway killed mid-push loses
+//! nothing: its leases expire and any gateway delivers again. A FIFO group's receive never
+//! leases two messages of one message group at once, so its pushes are one at a time per
+//! message group, in order. Redirects are not followed; the URL is checked against
+//! `--push-allow` at every push, not only when the group is defined.
+
+pub mod allow;
+pub mod event;
+pub mod signing;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use segment_writer::manifest::{Command, GroupDef, PushDef, SettleAction};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::service::consume::{Delivery, Receiver, receive_as};
+use crate::service::settle::SettlePlan;
+use crate::service::{AppState, Error};
+use crate::wire::ReceiveRequest;
+
+/// How much longer than the push's timeout its lease lasts (time to commit the settle).
+pub const LEASE_MARGIN_MS: i64 = 15_000;
+/// Pushes one gateway keeps outstanding per group at most (the group's `max_in_flight` may be
+/// lower; it holds across gateways).
+const LOCAL_MAX_IN_FLIGHT: usize = 1000;
+/// A pusher's long-poll when its group has nothing visible.
+const RECEIVE_WAIT_MS: u64 = 2_000;
+/// Bytes of an endpoint's answer read (and dropped) so the connection can be reused.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
+
+/// What the gateway needs to push: the allow-list and the key of the groups' secrets.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    pub allow: allow::AllowList,
+    pub key: signing::PushKey,
+    /// `--no-push`: this gateway pushes nothing (others on the bucket still do).
+    pub enabled: bool,
+}
+
+/// How one push ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Delivered,
+    Failed {
+        error: String,
+        /// A 429 or 503's `Retry-After`, in milliseconds.
+        retry_after_ms: Option<i64>,
+    },
+}
+
+/// A push done, waiting to be settled; holds its slot until then.
+struct Pushed {
+    receipt_handle: String,
+    topic: String,
+    queue: u32,
+    offset: u64,
+    attempt: u32,
+    answer: Answer,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Runs the pushers of every push group while the gateway runs.
+pub fn spawn(st: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("ferrymq/", env!("CARGO_PKG_VERSION")))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the push HTTP client: pushing nothing");
+                return;
+            }
+        };
+        supervise(st, client).await;
+    })
+}
+
+/// Starts a pusher for each push group, tells pushers of changed groups their new definition,
+/// and stops those of groups that are gone or pull now (they finish what is in flight first).
+async fn supervise(st: Arc<AppState>, client: reqwest::Client) {
+    let mut running: HashMap<
+        String,
+        (watch::Sender<Option<GroupDef>>, tokio::task::JoinHandle<()>),
+    > = HashMap::new();
+    let mut version = st.node.watch_version();
+    loop {
+        let push_groups: HashMap<String, GroupDef> = st
+            .node
+            .state()
+            .groups
+            .iter()
+            .filter(|(_, g)| g.def.push.is_some())
+            .map(|(name, g)| (name.clone(), g.def.clone()))
+            .collect();
+        running.retain(|name, (tx, task)| {
+            if task.is_finished() {
+                return false;
+            }
+            let def = push_groups.get(name).cloned();
+            let stop = def.is_none();
+            tx.send_if_modified(|d| {
+                let changed = *d != def;
+                *d = def.clone();
+                changed
+            });
+            !stop
+        });
+        for (name, def) in push_groups {
+            if running.contains_key(&name) {
+                continue;
+            }
+            let (tx, rx) = watch::channel(Some(def));
+            let pusher = Pusher {
+                st: st.clone(),
+                client: client.clone(),
+                group: name.clone(),
+                def: rx,
+                paused_until_ms: Arc::new(AtomicI64::new(0)),
+            };
+            running.insert(name, (tx, tokio::spawn(pusher.run())));
+        }
+        // Definitions change by deltas: look again after the next one (or a second).
+        let _ = tokio::time::timeout(Duration::from_secs(1), version.changed()).await;
+        version.borrow_and_update();
+    }
+}
+
+/// The pusher of one group on this gateway.
+struct Pusher {
+    st: Arc<AppState>,
+    client: reqwest::Client,
+    group: String,
+    def: watch::Receiver<Option<GroupDef>>,
+    /// No new pushes before this time (a `Retry-After`).
+    paused_until_ms: Arc<AtomicI64>,
+}
+
+impl Pusher {
+    async fn run(mut self) {
+        let slots = Arc::new(Semaphore::new(LOCAL_MAX_IN_FLIGHT));
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settle_loop(
+            self.st.clone(),
+            self.group.clone(),
+            done_rx,
+            self.paused_until_ms.clone(),
+        ));
+        debug!(group = %self.group, "pusher started");
+        loop {
+            let Some(def) = self.def.borrow_and_update().clone() else {
+                break;
+            };
+            let Some(push) = def.push.clone() else { break };
+            if !self.st.push.enabled {
+                // Wait for a change of mind (the flag does not change at run time: forever).
+                if self.def.changed().await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            let now = self.st.node.clock().now_ms();
+            let paused = self.paused_until_ms.load(Ordering::Relaxed);
+            if paused > now {
+                self.idle(Duration::from_millis((paused - now) as u64))
+                    .await;
+                continue;
+            }
+            let (leased, allowed) = {
+                let s = self.st.node.state();
+                let allowed = s
+                    .groups
+                    .get(&self.group)
+                    .and_then(|g| g.push.as_ref())
+                    .map_or(u32::MAX, |p| {
+                        p.available(push.rate_per_s, now.max(s.time_ms))
+                    });
+                (s.leased(&self.group), allowed)
+            };
+            let room = (push.max_in_flight as usize)
+                .saturating_sub(leased)
+                .min(slots.available_permits())
+                .min(allowed as usize)
+                .min(self.st.limits.max_receive as usize);
+            if room == 0 {
+                // Full here or cluster-wide, or out of rate: wait for a settle somewhere (a
+                // new version) or a token.
+                let wait = if allowed == 0 {
+                    1000 / u64::from(push.rate_per_s.max(1))
+                } else {
+                    1000
+                };
+                self.idle(Duration::from_millis(wait.max(5))).await;
+                continue;
+            }
+            let request = ReceiveRequest {
+                max_messages: room as u32,
+                wait_ms: RECEIVE_WAIT_MS.min(self.st.limits.max_wait_ms),
+                invisible_ms: Some(
+                    (i64::try_from(push.timeout_ms).unwrap_or(i64::MAX))
+                        .saturating_add(LEASE_MARGIN_MS)
+                        .min(12 * 3600 * 1000),
+                ),
+                consumer: None,
+                ack_receipt_handles: Vec::new(),
+            };
+            match receive_as(&self.st, &self.group, request, Receiver::Pusher).await {
+                Ok(received) => {
+                    for d in received.deliveries {
+                        let Ok(slot) = slots.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let (st, client, group, push) = (
+                            self.st.clone(),
+                            self.client.clone(),
+                            self.group.clone(),
+                            push.clone(),
+                        );
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            let pushed = push_one(&st, &client, &group, &push, d, slot).await;
+                            let _ = done.send(pushed);
+                        });
+                    }
+                }
+                Err(Error::Busy(_)) => self.idle(Duration::from_millis(50)).await,
+                // The group turned to pull or went away: the next look says so.
+                Err(Error::Conflict(_) | Error::NotFound { .. }) => {
+                    self.idle(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    warn!(group = %self.group, error = %e, "push: leasing failed; retrying in 1 s");
+                    self.idle(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        // Finish what is in flight: every slot comes back once its settle is committed.
+        drop(done_tx);
+        let _ = slots.acquire_many(LOCAL_MAX_IN_FLIGHT as u32).await;
+        let _ = settler.await;
+        debug!(group = %self.group, "pusher stopped");
+    }
+
+    /// Waits `d`, or less if the definition changes.
+    async fn idle(&mut self, d: Duration) {
+        let _ = tokio::time::timeout(d, self.def.changed()).await;
+    }
+}
+
+/// Pushes one delivery and says how it went.
+async fn push_one(
+    st: &AppState,
+    client: &reqwest::Client,
+    group: &str,
+    push: &PushDef,
+    d: Delivery,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Pushed {
+    let answer = match st.push.allow.check(&push.url) {
+        Err(e) => Answer::Failed {
+            error: e.to_string(),
+            retry_after_ms: None,
+        },
+        Ok(url) => {
+            let secret = st.push.key.secret(group, &push.secret_nonce);
+            let request = event::build(
+                &d.message,
+                d.attempt,
+                push.format,
+                &secret,
+                st.node.clock().now_ms(),
+            );
+            post(client, url, request, Duration::from_millis(push.timeout_ms)).await
+        }
+    };
+    crate::metrics::observe_push(answer == Answer::Delivered);
+    if let Answer::Failed { error, .. } = &answer {
+        debug!(%group, message_id = %d.message.message.message_id, attempt = d.attempt, %error, "push failed");
+    }
+    Pushed {
+        receipt_handle: d.receipt_handle,
+        topic: d.message.topic.clone(),
+        queue: d.message.queue,
+        offset: d.message.offset,
+        attempt: d.attempt,
+        answer,
+        _slot: slot,
+    }
+}
+
+/// POSTs `request` to `url` within `timeout` (answer included).
+async fn post(
+    client: &reqwest::Client,
+    url: url::Url,
+    request: event::PushRequest,
+    timeout: Duration,
+) -> Answer {
+    let mut builder = client.post(url).timeout(timeout).body(request.body);
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    let exchange = async {
+        let mut response = builder.send().await?;
+        let status = response.status();
+        let retry_after_ms = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(|s| s.saturating_mul(1000).clamp(0, MAX_RETRY_AFTER_MS));
+        // Read a little of the answer so the connection can be reused; never all of it.
+        let mut read = 0;
+        while let Some(chunk) = response.chunk().await? {
+            read += chunk.len();
+            if read > MAX_ANSWER_BYTES {
+                break;
+            }
+        }
+        Ok::<_, reqwest::Error>((status, retry_after_ms))
+    };
+    match exchange.await {
+        Ok((status, _)) if status.is_success() => Answer::Delivered,
+        Ok((status, retry_after_ms)) => Answer::Failed {
+            error: format!("the endpoint answered {status}"),
+            retry_after_ms: retry_after_ms.filter(|_| {
+                status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            }),
+        },
+        Err(e) if e.is_timeout() => Answer::Failed {
+            error: format!("no answer within {} ms", timeout.as_millis()),
+            retry_after_ms: None,
+        },
+        Err(e) => Answer::Failed {
+            error: describe(&e),
+            retry_after_ms: None,
+        },
+    }
+}
+
+/// A transport error with its causes (reqwest's own message hides them).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Settles finished pushes in batches: acks and nacks (with the group's backoff, or a longer
+/// `Retry-After`) and the counters, in one delta. A settle that cannot be committed after a
+/// few tries is given up: its leases expire and the messages are pushed again.
+async fn settle_loop(
+    st: Arc<AppState>,
+    group: String,
+    mut done: mpsc::UnboundedReceiver<Pushed>,
+    paused_until_ms: Arc<AtomicI64>,
+) {
+    while let Some(first) = done.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < crate::service::settle::MAX_HANDLES {
+            match done.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let Some(def) = st.node.state().groups.get(&group).map(|g| g.def.clone()) else {
+            continue;
+        };
+        let now = st.node.clock().now_ms();
+        let mut actions: HashMap<(&str, u32, u64), SettleAction> = HashMap::new();
+        let (mut delivered, mut failed, mut last_error) = (0, 0, None);
+        for p in &batch {
+            let action = match &p.answer {
+                Answer::Delivered => {
+                    delivered += 1;
+                    SettleAction::Ack
+                }
+                Answer::Failed {
+                    error,
+                    retry_after_ms,
+                } => {
+                    failed += 1;
+                    last_error = Some(error.clone());
+                    if let Some(ms) = retry_after_ms {
+                        paused_until_ms.fetch_max(now + ms, Ordering::Relaxed);
+                    }
+                    SettleAction::Nack {
+                        delay_ms: def.backoff_ms(p.attempt).max(retry_after_ms.unwrap_or(0)),
+                    }
+                }
+            };
+            actions.insert((p.topic.as_str(), p.queue, p.offset), action);
+        }
+        let handles: Vec<String> = batch.iter().map(|p| p.receipt_handle.clone()).collect();
+        let plan = SettlePlan::new(&st.receipts, &group, &def, &handles, |r, _| {
+            actions
+                .get(&(r.topic.as_str(), r.queue, r.offset))
+                .copied()
+                .unwrap_or(SettleAction::Ack)
+        });
+        let mut commands = plan.commands();
+        commands.push(Command::PushReport {
+            group: group.clone(),
+            delivered,
+            failed,
+            last_error,
+        });
+        for attempt in 1..=5u32 {
+            match crate::service::submit(&st, commands.clone()).await {
+                Ok(_) => break,
+                Err(e) if attempt < 5 => {
+                    warn!(%group, error = %e, attempt, "push: settling failed; retrying");
+                    st.node
+                        .clock()
+                        .sleep(Duration::from_millis(200 * u64::from(attempt)))
+                        .await;
+                }
+                Err(e) => {
+                    warn!(%group, error = %e, "push: settling failed; the leases will expire and the messages be pushed again");
+                }
+            }
+        }
+        // The slots go back with the batch.
+    }
+}

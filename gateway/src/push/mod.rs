@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use segment_writer::manifest::{Command, GroupDef, PushDef, SettleAction};
+use segment_writer::manifest::state::PUSH_CONSUMER;
+use segment_writer::manifest::{Command, GroupDef, SettleAction};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, warn};
 
@@ -62,6 +63,9 @@ enum Answer {
         /// A 429 or 503's `Retry-After`, in milliseconds.
         retry_after_ms: Option<i64>,
     },
+    /// Not pushed: the group turned to pull after this message was leased; it goes back at
+    /// once, not counted as a delivery.
+    Released,
 }
 
 /// A push done, waiting to be settled; holds its slot until then.
@@ -220,7 +224,7 @@ impl Pusher {
                         .saturating_add(LEASE_MARGIN_MS)
                         .min(12 * 3600 * 1000),
                 ),
-                consumer: None,
+                consumer: Some(PUSH_CONSUMER.to_string()),
                 ack_receipt_handles: Vec::new(),
             };
             match receive_as(&self.st, &self.group, request, Receiver::Pusher).await {
@@ -229,15 +233,11 @@ impl Pusher {
                         let Ok(slot) = slots.clone().acquire_owned().await else {
                             break;
                         };
-                        let (st, client, group, push) = (
-                            self.st.clone(),
-                            self.client.clone(),
-                            self.group.clone(),
-                            push.clone(),
-                        );
+                        let (st, client, group) =
+                            (self.st.clone(), self.client.clone(), self.group.clone());
                         let done = done_tx.clone();
                         tokio::spawn(async move {
-                            let pushed = push_one(&st, &client, &group, &push, d, slot).await;
+                            let pushed = push_one(&st, &client, &group, d, slot).await;
                             let _ = done.send(pushed);
                         });
                     }
@@ -271,10 +271,28 @@ async fn push_one(
     st: &AppState,
     client: &reqwest::Client,
     group: &str,
-    push: &PushDef,
     d: Delivery,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Pushed {
+    // The group as it is now: its endpoint or format may have changed while this message was
+    // being leased, or it may have turned to pull (then the message goes back at once).
+    let current = st
+        .node
+        .state()
+        .groups
+        .get(group)
+        .and_then(|g| g.def.push.clone());
+    let Some(push) = current.as_ref() else {
+        return Pushed {
+            receipt_handle: d.receipt_handle,
+            topic: d.message.topic.clone(),
+            queue: d.message.queue,
+            offset: d.message.offset,
+            attempt: d.attempt,
+            answer: Answer::Released,
+            _slot: slot,
+        };
+    };
     let answer = match st.push.allow.check(&push.url) {
         Err(e) => Answer::Failed {
             error: e.to_string(),
@@ -394,6 +412,7 @@ async fn settle_loop(
         let (mut delivered, mut failed, mut last_error) = (0, 0, None);
         for p in &batch {
             let action = match &p.answer {
+                Answer::Released => SettleAction::Nack { delay_ms: 0 },
                 Answer::Delivered => {
                     delivered += 1;
                     SettleAction::Ack

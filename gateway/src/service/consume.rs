@@ -80,7 +80,9 @@ pub async fn receive_as(
         )));
     }
     if let Some(c) = &b.consumer {
-        check_name("consumer", c, 120)?;
+        if who == Receiver::Client {
+            check_name("consumer", c, 120)?;
+        }
     }
     if b.ack_receipt_handles.len() > MAX_HANDLES {
         return Err(Error::bad(

@@ -170,6 +170,10 @@ pub struct Retry {
     pub located: Option<Box<OffsetRange>>,
 }
 
+/// The consumer name of the gateways' pushers in their leases (API.md "Push subscriptions");
+/// not a name a client can give (`:` is not allowed in one).
+pub const PUSH_CONSUMER: &str = "ferrymq:push";
+
 /// Messages a group may have leased or waiting for a retry at once when the receive does not
 /// say (SQS allows 120,000 in flight per queue). A receive past it grants nothing and the
 /// gateway answers 429.
@@ -989,6 +993,15 @@ impl State {
         if invisible_ms <= 0 {
             return Err(Rejection::Invalid("invisible_ms must be positive".into()));
         }
+        // A push group's messages go to its pushers only, a pull group's to receives only,
+        // as of this version: a lease asked for before the group switched grants nothing.
+        if (consumer == PUSH_CONSUMER) != def.push.is_some() {
+            return Err(Rejection::Conflict(if def.push.is_some() {
+                format!("group {group} is a push group")
+            } else {
+                format!("group {group} is not a push group")
+            }));
+        }
         let version = self.version;
         for at in skipped {
             let Some(next) = self
@@ -1434,6 +1447,12 @@ mod tests {
 
     impl Sim {
         fn lease_all(&mut self, consumer: &str) -> Vec<Grant> {
+            let push = self
+                .state
+                .groups
+                .get("g")
+                .is_some_and(|g| g.def.push.is_some());
+            let consumer = if push { PUSH_CONSUMER } else { consumer };
             let candidates = self.state.candidates("g", consumer, self.now, 100);
             match self.one(Command::Lease {
                 group: "g".into(),

@@ -68,6 +68,9 @@ pub enum ConsumerMode {
     Group,
     /// `GET /v1/topics/{topic}/queues/{queue}/messages?offset=…&wait_ms=…`.
     Pull,
+    /// A push group (API.md "Push subscriptions") whose endpoint is a receiver in this
+    /// process on 127.0.0.1 answering 204 at once; `--consumers` is its `max_in_flight`.
+    Push,
 }
 
 /// The property that carries a message's send time (µs since the Unix epoch).
@@ -170,6 +173,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         r.text().await.unwrap_or_default()
     );
     let group = format!("{}-bench", args.topic);
+    let received = Arc::new(AtomicU64::new(0));
+    let e2e_hist = Arc::new(Mutex::new(hist()));
+    let (received_for_push, e2e_for_push) = (received.clone(), e2e_hist.clone());
     // Where pull consumers start: the end of each queue now.
     let mut pull_from = Vec::new();
     if args.consumers > 0 && args.consumer_mode == ConsumerMode::Pull {
@@ -207,6 +213,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             r.status()
         );
     }
+    let mut receiver = None;
+    if args.consumers > 0 && args.consumer_mode == ConsumerMode::Push {
+        let (addr, task) = push_receiver(received_for_push.clone(), e2e_for_push.clone()).await?;
+        receiver = Some(task);
+        let push_group = format!("{}-push", args.topic);
+        let r = client
+            .put(format!("{url}/v1/groups/{push_group}"))
+            .header("authorization", &auth)
+            .json(
+                &json!({"subscriptions": [{"topic": args.topic}], "start_from": "latest",
+                "push": {"url": format!("http://{addr}/push"), "max_in_flight": args.consumers}}),
+            )
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "creating the push group: HTTP {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
     // A follower learns of the topic and group within a tail interval.
     if urls.len() > 1 {
         tokio::time::timeout(Duration::from_secs(1), futures::future::pending::<()>())
@@ -216,10 +243,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let store_before = store_requests(&client, &urls).await;
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let received = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let ack_hist = Arc::new(Mutex::new(hist()));
-    let e2e_hist = Arc::new(Mutex::new(hist()));
     let body = "x".repeat(args.message_size);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -263,6 +288,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (client, auth, url) = (client.clone(), auth.clone(), urls[c % urls.len()].clone());
         let (stop, received, e2e_hist) = (stop.clone(), received.clone(), e2e_hist.clone());
         match args.consumer_mode {
+            // The gateways push to the receiver started above.
+            ConsumerMode::Push => {}
             ConsumerMode::Group => {
                 let group = group.clone();
                 tasks.push(tokio::spawn(async move {
@@ -313,6 +340,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(r) = receiver {
+        // Pushes of the last moments still arrive.
+        tokio::time::timeout(Duration::from_secs(1), futures::future::pending::<()>())
+            .await
+            .ok();
+        r.abort();
+    }
     eprintln!();
     let secs = started.elapsed().as_secs_f64();
     let store_after = store_requests(&client, &urls).await;
@@ -357,6 +391,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A loopback push endpoint: counts each push, records its end-to-end latency from the
+/// message's send time (in the `ferrymq-properties` header), answers 204 at once.
+async fn push_receiver(
+    received: Arc<AtomicU64>,
+    e2e: Arc<Mutex<Histogram<u64>>>,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let app = axum::Router::new().route(
+        "/push",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (received, e2e) = (received.clone(), e2e.clone());
+            async move {
+                let now = now_us();
+                received.fetch_add(1, Ordering::Relaxed);
+                let sent = headers
+                    .get("ferrymq-properties")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(&format!(r#""{SENT_PROPERTY}":""#)).nth(1))
+                    .and_then(|v| v.split('"').next())
+                    .and_then(|v| v.parse::<i64>().ok());
+                if let Some(t) = sent {
+                    e2e.lock().await.saturating_record((now - t).max(0) as u64);
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, task))
 }
 
 /// One producer connection's loop: publish `batch` messages per request until stopped.

@@ -429,6 +429,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown_state.ready.store(false, Ordering::SeqCst);
         })
         .await?;
+    // The pushers hold the state (and so the batcher): stop them first.
+    pushers.abort();
+    let _ = pushers.await;
     batcher.close();
     drop(state);
     let _ = batcher_task.await;
@@ -438,7 +441,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     scheduler.abort();
     spill_keeper.abort();
     index_keeper.abort();
-    pushers.abort();
     if let Some(c) = compactor {
         c.abort();
     }

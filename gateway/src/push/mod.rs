@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use segment_writer::manifest::state::PUSH_CONSUMER;
 use segment_writer::manifest::{Command, GroupDef, SettleAction};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
 use crate::service::consume::{Delivery, Receiver, receive_as};
@@ -102,12 +103,13 @@ pub fn spawn(st: Arc<AppState>) -> tokio::task::JoinHandle<()> {
 /// Starts a pusher for each push group, tells pushers of changed groups their new definition,
 /// and stops those of groups that are gone or pull now (they finish what is in flight first).
 async fn supervise(st: Arc<AppState>, client: reqwest::Client) {
-    let mut running: HashMap<
-        String,
-        (watch::Sender<Option<GroupDef>>, tokio::task::JoinHandle<()>),
-    > = HashMap::new();
+    // Dropped with this task (at shutdown): every pusher is aborted with it.
+    let mut pushers = JoinSet::new();
+    let mut running: HashMap<String, (watch::Sender<Option<GroupDef>>, AbortHandle)> =
+        HashMap::new();
     let mut version = st.node.watch_version();
     loop {
+        while pushers.try_join_next().is_some() {}
         let push_groups: HashMap<String, GroupDef> = st
             .node
             .state()
@@ -140,8 +142,9 @@ async fn supervise(st: Arc<AppState>, client: reqwest::Client) {
                 group: name.clone(),
                 def: rx,
                 paused_until_ms: Arc::new(AtomicI64::new(0)),
+                settled: Arc::new(Notify::new()),
             };
-            running.insert(name, (tx, tokio::spawn(pusher.run())));
+            running.insert(name, (tx, pushers.spawn(pusher.run())));
         }
         // Definitions change by deltas: look again after the next one (or a second).
         let _ = tokio::time::timeout(Duration::from_secs(1), version.changed()).await;
@@ -157,20 +160,26 @@ struct Pusher {
     def: watch::Receiver<Option<GroupDef>>,
     /// No new pushes before this time (a `Retry-After`).
     paused_until_ms: Arc<AtomicI64>,
+    /// Told when a batch of settles is committed (room for more pushes).
+    settled: Arc<Notify>,
 }
 
 impl Pusher {
     async fn run(mut self) {
         let slots = Arc::new(Semaphore::new(LOCAL_MAX_IN_FLIGHT));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let settler = tokio::spawn(settle_loop(
+        // The settler and every push: aborted if this pusher is (at shutdown).
+        let mut children = JoinSet::new();
+        children.spawn(settle_loop(
             self.st.clone(),
             self.group.clone(),
             done_rx,
             self.paused_until_ms.clone(),
+            self.settled.clone(),
         ));
         debug!(group = %self.group, "pusher started");
         loop {
+            while children.try_join_next().is_some() {}
             let Some(def) = self.def.borrow_and_update().clone() else {
                 break;
             };
@@ -236,7 +245,7 @@ impl Pusher {
                         let (st, client, group) =
                             (self.st.clone(), self.client.clone(), self.group.clone());
                         let done = done_tx.clone();
-                        tokio::spawn(async move {
+                        children.spawn(async move {
                             let pushed = push_one(&st, &client, &group, d, slot).await;
                             let _ = done.send(pushed);
                         });
@@ -255,14 +264,20 @@ impl Pusher {
         }
         // Finish what is in flight: every slot comes back once its settle is committed.
         drop(done_tx);
-        let _ = slots.acquire_many(LOCAL_MAX_IN_FLIGHT as u32).await;
-        let _ = settler.await;
+        while children.join_next().await.is_some() {}
         debug!(group = %self.group, "pusher stopped");
     }
 
-    /// Waits `d`, or less if the definition changes.
+    /// Waits `d`, or less if the definition changes or settles make room.
     async fn idle(&mut self, d: Duration) {
-        let _ = tokio::time::timeout(d, self.def.changed()).await;
+        let settled = self.settled.clone();
+        let _ = tokio::time::timeout(d, async {
+            tokio::select! {
+                _ = self.def.changed() => {}
+                _ = settled.notified() => {}
+            }
+        })
+        .await;
     }
 }
 
@@ -395,6 +410,7 @@ async fn settle_loop(
     group: String,
     mut done: mpsc::UnboundedReceiver<Pushed>,
     paused_until_ms: Arc<AtomicI64>,
+    settled: Arc<Notify>,
 ) {
     while let Some(first) = done.recv().await {
         let mut batch = vec![first];
@@ -462,6 +478,8 @@ async fn settle_loop(
                 }
             }
         }
-        // The slots go back with the batch.
+        // The slots go back with the batch; the pusher may lease again.
+        drop(batch);
+        settled.notify_one();
     }
 }

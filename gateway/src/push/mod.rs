@@ -29,7 +29,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
-use crate::service::consume::{Delivery, Receiver, receive_as};
+use crate::service::consume::{Delivery, Receiver, Share, receive_as};
 use crate::service::settle::SettlePlan;
 use crate::service::{AppState, Error};
 use crate::wire::ReceiveRequest;
@@ -39,6 +39,9 @@ pub const LEASE_MARGIN_MS: i64 = 15_000;
 /// Pushes one gateway keeps outstanding per group at most (the group's `max_in_flight` may be
 /// lower; it holds across gateways).
 const LOCAL_MAX_IN_FLIGHT: usize = 1000;
+/// A pusher that reported nothing for this long says it is still pushing (well within
+/// `PushProgress::PUSHER_TTL_MS`).
+const HEARTBEAT_MS: i64 = 5_000;
 /// A pusher's long-poll when its group has nothing visible.
 const RECEIVE_WAIT_MS: u64 = 2_000;
 /// Bytes of an endpoint's answer read (and dropped) so the connection can be reused.
@@ -143,6 +146,7 @@ async fn supervise(st: Arc<AppState>, client: reqwest::Client) {
                 def: rx,
                 paused_until_ms: Arc::new(AtomicI64::new(0)),
                 settled: Arc::new(Notify::new()),
+                last_report_ms: Arc::new(AtomicI64::new(0)),
             };
             running.insert(name, (tx, pushers.spawn(pusher.run())));
         }
@@ -162,6 +166,8 @@ struct Pusher {
     paused_until_ms: Arc<AtomicI64>,
     /// Told when a batch of settles is committed (room for more pushes).
     settled: Arc<Notify>,
+    /// When this pusher last reported (settles carry a report).
+    last_report_ms: Arc<AtomicI64>,
 }
 
 impl Pusher {
@@ -176,6 +182,7 @@ impl Pusher {
             done_rx,
             self.paused_until_ms.clone(),
             self.settled.clone(),
+            self.last_report_ms.clone(),
         ));
         debug!(group = %self.group, "pusher started");
         loop {
@@ -198,19 +205,36 @@ impl Pusher {
                     .await;
                 continue;
             }
-            let (leased, allowed) = {
+            if now - self.last_report_ms.load(Ordering::Relaxed) >= HEARTBEAT_MS {
+                self.heartbeat(now).await;
+            }
+            let me = self.st.node.settings().gateway_id.as_str();
+            let (leased, allowed, share) = {
                 let s = self.st.node.state();
-                let allowed = s
-                    .groups
-                    .get(&self.group)
-                    .and_then(|g| g.push.as_ref())
-                    .map_or(u32::MAX, |p| {
-                        p.available(push.rate_per_s, now.max(s.time_ms))
-                    });
-                (s.leased(&self.group), allowed)
+                let now = now.max(s.time_ms);
+                let progress = s.groups.get(&self.group).and_then(|g| g.push.as_ref());
+                let allowed = progress.map_or(u32::MAX, |p| p.available(push.rate_per_s, now));
+                // This gateway's share of the queues among the gateways pushing the group.
+                let mut live: Vec<&str> = progress
+                    .map(|p| p.live_pushers(now).collect())
+                    .unwrap_or_default();
+                if !live.contains(&me) {
+                    live.push(me);
+                    live.sort_unstable();
+                }
+                let share = Share {
+                    index: live.iter().position(|g| *g == me).unwrap_or(0),
+                    of: live.len(),
+                };
+                (s.leased(&self.group), allowed, share)
             };
-            let room = (push.max_in_flight as usize)
-                .saturating_sub(leased)
+            // Each pusher keeps its part of `max_in_flight` outstanding (the cap itself holds
+            // at apply; this keeps the pushers from racing for it).
+            let mine = LOCAL_MAX_IN_FLIGHT - slots.available_permits();
+            let part = (push.max_in_flight as usize).div_ceil(share.of);
+            let room = part
+                .saturating_sub(mine)
+                .min((push.max_in_flight as usize).saturating_sub(leased.min(mine)))
                 .min(slots.available_permits())
                 .min(allowed as usize)
                 .min(self.st.limits.max_receive as usize);
@@ -220,7 +244,7 @@ impl Pusher {
                 let wait = if allowed == 0 {
                     1000 / u64::from(push.rate_per_s.max(1))
                 } else {
-                    1000
+                    200
                 };
                 self.idle(Duration::from_millis(wait.max(5))).await;
                 continue;
@@ -236,7 +260,7 @@ impl Pusher {
                 consumer: Some(PUSH_CONSUMER.to_string()),
                 ack_receipt_handles: Vec::new(),
             };
-            match receive_as(&self.st, &self.group, request, Receiver::Pusher).await {
+            match receive_as(&self.st, &self.group, request, Receiver::Pusher(share)).await {
                 Ok(received) => {
                     for d in received.deliveries {
                         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -266,6 +290,22 @@ impl Pusher {
         drop(done_tx);
         while children.join_next().await.is_some() {}
         debug!(group = %self.group, "pusher stopped");
+    }
+
+    /// Says this gateway pushes the group (it counts in the queues' shares), when it has
+    /// reported nothing for a while.
+    async fn heartbeat(&self, now: i64) {
+        let report = Command::PushReport {
+            group: self.group.clone(),
+            gateway: self.st.node.settings().gateway_id.clone(),
+            delivered: 0,
+            failed: 0,
+            last_error: None,
+        };
+        match crate::service::submit(&self.st, vec![report]).await {
+            Ok(_) => self.last_report_ms.store(now, Ordering::Relaxed),
+            Err(e) => debug!(group = %self.group, error = %e, "push: heartbeat failed"),
+        }
     }
 
     /// Waits `d`, or less if the definition changes or settles make room.
@@ -411,6 +451,7 @@ async fn settle_loop(
     mut done: mpsc::UnboundedReceiver<Pushed>,
     paused_until_ms: Arc<AtomicI64>,
     settled: Arc<Notify>,
+    last_report_ms: Arc<AtomicI64>,
 ) {
     while let Some(first) = done.recv().await {
         let mut batch = vec![first];
@@ -459,13 +500,17 @@ async fn settle_loop(
         let mut commands = plan.commands();
         commands.push(Command::PushReport {
             group: group.clone(),
+            gateway: st.node.settings().gateway_id.clone(),
             delivered,
             failed,
             last_error,
         });
         for attempt in 1..=5u32 {
             match crate::service::submit(&st, commands.clone()).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    last_report_ms.store(now, Ordering::Relaxed);
+                    break;
+                }
                 Err(e) if attempt < 5 => {
                     warn!(%group, error = %e, attempt, "push: settling failed; retrying");
                     st.node

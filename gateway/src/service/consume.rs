@@ -55,7 +55,27 @@ pub async fn receive(st: &AppState, group: &str, b: ReceiveRequest) -> Result<Re
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Receiver {
     Client,
-    Pusher,
+    /// A pusher, leasing from its share of the group's queues only.
+    Pusher(Share),
+}
+
+/// Which of a push group's queues a pusher leases from: those whose hash modulo `of` is
+/// `index` (every gateway computes the same hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Share {
+    /// Whether queue `queue` of `topic` is in this share.
+    pub fn holds(&self, topic: &str, queue: u32) -> bool {
+        if self.of <= 1 {
+            return true;
+        }
+        let h = crc32c::crc32c_append(crc32c::crc32c(topic.as_bytes()), &queue.to_le_bytes());
+        h as usize % self.of == self.index
+    }
 }
 
 /// [`receive`] for `who`: a push group's messages go to its pusher only, and a pull group's to
@@ -103,7 +123,7 @@ pub async fn receive_as(
                     p.url
                 )));
             }
-            (None, Receiver::Pusher) => {
+            (None, Receiver::Pusher(_)) => {
                 return Err(Error::Conflict(format!(
                     "group {group} is not a push group"
                 )));
@@ -187,6 +207,10 @@ pub async fn receive_as(
                 now,
                 window,
                 |t| ordered.contains(t).then_some(window.max(FIFO_LOOK_AHEAD)),
+                |t, q| match who {
+                    Receiver::Pusher(share) => share.holds(t, q),
+                    Receiver::Client => true,
+                },
                 // Ordered topics are claimed by message group below, never by offset.
                 |t, q, o| !ordered.contains(t) && crate::claims::claimed(mine, t, q, o),
             );
@@ -379,7 +403,7 @@ pub async fn receive_as(
                     grants,
                     capped: true,
                     ..
-                } if grants.is_empty() && who == Receiver::Pusher => {
+                } if grants.is_empty() && matches!(who, Receiver::Pusher(_)) => {
                     return Err(Error::Busy(format!(
                         "push group {group} is at its max_in_flight or rate_per_s"
                     )));

@@ -239,6 +239,9 @@ pub enum Command {
     /// `push_status`); committed with the settles of those pushes.
     PushReport {
         group: String,
+        /// The reporting gateway: it counts as one of the group's pushers for a while.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        gateway: String,
         delivered: u64,
         failed: u64,
         /// The newest failure's description, if any failed.

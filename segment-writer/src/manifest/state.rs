@@ -287,11 +287,26 @@ pub struct PushProgress {
     pub tokens_milli: u64,
     #[serde(default)]
     pub refilled_ms: i64,
+    /// Gateways pushing this group → when they last reported; entries older than
+    /// [`PushProgress::PUSHER_TTL_MS`] are dropped at the next report (so bounded by the
+    /// gateways alive in that window). The pushers share the group's queues among these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pushers: BTreeMap<String, i64>,
 }
 
 impl PushProgress {
     /// Longest `last_error` kept, in bytes.
     pub const MAX_ERROR_BYTES: usize = 512;
+    /// A pusher that has not reported for this long is no longer counted.
+    pub const PUSHER_TTL_MS: i64 = 15_000;
+
+    /// The gateways counted as pushing at `now`, in order.
+    pub fn live_pushers(&self, now: i64) -> impl Iterator<Item = &str> {
+        self.pushers
+            .iter()
+            .filter(move |(_, t)| **t > now - Self::PUSHER_TTL_MS)
+            .map(|(g, _)| g.as_str())
+    }
 
     /// Leases the rate cap would allow at `now` (`u32::MAX` without a cap).
     pub fn available(&self, rate_per_s: u32, now: i64) -> u32 {
@@ -543,6 +558,7 @@ impl State {
             } => self.settle(group, consumer, at, *lease_version, *action, now),
             Command::PushReport {
                 group,
+                gateway,
                 delivered,
                 failed,
                 last_error,
@@ -553,6 +569,11 @@ impl State {
                     .ok_or_else(|| Rejection::GroupNotFound(group.clone()))?;
                 // A report after the group turned to pull is dropped.
                 if let Some(p) = g.push.as_mut() {
+                    p.pushers
+                        .retain(|_, t| *t > now - PushProgress::PUSHER_TTL_MS);
+                    if !gateway.is_empty() {
+                        p.pushers.insert(gateway.clone(), now);
+                    }
                     p.delivered_total = p.delivered_total.saturating_add(*delivered);
                     p.failed_total = p.failed_total.saturating_add(*failed);
                     if let Some(e) = last_error {
@@ -1322,7 +1343,15 @@ impl State {
         now: i64,
         limit: usize,
     ) -> Vec<QueueOffset> {
-        self.candidates_looking_ahead(group, consumer, now, limit, |_| None, |_, _, _| false)
+        self.candidates_looking_ahead(
+            group,
+            consumer,
+            now,
+            limit,
+            |_| None,
+            |_, _| true,
+            |_, _, _| false,
+        )
     }
 
     /// [`State::candidates`], except that the queues of a topic for which `ahead` answers
@@ -1331,6 +1360,7 @@ impl State {
     /// for which `skip(topic, queue, offset)` answers true are passed over (a gateway's own
     /// receives in flight claim theirs, so that concurrent receives do not all ask for the
     /// same offsets).
+    #[allow(clippy::too_many_arguments)] // each closure is one question the caller answers
     pub fn candidates_looking_ahead(
         &self,
         group: &str,
@@ -1338,6 +1368,7 @@ impl State {
         now: i64,
         limit: usize,
         ahead: impl Fn(&str) -> Option<usize>,
+        queues: impl Fn(&str, u32) -> bool,
         skip: impl Fn(&str, u32, u64) -> bool,
     ) -> Vec<QueueOffset> {
         let Some(g) = self.groups.get(group) else {
@@ -1352,6 +1383,9 @@ impl State {
             let wide = ahead(&s.topic);
             let limit = wide.unwrap_or(limit);
             for (qi, q) in t.queues.iter().enumerate() {
+                if !queues(&s.topic, qi as u32) {
+                    continue;
+                }
                 let Some(c) = self.cursor(group, consumer, &s.topic, qi as u32) else {
                     continue;
                 };
@@ -1622,12 +1656,20 @@ mod tests {
         // Counters add up; a long error is cut at a char boundary.
         s.one(Command::PushReport {
             group: "g".into(),
+            gateway: "gw1".into(),
             delivered: 3,
             failed: 1,
             last_error: Some("é".repeat(400)),
         });
         let progress = s.state.groups["g"].push.clone().expect("progress");
         assert_eq!((progress.delivered_total, progress.failed_total), (3, 1));
+        assert_eq!(progress.live_pushers(s.now).collect::<Vec<_>>(), ["gw1"]);
+        assert_eq!(
+            progress
+                .live_pushers(s.now + PushProgress::PUSHER_TTL_MS)
+                .count(),
+            0
+        );
         assert_eq!(progress.last_error.map(|e| e.len()), Some(512));
         assert_eq!(progress.last_error_time_ms, Some(s.now));
         // Back to pull: the cursors are still those of before; a late report is dropped.
@@ -1639,6 +1681,7 @@ mod tests {
         assert_eq!(s.state.groups["g"].push, None);
         s.one(Command::PushReport {
             group: "g".into(),
+            gateway: "gw1".into(),
             delivered: 1,
             failed: 0,
             last_error: None,

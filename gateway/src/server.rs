@@ -393,7 +393,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let app = crate::http::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(crate::http::otel::RequestSpan))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]));
     let listener = tokio::net::TcpListener::bind(listener_addr)
         .await

@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::builder::{
+    Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -172,14 +174,18 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<Vec<LedgerEvent>> {
             let a = c
                 .as_primitive_opt::<Int64Type>()
                 .ok_or_else(|| bad(format!("{name} is not int64")))?;
-            Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+            Ok((0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect())
         };
         let i32s = |name: &str| -> Result<Vec<Option<i32>>> {
             let c = col(name)?;
             let a = c
                 .as_primitive_opt::<Int32Type>()
                 .ok_or_else(|| bad(format!("{name} is not int32")))?;
-            Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+            Ok((0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect())
         };
         let strs = |name: &str| -> Result<Vec<Option<String>>> {
             let c = col(name)?;
@@ -289,9 +295,7 @@ fn hours(from_ms: i64, to_ms: i64, max: usize) -> Vec<(String, u32)> {
     let first = from_ms.div_euclid(HOUR);
     let last = to_ms.div_euclid(HOUR);
     let start = first.max(last - max as i64 + 1);
-    (start..=last)
-        .map(|h| utc_date_hour(h * HOUR))
-        .collect()
+    (start..=last).map(|h| utc_date_hour(h * HOUR)).collect()
 }
 
 /// The events of `topic` in ledger objects of the hours `from_ms..=to_ms` (at most `max_hours`,
@@ -435,7 +439,10 @@ mod tests {
     fn arb_event() -> impl Strategy<Value = LedgerEvent> {
         let opt_s = || proptest::option::of("[a-zA-Z0-9._ -]{0,24}");
         (
-            (0u64..i64::MAX as u64, -10_000_000_000i64..10_000_000_000_000),
+            (
+                0u64..i64::MAX as u64,
+                -10_000_000_000i64..10_000_000_000_000,
+            ),
             0usize..EventKind::ALL.len(),
             "[A-Za-z0-9._-]{1,20}",
             (
@@ -447,7 +454,14 @@ mod tests {
             (proptest::option::of(1u32..100), opt_s(), opt_s()),
         )
             .prop_map(
-                |((seq, time_ms), k, topic, (queue, offset, count), (id, group, consumer), (attempt, gateway, detail))| {
+                |(
+                    (seq, time_ms),
+                    k,
+                    topic,
+                    (queue, offset, count),
+                    (id, group, consumer),
+                    (attempt, gateway, detail),
+                )| {
                     LedgerEvent {
                         seq,
                         time_ms,
@@ -534,10 +548,7 @@ mod tests {
         let got = read(&store, "a", (t0, t0 + 2 * H, 100), |_| true)
             .await
             .expect("reads");
-        assert_eq!(
-            got.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![0, 2, 3]
-        );
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 2, 3]);
         let only_first_hour = read(&store, "a", (t0, t0 + 10, 100), |e| e.seq != 3)
             .await
             .expect("reads");

@@ -18,6 +18,9 @@ struct Metrics {
     injected_faults: IntCounter,
     corrupt: IntCounter,
     http: IntCounterVec,
+    ledger_events: IntCounter,
+    ledger_objects: IntCounter,
+    ledger_bytes: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -83,6 +86,21 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["class"],
     )
     .expect("metric");
+    let ledger_events = IntCounter::new(
+        "ferrymq_ledger_events_written_total",
+        "Delivery-ledger events written to ledger objects by this gateway as sequencer",
+    )
+    .expect("metric");
+    let ledger_objects = IntCounter::new(
+        "ferrymq_ledger_objects_written_total",
+        "Delivery-ledger objects (Parquet, under ledger/) written by this gateway as sequencer",
+    )
+    .expect("metric");
+    let ledger_bytes = IntCounter::new(
+        "ferrymq_ledger_written_bytes_total",
+        "Bytes of delivery-ledger objects written by this gateway as sequencer",
+    )
+    .expect("metric");
     for c in [
         Box::new(published.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(publish_ack.clone()),
@@ -94,6 +112,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(injected_faults.clone()),
         Box::new(corrupt.clone()),
         Box::new(http.clone()),
+        Box::new(ledger_events.clone()),
+        Box::new(ledger_objects.clone()),
+        Box::new(ledger_bytes.clone()),
     ] {
         registry.register(c).expect("register metric");
     }
@@ -109,8 +130,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         injected_faults,
         corrupt,
         http,
+        ledger_events,
+        ledger_objects,
+        ledger_bytes,
     }
 });
+
+/// One flush of the delivery ledger: events, objects and bytes written.
+pub fn observe_ledger_flush(events: usize, objects: usize, bytes: u64) {
+    METRICS.ledger_events.inc_by(events as u64);
+    METRICS.ledger_objects.inc_by(objects as u64);
+    METRICS.ledger_bytes.inc_by(bytes);
+}
 
 /// Messages acknowledged, and the ack latency of their request.
 pub fn observe_publish(messages: usize, seconds: f64) {

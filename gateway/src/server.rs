@@ -290,6 +290,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         hedge: defaults.hedge,
         checkpoint_every: args.checkpoint_every,
         checkpoint_min_interval: args.checkpoint_min_interval,
+        gc_grace: args.gc_grace,
         ..LogSettings::default()
     };
     info!(store = %url, gateway = %gateway_id, %address, "opening the manifest");
@@ -388,6 +389,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
+    let ledger_keeper = crate::scheduler::spawn_ledger_keeper(
+        node.clone(),
+        crate::scheduler::LedgerSettings {
+            flush_interval: args.ledger_flush_interval,
+            flush_bytes: args.ledger_flush_bytes,
+            ..Default::default()
+        },
+    );
     let compactor = (!args.no_compact).then(|| {
         crate::compact::spawn_background(node.clone(), args.compact_interval, &args.compactor)
     });
@@ -425,6 +434,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     scheduler.abort();
     spill_keeper.abort();
     index_keeper.abort();
+    ledger_keeper.abort();
     if let Some(c) = compactor {
         c.abort();
     }

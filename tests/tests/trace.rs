@@ -118,3 +118,291 @@ async fn trace_context_is_checked_and_returned_by_every_read(backend: Backend) {
     check(&got[0], "receive");
 }
 on_real_stores!(trace_context_is_checked_and_returned_by_every_read);
+
+/// Log versions left in the bucket, oldest first.
+async fn log_versions(store: &segment_writer::store::Store) -> Vec<u64> {
+    use futures::TryStreamExt;
+    let dir = store.paths.log_dir();
+    let mut v: Vec<u64> = store
+        .inner
+        .list(Some(&dir))
+        .map_ok(|m| segment_writer::paths::Paths::parse_version(&m.location))
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list the log")
+        .into_iter()
+        .flatten()
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Keys under `ledger/`.
+async fn ledger_objects(store: &segment_writer::store::Store) -> Vec<String> {
+    use futures::TryStreamExt;
+    store
+        .inner
+        .list(Some(&store.paths.ledger_root()))
+        .map_ok(|m| store.paths.strip_prefix(&m.location).unwrap())
+        .try_collect()
+        .await
+        .expect("list the ledger")
+}
+
+/// The ledger rows of `message` at queue 0, offset `offset` of `topic`, as DuckDB reads them
+/// from the local directory `root`: `event,group,attempt` lines in time order.
+fn duckdb_story(root: &str, topic: &str, offset: u64) -> Vec<String> {
+    let python = std::env::var("FERRYMQ_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("FERRYMQ_TEST_PYTHON is not set: run scripts/test (it installs DuckDB)")
+    });
+    let script = format!(
+        r#"
+import duckdb, sys
+rows = duckdb.sql(f"""
+  select distinct on (seq) seq, epoch_ms(time) as ms, event, "group", attempt
+  from read_parquet('{{sys.argv[1]}}/ledger/**/*.parquet', hive_partitioning = true)
+  where topic = '{topic}' and queue = 0 and {offset} >= "offset" and {offset} < "offset" + "count"
+  order by seq""").fetchall()
+for seq, ms, event, group, attempt in sorted(rows, key=lambda r: (r[1], r[0])):
+    print(f"{{event}},{{group or ''}},{{attempt or ''}}")
+"#
+    );
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(root)
+        .output()
+        .expect("run DuckDB");
+    assert!(
+        out.status.success(),
+        "DuckDB failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn settle(api: &Api, group: &str, how: &str, handle: &Value) {
+    let body = if how == "nack" {
+        json!({"receipt_handles": [handle], "delay_ms": 0})
+    } else {
+        json!({"receipt_handles": [handle]})
+    };
+    let r = api.post(&format!("/v1/groups/{group}/{how}"), body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["results"][0]["ok"], true, "{:?}", r.body);
+}
+
+async fn trace_survives_log_collection(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    // Checkpoints every few versions and a one-second GC grace: the log versions that decided
+    // the message's life are collected within seconds; the ledger is written twice a second.
+    let flags = [
+        "--gc-grace",
+        "1s",
+        "--checkpoint-every",
+        "4",
+        "--checkpoint-min-interval",
+        "100ms",
+        "--ledger-flush-interval",
+        "500ms",
+    ];
+    let mut gw = Gateway::start(&ts.url, &flags).await;
+    let api = Api::admin(&gw);
+    let r = api
+        .put("/v1/topics/tr", json!({"type": "normal", "queues": 1}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = api
+        .put(
+            "/v1/groups/trg",
+            json!({"subscriptions": [{"topic": "tr"}], "start_from": "earliest",
+                   "max_retries": 1, "invisible_ms": 30000, "retry_backoff_ms": [0]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = api
+        .post(
+            "/v1/topics/tr/messages",
+            json!({"messages": [{"body": "other"}, {"body": "doomed",
+                "properties": {"traceparent": TRACEPARENT}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["results"][1]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let offset = r.body["results"][1]["offset"].as_u64().unwrap();
+    let r = api
+        .post(
+            "/v1/topics/tr/messages",
+            json!({"messages": [{"body": "bystander"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The other two are acked at once; "doomed" is nacked on both of its deliveries, so it is
+    // dead-lettered, then re-driven and acked on its first new delivery.
+    let doomed = |ms: &[Value]| -> Value {
+        let mut handle = None;
+        for m in ms {
+            if m["body"] == "doomed" {
+                handle = Some(m.clone());
+            }
+        }
+        handle.unwrap_or_else(|| panic!("doomed not in {ms:?}"))
+    };
+    let body = json!({"max_messages": 10, "wait_ms": 3000, "consumer": "c1"});
+    let first = receive(&api, "trg", body.clone()).await;
+    assert_eq!(first.len(), 3, "{first:?}");
+    for m in &first {
+        if m["body"] != "doomed" {
+            settle(&api, "trg", "ack", &m["receipt_handle"]).await;
+        }
+    }
+    let m = doomed(&first);
+    assert_eq!(m["delivery_attempt"], 1);
+    settle(&api, "trg", "nack", &m["receipt_handle"]).await;
+    let m = doomed(&receive(&api, "trg", json!({"wait_ms": 3000, "consumer": "c2"})).await);
+    assert_eq!(m["delivery_attempt"], 2);
+    settle(&api, "trg", "nack", &m["receipt_handle"]).await;
+    let dlq = api
+        .get("/v1/topics/DLQ.trg/queues/0/messages?offset=0&max=10")
+        .await;
+    assert_eq!(
+        dlq.body["messages"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        dlq.body
+    );
+    let r = api.post("/v1/groups/trg/redrive", json!({})).await;
+    assert_eq!(r.body["moved"], 1, "{:?}", r.body);
+    let m = doomed(&receive(&api, "trg", json!({"wait_ms": 3000, "consumer": "c3"})).await);
+    assert_eq!(m["delivery_attempt"], 1);
+    settle(&api, "trg", "ack", &m["receipt_handle"]).await;
+    let decided = api.get("/v1/cluster").await.body["manifest_version"]
+        .as_u64()
+        .unwrap();
+
+    // Wait until every log version up to the last decision is collected and no event of the
+    // message is pending in the state any more (all in ledger objects).
+    let store = ts.reopen();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let versions = log_versions(&store).await;
+        let state = stores::manifest(&store).await;
+        let pending = state.pending_events("tr", &id, Some((0, offset)));
+        if versions.first().is_some_and(|&v| v > decided) && pending.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not collected past {decided} (left: {:?}…) or events are pending: {pending:?}",
+            versions.first()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        ledger_objects(&store)
+            .await
+            .iter()
+            .any(|k| k.starts_with("ledger/topic=tr/date=")),
+        "ledger objects under ledger/topic=tr/"
+    );
+    // A restarted gateway (a new sequencer) answers from the ledger objects alone.
+    gw.kill9();
+    gw.restart().await;
+    let api = Api::admin(&gw);
+    let r = api.get(&format!("/v1/topics/tr/messages/{id}/trace")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let events = r.body["events"].as_array().unwrap();
+    let story: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{},{},{}",
+                e["event"].as_str().unwrap(),
+                e["group"].as_str().unwrap_or(""),
+                e["attempt"]
+                    .as_u64()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        vec![
+            "published,,",
+            "delivered,trg,1",
+            "nacked,trg,1",
+            "delivered,trg,2",
+            "nacked,trg,2",
+            "dead_lettered,trg,",
+            "redriven,trg,",
+            "delivered,trg,1",
+            "acked,trg,1",
+        ],
+        "{events:?}"
+    );
+    let consumers: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "delivered")
+        .map(|e| e["consumer"].as_str().unwrap())
+        .collect();
+    assert_eq!(consumers, vec!["c1", "c2", "c3"]);
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0]["time_ms"].as_i64() <= w[1]["time_ms"].as_i64()),
+        "time order"
+    );
+    assert!(events.iter().all(|e| e["gateway"].is_string()));
+    assert!(
+        events[5]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("DLQ.trg queue 0 offset 0"),
+        "{:?}",
+        events[5]
+    );
+    // The trace of the dead-letter copy lives on the DLQ topic.
+    let r = api
+        .get(&format!("/v1/topics/DLQ.trg/messages/{id}/trace"))
+        .await;
+    assert_eq!(
+        r.status, 404,
+        "the DLQ copy was removed by the re-drive: {:?}",
+        r.body
+    );
+    // Unknown ids and topics.
+    let r = api
+        .get("/v1/topics/tr/messages/01J00000000000000000000000/trace")
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_eq!(r.code(), "MessageNotFound");
+    let r = api
+        .get(&format!("/v1/topics/nope/messages/{id}/trace"))
+        .await;
+    assert_eq!(r.code(), "TopicNotFound");
+    // A token without sub on the topic is refused.
+    let other = Api::with_token(
+        &gw.base,
+        ferrymq_tests::common::gateway::token(&["sub:topic/else"]),
+    );
+    let r = other
+        .get(&format!("/v1/topics/tr/messages/{id}/trace"))
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    // SQL over the ledger: the same story, read by DuckDB straight from the directory.
+    if backend == Backend::Local {
+        let root = ts.url.trim_start_matches("file://");
+        assert_eq!(duckdb_story(root, "tr", offset), story);
+    }
+}
+on_real_stores!(trace_survives_log_collection);

@@ -149,6 +149,7 @@ fn documented() -> OpenApiRouter<Arc<AppState>> {
         ))
         .routes(routes!(messages::publish, messages::lookup_by_key))
         .routes(routes!(messages::lookup_message, messages::cancel_message))
+        .routes(routes!(messages::trace_message))
         .routes(routes!(messages::pull))
         .routes(routes!(groups::list_groups))
         .routes(routes!(

@@ -5,8 +5,8 @@
 //!
 //! Why in the state: an event is then exactly as durable as the delta that caused it. It is in
 //! every replica and every checkpoint until the sequencer has written it to a ledger object
-//! (`ledger/…`, Parquet, by `compactor::ledger`) and committed [`Command::LedgerFlushed`]
-//! ([`super::Command`]), which drops the events it covers. A sequencer killed between the
+//! (`ledger/…`, Parquet, by `compactor::ledger`) and committed
+//! [`super::Command::LedgerFlushed`], which drops the events it covers. A sequencer killed between the
 //! object write and that commit loses nothing: the next one writes the same events again
 //! (readers drop the duplicate rows by `seq`), and log garbage collection needs no new rule
 //! because a checkpoint carries whatever is not flushed yet.

@@ -1,7 +1,8 @@
 //! Black-box tests of message trace on the real binary, on a local directory and on the S3
 //! server: W3C trace context properties checked at publish and returned unchanged by every
 //! read, and `GET …/messages/{id}/trace` telling a message's whole life from the delivery
-//! ledger, also after the manifest log versions that decided it were collected.
+//! ledger, also after the manifest log versions that decided it were collected, and after the
+//! sequencer holding unwritten events was killed (SIGKILL) and another took over.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test code: a panic is the failure report; tests poll on real time
 
@@ -537,3 +538,115 @@ async fn delayed_and_transactional_messages_have_their_own_story(backend: Backen
     );
 }
 on_real_stores!(delayed_and_transactional_messages_have_their_own_story);
+
+/// Which of `gws` is the sequencer, as `/v1/cluster` on `api` says (`None`: none alive yet).
+async fn sequencer_of(api: &Api, gws: &[&Gateway]) -> Option<usize> {
+    let c = api.get("/v1/cluster").await.body;
+    let addr = c["gateways"]
+        .as_array()?
+        .iter()
+        .find(|g| g["sequencer"] == true)?["address"]
+        .as_str()?
+        .to_string();
+    gws.iter()
+        .position(|g| addr.ends_with(&format!(":{}", g.port)))
+}
+
+async fn a_killed_sequencer_loses_no_pending_event(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    // Nothing is flushed on its own within the test: every event stays pending in the state.
+    let args = [
+        "--lease-ttl",
+        "2s",
+        "--tail-interval",
+        "50ms",
+        "--ledger-flush-interval",
+        "1h",
+    ];
+    let mut first = Gateway::start(&ts.url, &args).await;
+    let mut second = Gateway::start(&ts.url, &args).await;
+    let (a, b) = (Api::admin(&first), Api::admin(&second));
+    assert_eq!(sequencer_of(&b, &[&first, &second]).await, Some(0));
+    let r = a
+        .put("/v1/topics/k", json!({"type": "normal", "queues": 2}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = a
+        .put(
+            "/v1/groups/kg",
+            json!({"subscriptions": [{"topic": "k"}], "start_from": "earliest",
+                   "retry_backoff_ms": [0]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Through the follower: its requests are forwarded to the sequencer.
+    let mut r = b
+        .post(
+            "/v1/topics/k/messages",
+            json!({"messages": [{"body": "x"}]}),
+        )
+        .await;
+    while r.status == 404 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        r = b
+            .post(
+                "/v1/topics/k/messages",
+                json!({"messages": [{"body": "x"}]}),
+            )
+            .await;
+    }
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["results"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m = receive(&b, "kg", json!({"wait_ms": 3000, "consumer": "c"})).await;
+    settle(&b, "kg", "nack", &m[0]["receipt_handle"]).await;
+    let m = receive(&b, "kg", json!({"wait_ms": 3000, "consumer": "c"})).await;
+    assert_eq!(m[0]["delivery_attempt"], 2);
+    settle(&b, "kg", "ack", &m[0]["receipt_handle"]).await;
+    let expected = vec![
+        "published,,",
+        "delivered,kg,1",
+        "nacked,kg,1",
+        "delivered,kg,2",
+        "acked,kg,2",
+    ];
+    assert_eq!(story(&b, "k", &id).await, expected);
+    assert!(
+        ledger_objects(&ts.reopen()).await.is_empty(),
+        "nothing flushed yet"
+    );
+    // SIGKILL the sequencer: the follower takes over with the same pending events.
+    first.kill9();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sequencer_of(&b, &[&first, &second]).await != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "no takeover");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(story(&b, "k", &id).await, expected, "after the takeover");
+    // The new sequencer, restarted with a short flush interval, writes them to the ledger.
+    let mut fast = args.to_vec();
+    fast[5] = "200ms";
+    second.restart_with(&fast).await;
+    let store = ts.reopen();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state = stores::manifest(&store).await;
+        if state.ledger.events.is_empty() && !ledger_objects(&store).await.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never flushed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let b = Api::admin(&second);
+    assert_eq!(
+        story(&b, "k", &id).await,
+        expected,
+        "from the ledger objects"
+    );
+    drop(first);
+}
+on_real_stores!(a_killed_sequencer_loses_no_pending_event);

@@ -7,7 +7,9 @@
 //! both. The events come from two places: the ledger objects of the topic in the bucket,
 //! listed by hour from the message's publish time (its id is a ULID) to now and bounded by the
 //! topic's retention, and the events still pending in this gateway's copy of the manifest state
-//! (not yet flushed by the sequencer). One row per `seq`; in time order.
+//! (not yet flushed by the sequencer), after catching up with the log (on a follower, one tail
+//! round), so that a trace follows everything committed before it was asked. One row per
+//! `seq`; in time order.
 //!
 //! Cost: one LIST per hour of the message's life so far, and one GET per ledger object of those
 //! hours (a few per hour at the default flush interval, more under load); the objects are read
@@ -19,6 +21,9 @@ use super::error::Missing;
 use super::lookup::{find_message, ulid_time};
 use super::{AppState, Error, Result, refresh_unless};
 use crate::wire::{Trace, TraceEvent};
+
+/// How long a follower waits to have applied everything committed before a trace.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Hours listed before the message's publish hour and after now (clock skew between gateways).
 const SKEW_MS: i64 = 3_600_000;
@@ -37,6 +42,13 @@ fn wire(e: LedgerEvent) -> TraceEvent {
 
 /// The events of `message_id` in `topic`, oldest first.
 pub async fn trace(st: &AppState, topic: &str, message_id: &str) -> Result<Trace> {
+    // Everything committed before the call, also on a follower that has not tailed it yet (an
+    // ack just forwarded through it): a trace is rare, one tail round is cheap.
+    if !st.node.catch_up(CATCH_UP).await {
+        return Err(Error::Unavailable(
+            "this gateway cannot read the manifest log".into(),
+        ));
+    }
     refresh_unless(st, |s| s.topics.contains_key(topic)).await;
     let retention_hours = st
         .node

@@ -361,22 +361,25 @@ pub struct Collected {
 
 /// Deletes the ledger objects whose hour ended before `now_ms` minus their topic's retention
 /// (`retention_hours(topic)`; `None`: the topic is gone, and its ledger goes once its hour
-/// is older than `orphan_hours`). Lists by topic and date, deleting whole hours.
+/// is older than `orphan_hours`). LISTs the topics and each topic's dates (with a delimiter),
+/// then only the dates at or before the cut-off: the objects still kept are never listed
+/// beyond one date.
 pub async fn collect(
     store: &Store,
     now_ms: i64,
     orphan_hours: u32,
     retention_hours: impl Fn(&str) -> Option<u32>,
 ) -> Result<Collected> {
-    let root = store.paths.ledger_root();
-    let topics = store
-        .inner
-        .list_with_delimiter(Some(&root))
-        .await
-        .map_err(|e| Error::store("list", &root, e))?
-        .common_prefixes;
+    let dirs = |dir: object_store::path::Path| async move {
+        store
+            .inner
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map(|l| l.common_prefixes)
+            .map_err(|e| Error::store("list", &dir, e))
+    };
     let mut out = Collected::default();
-    for tdir in topics {
+    for tdir in dirs(store.paths.ledger_root()).await? {
         let Some(topic) = tdir.filename().and_then(|f| f.strip_prefix("topic=")) else {
             continue;
         };
@@ -384,36 +387,31 @@ pub async fn collect(
         // An hour is kept while any of it is within retention.
         let cutoff = now_ms - i64::from(keep_hours) * 3_600_000 - 3_600_000;
         let (cut_date, cut_hour) = utc_date_hour(cutoff);
-        let listed = store
-            .inner
-            .list(Some(&tdir))
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| Error::store("list", &tdir, e))?;
-        let doomed: Vec<object_store::path::Path> = listed
-            .into_iter()
-            .map(|m| m.location)
-            .filter(|p| {
-                let mut date = None;
-                let mut hour = None;
-                for part in p.parts() {
-                    let part = part.as_ref();
-                    if let Some(d) = part.strip_prefix("date=") {
-                        date = Some(d.to_string());
-                    } else if let Some(h) = part.strip_prefix("hour=") {
-                        hour = h.parse::<u32>().ok();
-                    }
+        for ddir in dirs(tdir.clone()).await? {
+            let Some(date) = ddir.filename().and_then(|f| f.strip_prefix("date=")) else {
+                continue;
+            };
+            if date > cut_date.as_str() {
+                continue;
+            }
+            let whole_day = date < cut_date.as_str();
+            let listed = store
+                .inner
+                .list(Some(&ddir))
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| Error::store("list", &ddir, e))?;
+            for path in listed.into_iter().map(|m| m.location) {
+                let hour = path
+                    .parts()
+                    .find_map(|p| p.as_ref().strip_prefix("hour=")?.parse::<u32>().ok());
+                if !(whole_day || hour.is_some_and(|h| h < cut_hour)) {
+                    continue;
                 }
-                match (date, hour) {
-                    (Some(d), Some(h)) => (d.as_str(), h) < (cut_date.as_str(), cut_hour),
-                    _ => false,
+                match store.inner.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => out.objects += 1,
+                    Err(e) => return Err(Error::store("delete", &path, e)),
                 }
-            })
-            .collect();
-        for path in doomed {
-            match store.inner.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => out.objects += 1,
-                Err(e) => return Err(Error::store("delete", &path, e)),
             }
         }
     }
@@ -553,14 +551,18 @@ mod tests {
             .await
             .expect("reads");
         assert_eq!(only_first_hour.len(), 1);
-        // Retention: topic a keeps 1 hour, b is gone (orphan after 0 hours).
+        // Retention: topic a keeps 1 hour, b is gone (orphan after 0 hours). One object of a
+        // the day before goes with its whole date.
+        write(&store, &[event(9, t0 - 20 * H, "a")])
+            .await
+            .expect("writes");
         let now = t0 + 3 * H + 1;
         let c = collect(&store, now, 0, |t| (t == "a").then_some(1))
             .await
             .expect("collects");
         // a's hour 00 (two objects: the repeat of 0-0 overwrote it) ended at t0 + H, older than
-        // now - 1 h - 1 h; hour 01 is kept; b's goes.
-        assert_eq!(c.objects, 3);
+        // now - 1 h - 1 h; hour 01 is kept; b's goes; so does the day before.
+        assert_eq!(c.objects, 4);
         let left = read(&store, "a", (t0, now, 100), |_| true)
             .await
             .expect("reads");

@@ -289,17 +289,19 @@ pub async fn write(store: &Store, events: &[LedgerEvent]) -> Result<Flushed> {
     Ok(out)
 }
 
-/// Every hour (date, hour) from `from_ms` to `to_ms`, both included, at most `max` (the newest).
+/// Every hour (date, hour) from `from_ms` to `to_ms`, both included, at most `max` (the
+/// earliest: a message's life is mostly in its first hours).
 fn hours(from_ms: i64, to_ms: i64, max: usize) -> Vec<(String, u32)> {
     const HOUR: i64 = 3_600_000;
     let first = from_ms.div_euclid(HOUR);
-    let last = to_ms.div_euclid(HOUR);
-    let start = first.max(last - max as i64 + 1);
-    (start..=last).map(|h| utc_date_hour(h * HOUR)).collect()
+    let last = to_ms
+        .div_euclid(HOUR)
+        .min(first.saturating_add(max as i64 - 1));
+    (first..=last).map(|h| utc_date_hour(h * HOUR)).collect()
 }
 
 /// The events of `topic` in ledger objects of the hours `from_ms..=to_ms` (at most `max_hours`,
-/// the newest) that `keep` accepts, one per `seq`, in `seq` order.
+/// the earliest) that `keep` accepts, one per `seq`, in `seq` order.
 pub async fn read(
     store: &Store,
     topic: &str,
@@ -547,6 +549,14 @@ mod tests {
             .await
             .expect("reads");
         assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 2, 3]);
+        assert_eq!(
+            read(&store, "a", (t0, t0 + 2 * H, 1), |_| true)
+                .await
+                .expect("reads")
+                .len(),
+            2,
+            "the earliest hour only"
+        );
         let only_first_hour = read(&store, "a", (t0, t0 + 10, 100), |e| e.seq != 3)
             .await
             .expect("reads");

@@ -25,6 +25,13 @@ use crate::wire::{Trace, TraceEvent};
 /// How long a follower waits to have applied everything committed before a trace.
 const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
+const HOUR_MS: i64 = 3_600_000;
+
+/// Hours of ledger objects a trace reads at most (one LIST each): a month from the message's
+/// publish (or the retention's start). Events of a message delivered again after that are
+/// left out of its trace (still in the ledger for SQL).
+const MAX_HOURS: usize = 31 * 24;
+
 /// Hours listed before the message's publish hour and after now (clock skew between gateways).
 const SKEW_MS: i64 = 3_600_000;
 
@@ -66,10 +73,12 @@ pub async fn trace(st: &AppState, topic: &str, message_id: &str) -> Result<Trace
         .await?
         .map(|m| (m.queue, m.offset));
     let now = st.node.state().time_ms.max(st.node.clock().now_ms());
+    // Ledger objects older than the retention are gone: never list before it.
+    let retained_from = now.saturating_sub((i64::from(retention_hours) + 2) * HOUR_MS);
     let window = (
-        published - SKEW_MS,
+        published.saturating_sub(SKEW_MS).max(retained_from),
         now + SKEW_MS,
-        retention_hours as usize + 3,
+        MAX_HOURS,
     );
     let store = st.node.store();
     let mut events = compactor::ledger::read(store, topic, window, |e| {

@@ -2,7 +2,8 @@
 //! server: W3C trace context properties checked at publish and returned unchanged by every
 //! read, and `GET …/messages/{id}/trace` telling a message's whole life from the delivery
 //! ledger, also after the manifest log versions that decided it were collected, and after the
-//! sequencer holding unwritten events was killed (SIGKILL) and another took over.
+//! sequencer holding unwritten events was killed (SIGKILL) and another took over; ledger
+//! objects deleted with their topic's retention.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test code: a panic is the failure report; tests poll on real time
 
@@ -650,3 +651,68 @@ async fn a_killed_sequencer_loses_no_pending_event(backend: Backend) {
     drop(first);
 }
 on_real_stores!(a_killed_sequencer_loses_no_pending_event);
+
+async fn ledger_objects_go_with_their_topic_retention(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let mut gw = Gateway::start(&ts.url, &["--ledger-flush-interval", "200ms"]).await;
+    let api = Api::admin(&gw);
+    for (t, hours) in [("short", 1), ("long", 72)] {
+        let r = api
+            .put(
+                &format!("/v1/topics/{t}"),
+                json!({"type": "normal", "queues": 1, "retention_hours": hours}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let r = api
+            .post(
+                &format!("/v1/topics/{t}/messages"),
+                json!({"messages": [{"body": "x"}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let store = ts.reopen();
+    let of = |keys: &[String], t: &str| {
+        keys.iter()
+            .filter(|k| k.starts_with(&format!("ledger/topic={t}/")))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let keys = ledger_objects(&store).await;
+        if of(&keys, "short") > 0 && of(&keys, "long") > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not flushed: {keys:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Four hours later (the gateway's clock ahead): the short topic's ledger is past its
+    // retention and deleted by the keeper's first pass; the long one's stays.
+    gw.restart_with(&[
+        "--ledger-flush-interval",
+        "200ms",
+        "--test-clock-ahead",
+        "4h",
+    ])
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let keys = ledger_objects(&store).await;
+        if of(&keys, "short") == 0 {
+            assert!(of(&keys, "long") > 0, "{keys:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not collected: {keys:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+on_real_stores!(ledger_objects_go_with_their_topic_retention);

@@ -6,6 +6,7 @@
 //! - [`writer`]: one archive file (zstd, row groups, statistics and page index on offsets and times).
 //! - [`reader`]: ranged reads of archived offsets through the footer and page index.
 //! - [`pass`]: one compaction pass under the cluster-wide compactor lease.
+//! - [`ledger`]: the delivery ledger's Parquet objects: written in batches, read by trace, retained.
 //! - [`gc`]: retention of offset ranges, segment and orphan collection, archive retention.
 //!
 //! The catalogue (which file holds which offsets) lives in the manifest
@@ -14,6 +15,7 @@
 
 pub mod error;
 pub mod gc;
+pub mod ledger;
 pub mod pass;
 pub mod reader;
 pub mod schema;

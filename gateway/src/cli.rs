@@ -160,6 +160,21 @@ pub struct ServeArgs {
     /// offset index folded out, compressed); a restart replays at most this long's deltas more.
     #[arg(long, env = "FERRYMQ_CHECKPOINT_MIN_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub checkpoint_min_interval: Duration,
+    /// Delete manifest log versions and checkpoints only this long behind a retained
+    /// checkpoint (a writer stalled longer than half of it re-reads before writing). Tests
+    /// shorten it to see what happens once the log is collected.
+    #[arg(long, env = "FERRYMQ_GC_GRACE", default_value = "10m", value_parser = humantime::parse_duration, hide = true)]
+    pub gc_grace: Duration,
+    /// The sequencer writes the delivery ledger's pending events (the message-life events that
+    /// `/trace` answers from) to Parquet objects under `ledger/` at least this often: one PUT
+    /// per topic and hour with events, and one small delta. Until then they ride in the
+    /// manifest state (and its checkpoints). Shorter: more, smaller objects.
+    #[arg(long, env = "FERRYMQ_LEDGER_FLUSH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ledger_flush_interval: Duration,
+    /// ... or as soon as the pending events take this many bytes in the state (about 120
+    /// bytes an event; the state keeps 8 MiB of them at most while writes fail).
+    #[arg(long, env = "FERRYMQ_LEDGER_FLUSH_BYTES", default_value_t = 1024 * 1024)]
+    pub ledger_flush_bytes: u64,
     /// Inject a latency profile into the store (`s3-standard`, `s3-express`, `minio-lan`), for benchmarks.
     #[arg(long, env = "FERRYMQ_STORE_PROFILE")]
     pub store_profile: Option<String>,

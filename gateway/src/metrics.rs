@@ -19,6 +19,9 @@ struct Metrics {
     corrupt: IntCounter,
     http: IntCounterVec,
     push: IntCounterVec,
+    ledger_events: IntCounter,
+    ledger_objects: IntCounter,
+    ledger_bytes: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -95,6 +98,21 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for result in ["delivered", "failed"] {
         push.with_label_values(&[result]);
     }
+    let ledger_events = IntCounter::new(
+        "ferrymq_ledger_events_written_total",
+        "Delivery-ledger events written to ledger objects by this gateway as sequencer",
+    )
+    .expect("metric");
+    let ledger_objects = IntCounter::new(
+        "ferrymq_ledger_objects_written_total",
+        "Delivery-ledger objects (Parquet, under ledger/) written by this gateway as sequencer",
+    )
+    .expect("metric");
+    let ledger_bytes = IntCounter::new(
+        "ferrymq_ledger_written_bytes_total",
+        "Bytes of delivery-ledger objects written by this gateway as sequencer",
+    )
+    .expect("metric");
     for c in [
         Box::new(push.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(published.clone()),
@@ -107,6 +125,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(injected_faults.clone()),
         Box::new(corrupt.clone()),
         Box::new(http.clone()),
+        Box::new(ledger_events.clone()),
+        Box::new(ledger_objects.clone()),
+        Box::new(ledger_bytes.clone()),
     ] {
         registry.register(c).expect("register metric");
     }
@@ -123,6 +144,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         corrupt,
         http,
         push,
+        ledger_events,
+        ledger_objects,
+        ledger_bytes,
     }
 });
 
@@ -130,6 +154,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 pub fn observe_push(delivered: bool) {
     let result = if delivered { "delivered" } else { "failed" };
     METRICS.push.with_label_values(&[result]).inc();
+}
+
+/// One flush of the delivery ledger: events, objects and bytes written.
+pub fn observe_ledger_flush(events: usize, objects: usize, bytes: u64) {
+    METRICS.ledger_events.inc_by(events as u64);
+    METRICS.ledger_objects.inc_by(objects as u64);
+    METRICS.ledger_bytes.inc_by(bytes);
 }
 
 /// Messages acknowledged, and the ack latency of their request.

@@ -7,7 +7,9 @@
 //!
 //! The spill keeper (also the sequencer's) moves timers due far ahead out of the manifest into
 //! spill objects and back ([`spawn_spill_keeper`]); the index keeper folds old offset ranges
-//! into index objects and merges them ([`spawn_index_keeper`]).
+//! into index objects and merges them ([`spawn_index_keeper`]); the ledger keeper writes the
+//! delivery ledger's pending events to Parquet objects and applies its retention
+//! ([`spawn_ledger_keeper`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,6 +308,118 @@ async fn keep_index(
     if let Some(Outcome::Indexed { runs }) = committed.outcomes.first() {
         debug!(%object, bytes = size, planned = work.len(), installed = runs, "index runs written");
     }
+    node.wait_applied(committed.version, Duration::from_secs(2))
+        .await;
+    Ok(())
+}
+
+/// How the sequencer keeps the delivery ledger (`compactor::ledger`).
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    /// Pending events are written at least this often. Default 10 s.
+    pub flush_interval: Duration,
+    /// ... or once they take this many bytes in the state. Default 1 MiB.
+    pub flush_bytes: u64,
+    /// Ledger objects past their topic's retention are looked for this often. Default 10 min.
+    pub retention_every: Duration,
+    /// The ledger of a topic that no longer exists is kept this many hours. Default 72.
+    pub orphan_hours: u32,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            flush_interval: Duration::from_secs(10),
+            flush_bytes: 1024 * 1024,
+            retention_every: Duration::from_secs(600),
+            orphan_hours: 72,
+        }
+    }
+}
+
+/// Starts the sequencer's ledger keeper: every 100 ms (backing off after failures) it writes
+/// the pending ledger events once they are `flush_interval` old or `flush_bytes` large, one
+/// object per topic and hour, then commits [`Command::LedgerFlushed`]; every
+/// `retention_every` it deletes ledger objects past their topic's retention.
+pub fn spawn_ledger_keeper(node: Node, settings: LedgerSettings) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        let mut last_retention: Option<tokio::time::Instant> = None;
+        loop {
+            let pause = Duration::from_millis(100 << failures.min(6)).min(Duration::from_secs(5));
+            node.clock().sleep(pause).await;
+            if node.is_stopped() {
+                return;
+            }
+            if !node.is_sequencer() {
+                continue;
+            }
+            match flush_ledger(&node, &settings).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %e, "writing the delivery ledger failed");
+                }
+            }
+            let now = node.clock().instant();
+            if last_retention.is_none_or(|at| now >= at + settings.retention_every) {
+                last_retention = Some(now);
+                let (now_ms, retention): (i64, std::collections::BTreeMap<String, u32>) = {
+                    let s = node.state();
+                    (
+                        s.time_ms.max(node.clock().now_ms()),
+                        s.topics
+                            .iter()
+                            .map(|(t, d)| (t.clone(), d.def.retention_hours))
+                            .collect(),
+                    )
+                };
+                match compactor::ledger::collect(node.store(), now_ms, settings.orphan_hours, |t| {
+                    retention.get(t).copied()
+                })
+                .await
+                {
+                    Ok(c) if c.objects > 0 => debug!(objects = c.objects, "ledger retention"),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "ledger retention failed"),
+                }
+            }
+        }
+    })
+}
+
+/// One round of the ledger keeper: writes and commits the pending events if they are due.
+async fn flush_ledger(node: &Node, settings: &LedgerSettings) -> Result<(), compactor::Error> {
+    let events = {
+        let s = node.state();
+        let l = &s.ledger;
+        let now = s.time_ms.max(node.clock().now_ms());
+        let due = l.bytes >= settings.flush_bytes
+            || l.events.first().is_some_and(|e| {
+                now.saturating_sub(e.time_ms) >= settings.flush_interval.as_millis() as i64
+            });
+        if !due {
+            return Ok(());
+        }
+        l.events.clone()
+    };
+    let Some(last) = events.last().map(|e| e.seq) else {
+        return Ok(());
+    };
+    let flushed = compactor::ledger::write(node.store(), &events).await?;
+    let committed = node
+        .submit(vec![Command::LedgerFlushed {
+            through_seq: last + 1,
+            objects: flushed.objects.clone(),
+        }])
+        .await?;
+    debug!(
+        events = events.len(),
+        objects = flushed.objects.len(),
+        bytes = flushed.bytes,
+        "ledger events written"
+    );
+    crate::metrics::observe_ledger_flush(events.len(), flushed.objects.len(), flushed.bytes);
     node.wait_applied(committed.version, Duration::from_secs(2))
         .await;
     Ok(())

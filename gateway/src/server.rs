@@ -297,6 +297,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         hedge: defaults.hedge,
         checkpoint_every: args.checkpoint_every,
         checkpoint_min_interval: args.checkpoint_min_interval,
+        gc_grace: args.gc_grace,
         ..LogSettings::default()
     };
     info!(store = %url, gateway = %gateway_id, %address, "opening the manifest");
@@ -401,12 +402,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     let pushers = crate::push::spawn(state.clone());
+    let ledger_keeper = crate::scheduler::spawn_ledger_keeper(
+        node.clone(),
+        crate::scheduler::LedgerSettings {
+            flush_interval: args.ledger_flush_interval,
+            flush_bytes: args.ledger_flush_bytes,
+            ..Default::default()
+        },
+    );
     let compactor = (!args.no_compact).then(|| {
         crate::compact::spawn_background(node.clone(), args.compact_interval, &args.compactor)
     });
     let app = crate::http::router(state.clone())
         .layer(axum::middleware::from_fn(count_responses))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(crate::http::otel::RequestSpan))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]));
     let listener = tokio::net::TcpListener::bind(listener_addr)
         .await
@@ -441,6 +450,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     scheduler.abort();
     spill_keeper.abort();
     index_keeper.abort();
+    ledger_keeper.abort();
     if let Some(c) = compactor {
         c.abort();
     }

@@ -10,6 +10,7 @@ const CHECKPOINTS: &str = "manifest/checkpoints";
 const ARCHIVE: &str = "archive";
 const TIMERS: &str = "timers";
 const INDEX: &str = "index";
+const LEDGER: &str = "ledger";
 
 /// Builds and parses the keys of one FerryMQ bucket prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +72,38 @@ impl Paths {
     /// `archive/topic=<t>/date=<d>/hour=<h>/<id>.parquet`, relative to the prefix.
     pub fn archive_name(topic: &str, date: &str, hour: u32, id: &str) -> String {
         format!("{ARCHIVE}/topic={topic}/date={date}/hour={hour:02}/{id}.parquet")
+    }
+
+    /// `ledger/topic=<t>/date=<d>/hour=<h>/<first seq>-<last seq>.parquet`: events of the
+    /// delivery ledger `first..=last` (20 digits each) of one topic and hour, relative to the
+    /// prefix. The same layout as the archive, so that one `read_parquet` glob with Hive
+    /// partitioning reads either.
+    pub fn ledger_name(
+        topic: &str,
+        date: &str,
+        hour: u32,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> String {
+        format!(
+            "{LEDGER}/topic={topic}/date={date}/hour={hour:02}/{first_seq:020}-{last_seq:020}.parquet"
+        )
+    }
+
+    /// The folder of one topic's ledger objects (`date=<d>/hour=<h>` or coarser), for LIST.
+    pub fn ledger_dir(&self, topic: &str, partition: Option<(&str, Option<u32>)>) -> Path {
+        match partition {
+            None => self.join(&format!("{LEDGER}/topic={topic}")),
+            Some((date, None)) => self.join(&format!("{LEDGER}/topic={topic}/date={date}")),
+            Some((date, Some(hour))) => self.join(&format!(
+                "{LEDGER}/topic={topic}/date={date}/hour={hour:02}"
+            )),
+        }
+    }
+
+    /// The folder of the whole ledger, for LIST (retention).
+    pub fn ledger_root(&self) -> Path {
+        self.join(LEDGER)
     }
 
     /// `timers/<ulid>.json`: a timer spill object, relative to the prefix.

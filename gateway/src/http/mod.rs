@@ -6,6 +6,7 @@
 //!
 //! - [`auth`]: the [`auth::Caller`] extractor (401) and `require` (403).
 //! - [`error`]: [`error::ErrorCode`] → status in one exhaustive match; the error body.
+//! - [`otel`]: the request span, with the OpenTelemetry messaging attributes.
 //! - [`v1`]: the handlers, by resource.
 //!
 //! Outside the spec, on purpose: the web console's static files (`/console…`) and the
@@ -13,6 +14,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod otel;
 pub mod v1;
 
 use std::sync::atomic::Ordering;
@@ -147,6 +149,7 @@ fn documented() -> OpenApiRouter<Arc<AppState>> {
         ))
         .routes(routes!(messages::publish, messages::lookup_by_key))
         .routes(routes!(messages::lookup_message, messages::cancel_message))
+        .routes(routes!(messages::trace_message))
         .routes(routes!(messages::pull))
         .routes(routes!(groups::list_groups))
         .routes(routes!(

@@ -106,6 +106,22 @@ impl From<segment_writer::Error> for Error {
     }
 }
 
+impl From<compactor::Error> for Error {
+    fn from(e: compactor::Error) -> Self {
+        use compactor::Error as E;
+        match e {
+            E::Core(e) => e.into(),
+            E::Unavailable { .. } | E::LeaseHeld(_) => Error::Unavailable(e.to_string()),
+            E::Corrupt { .. } => {
+                crate::metrics::observe_corrupt_object();
+                Error::Internal(e.to_string())
+            }
+            E::Rejected(r) => r.into(),
+            E::Invalid(_) | E::LocalDir { .. } => Error::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<Rejection> for Error {
     fn from(r: Rejection) -> Self {
         let message = r.to_string();

@@ -156,14 +156,18 @@ async fn scan_topic(
     Ok(found)
 }
 
-fn ulid_time(message_id: &str) -> Option<i64> {
+pub(crate) fn ulid_time(message_id: &str) -> Option<i64> {
     ulid::Ulid::from_string(message_id)
         .ok()
         .map(|u| u.timestamp_ms() as i64)
 }
 
 /// The visible message `message_id` of `topic`, if any.
-async fn find_message(st: &AppState, topic: &str, message_id: &str) -> Result<Option<Stored>> {
+pub(crate) async fn find_message(
+    st: &AppState,
+    topic: &str,
+    message_id: &str,
+) -> Result<Option<Stored>> {
     let Some(t) = ulid_time(message_id) else {
         return Ok(None);
     };

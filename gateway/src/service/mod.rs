@@ -9,6 +9,8 @@
 //! - [`definitions`]: topics and groups defined, deleted, reset, re-driven.
 //! - [`transactions`]: decisions, producer groups, check-back polls.
 //! - [`settle`]: which commands a list of receipt handles becomes, and each handle's answer.
+//! - [`trace`]: a message's life from the delivery ledger (objects and pending events).
+//! - [`trace_context`]: W3C `traceparent` / `tracestate` properties checked at publish.
 //!
 //! Invariant: a request refused with an error changed nothing: every check runs before the
 //! first command is submitted.
@@ -19,6 +21,8 @@ pub mod error;
 pub mod lookup;
 pub mod publish;
 pub mod settle;
+pub mod trace;
+pub mod trace_context;
 pub mod transactions;
 
 use std::sync::Arc;

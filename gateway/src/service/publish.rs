@@ -174,6 +174,7 @@ pub async fn publish(st: &AppState, topic: &str, raw: bytes::Bytes) -> Result<Pu
                 st.limits.max_properties_bytes
             )));
         }
+        super::trace_context::validate(&m.properties).map_err(Error::Invalid)?;
         if let Some(d) = &m.dedup_id {
             if d.is_empty() || d.len() > 256 {
                 return Err(Error::bad("dedup_id must be 1..=256 bytes"));

@@ -410,6 +410,12 @@ pub enum Command {
     CompactorLease { holder: String, ttl_ms: i64 },
     /// Give the compactor lease up, if held by `holder`.
     ReleaseCompactorLease { holder: String },
+    /// Ledger events with `seq` below `through_seq` are written to the ledger objects
+    /// `objects` (`manifest::ledger`): the state drops them.
+    LedgerFlushed {
+        through_seq: u64,
+        objects: Vec<String>,
+    },
     /// Forget the queue's oldest archive file (archive retention); offsets no longer held by a
     /// segment become unreadable.
     ExpireArchive {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::command::{CheckDue, DedupRecord, Outcome, PublishMode, Rejection};
+use super::ledger::{EventKind, LedgerEvent};
 use super::state::{OffsetRange, Retry, State, dlq_topic};
 
 /// How long a `dedup_id` is remembered per topic (API.md: 10 minutes).
@@ -248,6 +249,11 @@ impl State {
         };
         let outcome = match mode {
             PublishMode::Timer { deliver_at_ms } if *deliver_at_ms > now => {
+                self.record(
+                    LedgerEvent::new(EventKind::Scheduled, &message.topic)
+                        .id(&message.message_id)
+                        .detail(format!("due at {deliver_at_ms}")),
+                );
                 self.unpackable(&message.segment);
                 self.timers.insert(
                     timer_key(*deliver_at_ms, &message.message_id),
@@ -261,6 +267,11 @@ impl State {
                     .ok_or_else(|| Rejection::TopicNotFound(message.topic.clone()))?;
                 record.queue = Some(message.queue);
                 record.offset = Some(base);
+                self.record(
+                    LedgerEvent::new(EventKind::Published, &message.topic)
+                        .at(message.queue, base)
+                        .id(&message.message_id),
+                );
                 Outcome::Appended { base_offset: base }
             }
             PublishMode::Half {
@@ -297,6 +308,11 @@ impl State {
                     },
                 );
                 record.transaction_id = Some(transaction_id.clone());
+                self.record(
+                    LedgerEvent::new(EventKind::Half, &message.topic)
+                        .id(&message.message_id)
+                        .detail(format!("transaction {transaction_id}")),
+                );
                 Outcome::Done
             }
         };
@@ -316,7 +332,13 @@ impl State {
         let rest = self.timers.split_off(&bound);
         let due = std::mem::replace(&mut self.timers, rest);
         for p in due.values() {
-            self.append_pointer(p, Some(now));
+            if let Some(offset) = self.append_pointer(p, Some(now)) {
+                self.record(
+                    LedgerEvent::new(EventKind::Due, &p.topic)
+                        .at(p.queue, offset)
+                        .id(&p.message_id),
+                );
+            }
         }
     }
 
@@ -332,14 +354,16 @@ impl State {
             .iter()
             .find(|(_, p)| p.message_id == message_id && p.topic == topic)
             .map(|(k, _)| k.clone());
-        match (key, spilled_in) {
+        let outcome = match (key, spilled_in) {
             (Some(key), _) => {
                 self.timers.remove(&key);
                 Ok(Outcome::Done)
             }
             (None, Some(object)) => self.cancel_spilled(object, message_id),
             (None, None) => Err(Rejection::MessageNotFound(message_id.to_string())),
-        }
+        }?;
+        self.record(LedgerEvent::new(EventKind::Cancelled, topic).id(message_id));
+        Ok(outcome)
     }
 
     fn prune_decisions(&mut self, now: i64) {
@@ -394,9 +418,18 @@ impl State {
             .halves
             .remove(transaction_id)
             .ok_or_else(|| Rejection::TransactionNotFound(transaction_id.to_string()))?;
-        if commit {
-            self.append_pointer(&half.message, Some(now));
-        }
+        let m = &half.message;
+        let event = match commit.then(|| self.append_pointer(m, Some(now))).flatten() {
+            Some(offset) => LedgerEvent::new(EventKind::Committed, &m.topic).at(m.queue, offset),
+            None if commit => LedgerEvent::new(EventKind::Committed, &m.topic)
+                .detail("its topic or queue is gone: not stored"),
+            None => LedgerEvent::new(EventKind::RolledBack, &m.topic),
+        };
+        self.record(
+            event
+                .id(&m.message_id)
+                .detail_or(format!("transaction {transaction_id}")),
+        );
         self.remember_decision(
             transaction_id.to_string(),
             Decision {
@@ -424,6 +457,14 @@ impl State {
             let group = h.producer_group.clone();
             let settings = self.producer_settings(&group);
             if h.checks >= settings.max_checks {
+                let m = &h.message;
+                let event = LedgerEvent::new(EventKind::RolledBack, &m.topic)
+                    .id(&m.message_id)
+                    .detail(format!(
+                        "transaction {id}: no answer after {} check-backs",
+                        h.checks
+                    ));
+                self.record(event);
                 self.halves.remove(&id);
                 self.remember_decision(
                     id,
@@ -595,6 +636,7 @@ impl State {
         // their origin) or whose original topic is gone are passed over, and not counted.
         let mut moved = 0u32;
         for (topic, queue, offset, dlq_range) in origins {
+            let dlq_offset = dlq_range.base;
             let Some(origin_inline_from) = self
                 .topics
                 .get(&topic)
@@ -613,6 +655,10 @@ impl State {
                     ..dlq_range
                 })
             });
+            let redriven = LedgerEvent::new(EventKind::Redriven, &topic)
+                .at(queue, offset)
+                .of_group(group, "")
+                .detail(format!("from {dlq} offset {dlq_offset}"));
             if let Ok(c) = self.cursor_mut(group, "", &topic, queue) {
                 c.done.remove(offset);
                 c.leases.remove(&offset);
@@ -625,6 +671,7 @@ impl State {
                     },
                 );
                 moved += 1;
+                self.record(redriven);
             }
         }
         if let Some(q) = self.topics.get_mut(&dlq).and_then(|t| t.queues.first_mut()) {

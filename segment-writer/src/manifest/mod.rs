@@ -7,6 +7,7 @@
 //! - [`index`]: old offset ranges folded into index objects, summaries in the state.
 //! - [`intervals`]: offset sets as intervals (cursors' consumed offsets).
 //! - [`backlog`]: backlog figures of consumer groups, derived from the state.
+//! - [`ledger`]: delivery-ledger events pending in the state until written to `ledger/`.
 //! - [`archive`]: the archive catalogue, retention of offset ranges, the compactor lease.
 //! - [`log`]: reading, committing (create-if-absent) and checkpointing the log.
 //!
@@ -19,6 +20,7 @@ pub mod backlog;
 pub mod command;
 pub mod index;
 pub mod intervals;
+pub mod ledger;
 pub mod log;
 pub mod messaging;
 #[cfg(test)]
@@ -35,6 +37,7 @@ pub use command::{
     PackedPart, PublishMode, PushDef, PushFormat, QueueOffset, Rejection, RequestId, ResetTarget,
     SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
 };
+pub use ledger::{EventKind, Ledger, LedgerEvent};
 pub use log::{AppliedDelta, CommitAttempt, Created, LogSettings, ManifestLog, PreparedDelta};
 pub use messaging::{Half, Pending, ProducerGroup, ProducerSettings, timer_key};
 pub use state::{Cursor, Lease, OffsetRange, PushProgress, QueueLog, Retry, State, Topic};

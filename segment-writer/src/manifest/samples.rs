@@ -105,6 +105,13 @@ fn sample_delta() -> Delta {
                             replaces: vec![],
                         }],
                     },
+                    Command::LedgerFlushed {
+                        through_seq: 42,
+                        objects: vec![
+                            "ledger/topic=orders/date=2026-01-01/hour=00/00000000000000000000-00000000000000000041.parquet"
+                                .into(),
+                        ],
+                    },
                 ],
             },
         ],

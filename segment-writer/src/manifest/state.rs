@@ -19,6 +19,7 @@ use super::command::{
 };
 use super::index::IndexRun;
 use super::intervals::OffsetSet;
+use super::ledger::{EventKind, LedgerEvent};
 
 /// How long a forwarded request's outcome is remembered (a retry within it applies once).
 /// A follower gives up on a forward well within this (its submit timeout).
@@ -383,6 +384,9 @@ pub struct State {
     /// like `inline_segments`, of which it is a subset.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub packable: BTreeMap<String, BTreeSet<(String, u32)>>,
+    /// Delivery-ledger events not yet written to ledger objects (`manifest::ledger`).
+    #[serde(default, skip_serializing_if = "super::ledger::Ledger::is_unused")]
+    pub ledger: super::ledger::Ledger,
 }
 
 /// Why a delta cannot be applied to this state (the log is damaged or skipped a version).
@@ -429,8 +433,16 @@ impl State {
         self.sweep_windows(now);
         let mut out = Vec::with_capacity(delta.entries.len());
         for entry in &delta.entries {
+            self.ledger.origin = Some(
+                entry
+                    .request
+                    .as_ref()
+                    .map_or(&delta.writer, |r| &r.origin)
+                    .clone(),
+            );
             out.push(self.apply_entry(entry, now));
         }
+        self.ledger.origin = None;
         Ok(out)
     }
 
@@ -518,6 +530,10 @@ impl State {
                     appended_ms: None,
                 });
                 self.note_packable_ref(segment, topic, *queue);
+                self.record(LedgerEvent {
+                    count: *count,
+                    ..LedgerEvent::new(EventKind::Published, topic).at(*queue, base)
+                });
                 Ok(Outcome::Appended { base_offset: base })
             }
             Command::CreateGroup { group, def } => self.create_group(group, def),
@@ -751,6 +767,10 @@ impl State {
             } => self.register_producer(producer_group, instance, check_url, *ttl_ms, now),
             Command::Redrive { group, max, folded } => self.redrive(group, *max, folded, now),
             Command::FoldIndex { runs, .. } => self.apply_index(runs),
+            Command::LedgerFlushed { through_seq, .. } => {
+                self.ledger.flushed(*through_seq);
+                Ok(Outcome::Done)
+            }
             Command::Sequencer {
                 gateway,
                 address,
@@ -1045,6 +1065,7 @@ impl State {
         }
         let mut grants = Vec::new();
         let mut dead = Vec::new();
+        let mut events = Vec::new();
         let mut in_flight = self.in_flight(group);
         let mut capped = false;
         // A push group's `max_in_flight` bounds its leases (pushes outstanding) across all
@@ -1102,15 +1123,40 @@ impl State {
                 continue;
             }
             let fresh = !c.leases.contains_key(&at.offset) && !c.retries.contains_key(&at.offset);
+            // A lease that ran out unacknowledged is on record from its deadline.
+            let expired = |c: &Cursor| {
+                c.leases
+                    .get(&at.offset)
+                    .filter(|l| l.deadline_ms <= now)
+                    .map(|l| {
+                        LedgerEvent::new(EventKind::LeaseExpired, &at.topic)
+                            .at(at.queue, at.offset)
+                            .of_group(group, "")
+                            .attempt(l.attempt)
+                            .time(l.deadline_ms)
+                    })
+            };
             match c.availability(at.offset, now, &def) {
                 None => {}
-                Some((_, true)) => dead.push(at.clone()),
+                Some((_, true)) => {
+                    events.extend(expired(c));
+                    dead.push(at.clone());
+                }
                 Some((_, false)) if fresh && in_flight >= cap as usize => capped = true,
                 Some((_, false)) if !c.leases.contains_key(&at.offset) && leased >= push_cap => {
                     capped = true;
                 }
                 Some((attempt, false)) => {
                     leased += usize::from(!c.leases.contains_key(&at.offset));
+                    events.extend(expired(c));
+                    // A push delivery names the endpoint as its consumer.
+                    let shown = def.push.as_ref().map_or(consumer, |p| p.url.as_str());
+                    events.push(
+                        LedgerEvent::new(EventKind::Delivered, &at.topic)
+                            .at(at.queue, at.offset)
+                            .of_group(group, shown)
+                            .attempt(attempt),
+                    );
                     if let Some(mg) = message_group {
                         c.fifo_inflight.insert(mg.clone(), at.offset);
                     }
@@ -1139,6 +1185,9 @@ impl State {
             if let Some(p) = self.groups.get_mut(group).and_then(|g| g.push.as_mut()) {
                 p.tokens_milli = p.tokens_milli.saturating_sub(grants.len() as u64 * 1000);
             }
+        }
+        for e in events {
+            self.record(e);
         }
         for at in dead {
             self.dead_letter(group, &at, now);
@@ -1176,16 +1225,30 @@ impl State {
             Some(l) if l.version == lease_version && l.deadline_ms > now => l.clone(),
             _ => return Err(Rejection::ReceiptExpired),
         };
+        let event = |kind| {
+            LedgerEvent::new(kind, &at.topic)
+                .at(at.queue, at.offset)
+                .of_group(group, consumer)
+                .attempt(lease.attempt)
+        };
         match action {
             SettleAction::Ack => {
                 c.mark_done(at.offset);
+                self.record(event(EventKind::Acked));
                 Ok(Outcome::Settled { lease_version })
             }
             SettleAction::Nack { delay_ms } => {
-                if mode == GroupMode::Clustering && lease.attempt >= max_deliveries {
+                let last = mode == GroupMode::Clustering && lease.attempt >= max_deliveries;
+                self.record(event(EventKind::Nacked).detail(if last {
+                    "no delivery left".to_string()
+                } else {
+                    format!("redelivery in {} ms", delay_ms.max(0))
+                }));
+                if last {
                     // The lease still holds the range of a folded offset: the move needs it.
                     self.dead_letter(group, at, now);
                 } else {
+                    let c = self.cursor_mut(group, consumer, &at.topic, at.queue)?;
                     c.leases.remove(&at.offset);
                     c.retries.insert(
                         at.offset,
@@ -1202,6 +1265,7 @@ impl State {
                 if invisible_ms <= 0 {
                     return Err(Rejection::Invalid("invisible_ms must be positive".into()));
                 }
+                let c = self.cursor_mut(group, consumer, &at.topic, at.queue)?;
                 c.leases.insert(
                     at.offset,
                     Lease {
@@ -1268,16 +1332,22 @@ impl State {
             let c = g.cursors.get("")?.get(&at.topic)?.get(at.queue as usize)?;
             c.located(at.offset).map(|r| (r.clone(), r.first_ordinal))
         };
+        let dead = LedgerEvent::new(EventKind::DeadLettered, &at.topic)
+            .at(at.queue, at.offset)
+            .of_group(group, "");
         let Some((range, ordinal)) = inline.or_else(kept) else {
             // Only in the archive (retention dropped its range): nothing to point the dead
             // letter at; it is consumed rather than redelivered for ever.
             if let Ok(c) = self.cursor_mut(group, "", &at.topic, at.queue) {
                 c.mark_done(at.offset);
             }
+            self.record(dead.detail("only archived: consumed, not moved"));
             return;
         };
         let dlq = dlq_topic(group);
+        let mut moved_to = None;
         if let Some(q) = self.topics.get_mut(&dlq).and_then(|t| t.queues.get_mut(0)) {
+            moved_to = Some(q.next_offset);
             let segment = range.segment;
             if let Some(queues) = self.packable.get_mut(&segment) {
                 queues.insert((dlq.clone(), 0));
@@ -1298,6 +1368,21 @@ impl State {
         }
         if let Ok(c) = self.cursor_mut(group, "", &at.topic, at.queue) {
             c.mark_done(at.offset);
+        }
+        match moved_to {
+            Some(o) => {
+                self.record(dead.detail(format!("{dlq} queue 0 offset {o}")));
+                self.record(
+                    LedgerEvent::new(EventKind::Published, &dlq)
+                        .at(0, o)
+                        .of_group(group, "")
+                        .detail(format!(
+                            "dead letter of {} queue {} offset {}",
+                            at.topic, at.queue, at.offset
+                        )),
+                );
+            }
+            None => self.record(dead.detail(format!("{dlq} is missing: consumed, not moved"))),
         }
     }
 
@@ -1330,6 +1415,18 @@ impl State {
 
     fn expire_leases(&mut self, now: i64) {
         for (group, at) in self.exhausted_leases(now) {
+            let lease = self
+                .cursor(&group, "", &at.topic, at.queue)
+                .and_then(|c| c.leases.get(&at.offset).map(|l| (l.attempt, l.deadline_ms)));
+            if let Some((attempt, deadline)) = lease {
+                self.record(
+                    LedgerEvent::new(EventKind::LeaseExpired, &at.topic)
+                        .at(at.queue, at.offset)
+                        .of_group(&group, "")
+                        .attempt(attempt)
+                        .time(deadline),
+                );
+            }
             self.dead_letter(&group, &at, now);
         }
     }

@@ -1,5 +1,5 @@
 //! `/v1/topics/{topic}/messages…`: publish, pull from a queue, lookup by id or key, cancel a
-//! delayed message.
+//! delayed message, a message's trace.
 
 use std::sync::Arc;
 
@@ -14,9 +14,9 @@ use super::{MessageOut, MessagesOut, TopicMessagePath, TopicPath, TopicQueuePath
 use crate::auth::Action;
 use crate::http::auth::{Caller, Resource};
 use crate::http::error::ApiError;
-use crate::service::{AppState, lookup, publish as publishing};
+use crate::service::{AppState, lookup, publish as publishing, trace};
 use crate::wire::{
-    ErrorBody, KeyQuery, Message, Messages, PublishRequest, PublishResponse, PullQuery,
+    ErrorBody, KeyQuery, Message, Messages, PublishRequest, PublishResponse, PullQuery, Trace,
 };
 
 /// The query, else 400.
@@ -134,4 +134,24 @@ pub(crate) async fn cancel_message(
     caller.require(Action::Pub, Resource::Topic(&topic))?;
     lookup::cancel(&st, &topic, &message_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A message's life as the manifest recorded it (the delivery ledger), oldest event first:
+/// publish (or half and decision, or schedule and due or cancel), then per group deliveries,
+/// acks, nacks, lease expiries, dead-lettering and re-drives. Kept for the topic's retention,
+/// also after the manifest log that decided them was collected.
+#[utoipa::path(get, path = "/v1/topics/{topic}/messages/{message_id}/trace", tag = "messages",
+    params(TopicMessagePath),
+    responses(
+        (status = 200, description = "The events, in time order", body = Trace),
+        (status = 404, description = "TopicNotFound or MessageNotFound", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn trace_message(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path((topic, message_id)): Path<(String, String)>,
+) -> Result<Json<Trace>, ApiError> {
+    caller.require(Action::Sub, Resource::Topic(&topic))?;
+    Ok(Json(trace::trace(&st, &topic, &message_id).await?))
 }

@@ -390,6 +390,22 @@ async fn pushes_signed_cloudevents_and_dead_letters_after_max_retries(backend: B
         poison_hits.iter().map(|h| h.attempt()).collect::<Vec<_>>(),
         [1, 2, 3]
     );
+    // The message's trace tells the same story, the endpoint as the consumer.
+    let trace = api
+        .get(&format!("/v1/topics/orders/messages/{poison}/trace"))
+        .await;
+    assert_eq!(trace.status, 200, "{:?}", trace.body);
+    let events = trace.body["events"].as_array().unwrap();
+    let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == kind).collect() };
+    let delivered = of("delivered");
+    assert_eq!(delivered.len(), 3, "{events:?}");
+    for (i, e) in delivered.iter().enumerate() {
+        assert_eq!(e["group"], "billing");
+        assert_eq!(e["consumer"], receiver.url.as_str());
+        assert_eq!(e["attempt"], i as u64 + 1);
+    }
+    assert_eq!(of("nacked").len(), 3, "{events:?}");
+    assert_eq!(of("dead_lettered").len(), 1, "{events:?}");
     // Each good message once (nothing failed, no lease expired).
     let delivered = receiver.delivered();
     assert_eq!(delivered.len(), 20);

@@ -2,7 +2,11 @@
 //! against K gateways on one store, every gateway injecting store errors and lost responses
 //! (`--store-faults`), gateways killed with SIGKILL and restarted on a schedule (every other
 //! kill hits the current sequencer), while a normal, a FIFO and a transaction topic are
-//! published to, consumed by one clustering group and finally pulled back.
+//! published to, consumed by one clustering group and finally pulled back. A push group reads
+//! the normal and FIFO topics too: the gateways POST its messages to a receiver in the test
+//! that fails one push in five (500) and answers after 0-20 ms; it checks that no
+//! acknowledged publish is lost, nothing unpublished is pushed, a FIFO message group's next
+//! message is pushed only after the previous one was answered 2xx, and `max_in_flight` holds.
 //!
 //! Every request is recorded with its start and end time and its outcome: ok, refused (an
 //! error status or `ok: false`), or no answer (a transport error or a timeout). The checks,
@@ -290,6 +294,228 @@ const NORMAL: &str = "n";
 const FIFO: &str = "f";
 const TX: &str = "t";
 const GROUP: &str = "checker";
+/// The push group, and its `max_in_flight`.
+const PUSH_GROUP: &str = "pushed";
+const PUSH_IN_FLIGHT: usize = 8;
+const PUSH_TIMEOUT_MS: u64 = 2000;
+
+/// One POST the push receiver answered.
+#[derive(Debug, Clone)]
+struct PushHit {
+    body: String,
+    attempt: u64,
+    start_us: u64,
+    end_us: u64,
+    ok: bool,
+}
+
+/// The push group's endpoint: answers 500 to one push in five (seeded), after 0-20 ms.
+#[derive(Default)]
+struct PushSeen {
+    hits: Vec<PushHit>,
+    /// Requests being answered now: id → when it was sent (`webhook-timestamp`, whole
+    /// seconds). One sent longer ago than the push timeout (plus the second's rounding) was
+    /// given up by its gateway, which then settled it: it no longer counts as in flight (a
+    /// loaded machine may start a handler seconds after the request arrived).
+    open: BTreeMap<u64, u64>,
+    next_id: u64,
+    max_open: usize,
+    open_per_group: BTreeMap<String, usize>,
+    overlaps: Vec<String>,
+}
+
+async fn push_receiver(
+    seed: u64,
+    t0: Instant,
+) -> (String, Arc<Mutex<PushSeen>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(PushSeen::default()));
+    let rng = Arc::new(Mutex::new(SmallRng::seed_from_u64(seed.wrapping_mul(31))));
+    let shared = seen.clone();
+    let app = axum::Router::new().route(
+        "/push",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (seen, rng) = (shared.clone(), rng.clone());
+                async move {
+                    let start_us = t0.elapsed().as_micros() as u64;
+                    let header = |n: &str| {
+                        headers
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let message_group = header("ferrymq-message-group");
+                    let (ok, delay) = {
+                        let mut r = rng.lock().unwrap();
+                        (!r.random_bool(0.2), r.random_range(0..20))
+                    };
+                    let id = {
+                        let mut s = seen.lock().unwrap();
+                        let now_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_millis() as u64;
+                        let sent_ms = header("webhook-timestamp")
+                            .and_then(|t| t.parse::<u64>().ok())
+                            .unwrap_or(now_ms / 1000)
+                            * 1000;
+                        let id = s.next_id;
+                        s.next_id += 1;
+                        s.open.insert(id, sent_ms);
+                        let live = s
+                            .open
+                            .values()
+                            .filter(|&&t| now_ms.saturating_sub(t) < PUSH_TIMEOUT_MS + 1000)
+                            .count();
+                        s.max_open = s.max_open.max(live);
+                        if let Some(g) = &message_group {
+                            let n = s.open_per_group.entry(g.clone()).or_default();
+                            *n += 1;
+                            if *n > 1 {
+                                let msg = format!("FIFO {g}: two pushes at once ({start_us} us)");
+                                s.overlaps.push(msg);
+                            }
+                        }
+                        id
+                    };
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    let mut s = seen.lock().unwrap();
+                    s.open.remove(&id);
+                    if let Some(g) = &message_group {
+                        *s.open_per_group.get_mut(g).unwrap() -= 1;
+                    }
+                    s.hits.push(PushHit {
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        attempt: header("ferrymq-delivery-attempt")
+                            .and_then(|a| a.parse().ok())
+                            .unwrap_or(0),
+                        start_us,
+                        end_us: t0.elapsed().as_micros() as u64,
+                        ok,
+                    });
+                    if ok {
+                        axum::http::StatusCode::NO_CONTENT
+                    } else {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, seen, task)
+}
+
+/// Acknowledged normal and FIFO publishes with no 2xx push yet.
+fn not_pushed<'a>(h: &'a History, seen: &PushSeen) -> Vec<&'a str> {
+    let pushed: BTreeSet<&str> = seen
+        .hits
+        .iter()
+        .filter(|x| x.ok)
+        .map(|x| x.body.as_str())
+        .collect();
+    h.publishes
+        .iter()
+        .filter(|p| p.topic != TX && p.outcome == Outcome::Ok)
+        .map(|p| p.body.as_str())
+        .filter(|b| !pushed.contains(b))
+        .collect()
+}
+
+/// The push group's checks: no loss, no phantom, FIFO order, `max_in_flight`.
+fn check_push(h: &History, seen: &PushSeen) -> (Vec<String>, BTreeMap<&'static str, u64>) {
+    let mut v = Vec::new();
+    let mut stats = BTreeMap::new();
+    for b in not_pushed(h, seen) {
+        v.push(format!(
+            "push: acknowledged publish {b:?} never pushed with a 2xx"
+        ));
+    }
+    let attempted: BTreeSet<&str> = h
+        .publishes
+        .iter()
+        .filter(|p| p.topic != TX && p.outcome.maybe_applied())
+        .map(|p| p.body.as_str())
+        .collect();
+    for x in &seen.hits {
+        if !attempted.contains(x.body.as_str()) {
+            v.push(format!("push: {:?} pushed but never published", x.body));
+        }
+    }
+    v.extend(seen.overlaps.iter().cloned());
+    if seen.max_open > PUSH_IN_FLIGHT {
+        v.push(format!(
+            "push: {} pushes at once, max_in_flight {PUSH_IN_FLIGHT}",
+            seen.max_open
+        ));
+    }
+    // FIFO: the next acknowledged message of a group is pushed only after the previous one
+    // was answered 2xx (its ack is committed after that answer).
+    let mut first_ok_end: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut first_start: BTreeMap<&str, u64> = BTreeMap::new();
+    for x in &seen.hits {
+        let s = first_start.entry(x.body.as_str()).or_insert(x.start_us);
+        *s = (*s).min(x.start_us);
+        if x.ok {
+            let e = first_ok_end.entry(x.body.as_str()).or_insert(x.end_us);
+            *e = (*e).min(x.end_us);
+        }
+    }
+    let mut groups: BTreeMap<&str, Vec<&Publish>> = BTreeMap::new();
+    for p in h
+        .publishes
+        .iter()
+        .filter(|p| p.topic == FIFO && p.outcome == Outcome::Ok)
+    {
+        groups
+            .entry(p.fifo.as_ref().unwrap().0.as_str())
+            .or_default()
+            .push(p);
+    }
+    for (group, ps) in &groups {
+        for w in ps.windows(2) {
+            let (prev, next) = (w[0].body.as_str(), w[1].body.as_str());
+            if let (Some(&start), Some(&prev_ok)) = (first_start.get(next), first_ok_end.get(prev))
+            {
+                if start < prev_ok {
+                    v.push(format!(
+                        "push FIFO {group}: {next:?} pushed at {start} us before {prev:?} was answered 2xx at {prev_ok} us"
+                    ));
+                }
+            }
+        }
+    }
+    stats.insert("push: POSTs", seen.hits.len() as u64);
+    stats.insert(
+        "push: POSTs answered 500 (retried)",
+        seen.hits.iter().filter(|x| !x.ok).count() as u64,
+    );
+    stats.insert("push: messages pushed more than once with a 2xx", {
+        let mut n: BTreeMap<&str, u64> = BTreeMap::new();
+        for x in seen.hits.iter().filter(|x| x.ok) {
+            *n.entry(x.body.as_str()).or_default() += 1;
+        }
+        n.values().filter(|&&c| c > 1).count() as u64
+    });
+    stats.insert(
+        "push: highest attempt",
+        seen.hits.iter().map(|x| x.attempt).max().unwrap_or(0),
+    );
+    stats.insert("push: most at once", seen.max_open as u64);
+    stats.insert(
+        "push: slowest answer (ms)",
+        seen.hits
+            .iter()
+            .map(|x| (x.end_us - x.start_us) / 1000)
+            .max()
+            .unwrap_or(0),
+    );
+    (v, stats)
+}
 const INVISIBLE_MS: u64 = 3000;
 
 async fn producer(run: Arc<Run>, p: usize, stop: Arc<AtomicBool>) {
@@ -1052,6 +1278,8 @@ async fn run_checker(backend: Backend, config: Config) {
             "1s",
             "--tail-interval",
             "30ms",
+            "--push-allow",
+            "http://127.0.0.1:*",
         ];
         gateways.push(Gateway::start(&ts.url, &args).await);
     }
@@ -1087,6 +1315,15 @@ async fn run_checker(backend: Backend, config: Config) {
         json!({"subscriptions": [{"topic": NORMAL}, {"topic": FIFO}, {"topic": TX}],
                "start_from": "earliest", "max_retries": 1000, "invisible_ms": INVISIBLE_MS,
                "retry_backoff_ms": [200]}),
+    )
+    .await;
+    let (push_url, push_seen, push_task) = push_receiver(config.seed, run.t0).await;
+    run.admin(
+        put.clone(),
+        &format!("/v1/groups/{PUSH_GROUP}"),
+        json!({"subscriptions": [{"topic": NORMAL}, {"topic": FIFO}],
+               "start_from": "earliest", "max_retries": 1000, "retry_backoff_ms": [200],
+               "push": {"url": push_url, "max_in_flight": PUSH_IN_FLIGHT, "timeout_ms": PUSH_TIMEOUT_MS}}),
     )
     .await;
     // Every gateway must know the definitions before the load starts.
@@ -1176,6 +1413,8 @@ async fn run_checker(backend: Backend, config: Config) {
                 })
                 .all(|p| done_bodies.contains(p.body.as_str()))
         };
+        let done =
+            done && not_pushed(&run.history.lock().unwrap(), &push_seen.lock().unwrap()).is_empty();
         if done || drain_start.elapsed() > Duration::from_secs(config.drain_secs) {
             break;
         }
@@ -1201,9 +1440,13 @@ async fn run_checker(backend: Backend, config: Config) {
     for g in 0..run.bases.len() {
         faults += injected_faults(&run, g).await;
     }
+    push_task.abort();
     let h = run.history.lock().unwrap();
-    let (found, stats) = check(&h, &pulled);
+    let (found, mut stats) = check(&h, &pulled);
     violations.extend(found);
+    let (found, push_stats) = check_push(&h, &push_seen.lock().unwrap());
+    violations.extend(found);
+    stats.extend(push_stats);
     if let Some(path) = &config.history {
         write_history(path, &h);
     }

@@ -296,7 +296,7 @@ const TX: &str = "t";
 const GROUP: &str = "checker";
 /// The push group, and its `max_in_flight`.
 const PUSH_GROUP: &str = "pushed";
-const PUSH_IN_FLIGHT: usize = 8;
+const PUSH_IN_FLIGHT: usize = 32;
 const PUSH_TIMEOUT_MS: u64 = 2000;
 
 /// One POST the push receiver answered.
@@ -378,12 +378,15 @@ async fn push_receiver(
                         }
                         id
                     };
+                    // A gateway killed mid-push drops the connection, and the server drops this
+                    // future: the request is no longer open either way.
+                    let _closed = Closed {
+                        seen: seen.clone(),
+                        id,
+                        message_group: message_group.clone(),
+                    };
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     let mut s = seen.lock().unwrap();
-                    s.open.remove(&id);
-                    if let Some(g) = &message_group {
-                        *s.open_per_group.get_mut(g).unwrap() -= 1;
-                    }
                     s.hits.push(PushHit {
                         body: String::from_utf8_lossy(&body).into_owned(),
                         attempt: header("ferrymq-delivery-attempt")
@@ -408,6 +411,25 @@ async fn push_receiver(
         axum::serve(listener, app).await.unwrap();
     });
     (url, seen, task)
+}
+
+/// Closes an open request in [`PushSeen`] when its handler ends or is dropped.
+struct Closed {
+    seen: Arc<Mutex<PushSeen>>,
+    id: u64,
+    message_group: Option<String>,
+}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        let mut s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        s.open.remove(&self.id);
+        if let Some(g) = &self.message_group {
+            if let Some(n) = s.open_per_group.get_mut(g) {
+                *n -= 1;
+            }
+        }
+    }
 }
 
 /// Acknowledged normal and FIFO publishes with no 2xx push yet.

@@ -424,7 +424,17 @@ async fn pushes_signed_cloudevents_and_dead_letters_after_max_retries(backend: B
     assert_eq!(h.header("ferrymq-properties"), r#"{"amount":"3"}"#);
     assert!(h.header("content-type").starts_with("text/plain"));
 
-    // Counters over all gateways; a pull receive on a push group is refused.
+    // Counters over all gateways (acks that rode a lease are reported within a second); a
+    // pull receive on a push group is refused.
+    wait_until(
+        Duration::from_secs(10),
+        "push_status counts everything",
+        || async {
+            let s = api.get("/v1/groups/billing").await.body["push_status"].clone();
+            s["delivered_total"] == 20 && s["in_flight"] == 0
+        },
+    )
+    .await;
     let status = api.get("/v1/groups/billing").await.body["push_status"].clone();
     assert_eq!(status["delivered_total"], 20, "{status:?}");
     assert_eq!(status["failed_total"], 3, "{status:?}");

@@ -19,8 +19,8 @@ pub mod event;
 pub mod signing;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use segment_writer::manifest::state::PUSH_CONSUMER;
@@ -42,7 +42,9 @@ const LOCAL_MAX_IN_FLIGHT: usize = 1000;
 /// A pusher that reported nothing for this long says it is still pushing (well within
 /// `PushProgress::PUSHER_TTL_MS`).
 const HEARTBEAT_MS: i64 = 5_000;
-/// A pusher's long-poll when its group has nothing visible.
+/// A pusher reports acks that rode its leases at least this often while it has some.
+const REPORT_MS: i64 = 1_000;
+/// How long a pusher whose look found nothing waits at most for the next applied version.
 const RECEIVE_WAIT_MS: u64 = 2_000;
 /// Bytes of an endpoint's answer read (and dropped) so the connection can be reused.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -147,6 +149,9 @@ async fn supervise(st: Arc<AppState>, client: reqwest::Client) {
                 paused_until_ms: Arc::new(AtomicI64::new(0)),
                 settled: Arc::new(Notify::new()),
                 last_report_ms: Arc::new(AtomicI64::new(0)),
+                riding: Arc::default(),
+                unreported: Arc::default(),
+                version: st.node.watch_version(),
             };
             running.insert(name, (tx, pushers.spawn(pusher.run())));
         }
@@ -168,6 +173,12 @@ struct Pusher {
     settled: Arc<Notify>,
     /// When this pusher last reported (settles carry a report).
     last_report_ms: Arc<AtomicI64>,
+    /// Pushes answered 2xx whose acks ride the pusher's next lease (one commit for both).
+    riding: Arc<Mutex<Vec<Pushed>>>,
+    /// Acks committed (riding) not yet counted in a report.
+    unreported: Arc<AtomicU64>,
+    /// Applied versions: a look that found nothing waits for the next one.
+    version: watch::Receiver<u64>,
 }
 
 impl Pusher {
@@ -183,6 +194,8 @@ impl Pusher {
             self.paused_until_ms.clone(),
             self.settled.clone(),
             self.last_report_ms.clone(),
+            self.riding.clone(),
+            self.unreported.clone(),
         ));
         debug!(group = %self.group, "pusher started");
         loop {
@@ -205,7 +218,10 @@ impl Pusher {
                     .await;
                 continue;
             }
-            if now - self.last_report_ms.load(Ordering::Relaxed) >= HEARTBEAT_MS {
+            let since = now - self.last_report_ms.load(Ordering::Relaxed);
+            if since >= HEARTBEAT_MS
+                || (since >= REPORT_MS && self.unreported.load(Ordering::Relaxed) > 0)
+            {
                 self.heartbeat(now).await;
             }
             let me = self.st.node.settings().gateway_id.as_str();
@@ -230,17 +246,25 @@ impl Pusher {
             };
             // Each pusher keeps its part of `max_in_flight` outstanding (the cap itself holds
             // at apply; this keeps the pushers from racing for it).
-            let mine = LOCAL_MAX_IN_FLIGHT - slots.available_permits();
+            // Acks waiting to ride this lease free their slots in the same commit.
+            let acks: Vec<Pushed> = {
+                let mut r = self.riding.lock().unwrap_or_else(|e| e.into_inner());
+                let n = r.len().min(crate::service::settle::MAX_HANDLES);
+                r.drain(..n).collect()
+            };
+            let mine = (LOCAL_MAX_IN_FLIGHT - slots.available_permits()).saturating_sub(acks.len());
             let part = (push.max_in_flight as usize).div_ceil(share.of);
             let room = part
                 .saturating_sub(mine)
                 .min((push.max_in_flight as usize).saturating_sub(leased.min(mine)))
-                .min(slots.available_permits())
+                .min(slots.available_permits() + acks.len())
                 .min(allowed as usize)
                 .min(self.st.limits.max_receive as usize);
             if room == 0 {
                 // Full here or cluster-wide, or out of rate: wait for a settle somewhere (a
-                // new version) or a token.
+                // new version) or a token. (Acks taken above are never left behind: with
+                // acks, room is at least their number, unless the rate is out.)
+                self.ride_back(acks);
                 let wait = if allowed == 0 {
                     1000 / u64::from(push.rate_per_s.max(1))
                 } else {
@@ -249,18 +273,34 @@ impl Pusher {
                 self.idle(Duration::from_millis(wait.max(5))).await;
                 continue;
             }
+            let handles: Vec<String> = acks.iter().map(|p| p.receipt_handle.clone()).collect();
             let request = ReceiveRequest {
                 max_messages: room as u32,
-                wait_ms: RECEIVE_WAIT_MS.min(self.st.limits.max_wait_ms),
+                // No long-poll: acks finishing meanwhile must not wait for it; a look that
+                // finds nothing waits below for the next applied version instead.
+                wait_ms: 0,
                 invisible_ms: Some(
                     (i64::try_from(push.timeout_ms).unwrap_or(i64::MAX))
                         .saturating_add(LEASE_MARGIN_MS)
                         .min(12 * 3600 * 1000),
                 ),
                 consumer: Some(PUSH_CONSUMER.to_string()),
-                ack_receipt_handles: Vec::new(),
+                ack_receipt_handles: handles,
             };
-            match receive_as(&self.st, &self.group, request, Receiver::Pusher(share)).await {
+            self.version.borrow_and_update();
+            let result = receive_as(&self.st, &self.group, request, Receiver::Pusher(share)).await;
+            if result.is_ok() {
+                self.unreported
+                    .fetch_add(acks.len() as u64, Ordering::Relaxed);
+                drop(acks);
+            } else {
+                // Maybe not committed: they ride the next one (acking twice is fine).
+                self.ride_back(acks);
+            }
+            match result {
+                Ok(received) if received.deliveries.is_empty() => {
+                    self.idle(Duration::from_millis(RECEIVE_WAIT_MS)).await;
+                }
                 Ok(received) => {
                     for d in received.deliveries {
                         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -289,32 +329,62 @@ impl Pusher {
         // Finish what is in flight: every slot comes back once its settle is committed.
         drop(done_tx);
         while children.join_next().await.is_some() {}
+        let acks: Vec<Pushed> =
+            std::mem::take(&mut *self.riding.lock().unwrap_or_else(|e| e.into_inner()));
+        if !acks.is_empty() {
+            let n = acks.len() as u64;
+            let handles: Vec<String> = acks.iter().map(|p| p.receipt_handle.clone()).collect();
+            if crate::service::consume::ack(&self.st, &self.group, handles)
+                .await
+                .is_ok()
+            {
+                self.unreported.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if self.unreported.load(Ordering::Relaxed) > 0 {
+            self.heartbeat(self.st.node.clock().now_ms()).await;
+        }
         debug!(group = %self.group, "pusher stopped");
     }
 
-    /// Says this gateway pushes the group (it counts in the queues' shares), when it has
-    /// reported nothing for a while.
+    /// Puts acks taken for a lease back, first in line.
+    fn ride_back(&self, acks: Vec<Pushed>) {
+        if acks.is_empty() {
+            return;
+        }
+        let mut r = self.riding.lock().unwrap_or_else(|e| e.into_inner());
+        let later = std::mem::replace(&mut *r, acks);
+        r.extend(later);
+    }
+
+    /// Says this gateway pushes the group (it counts in the queues' shares), with the acks
+    /// that rode leases since the last report.
     async fn heartbeat(&self, now: i64) {
+        let delivered = self.unreported.swap(0, Ordering::Relaxed);
         let report = Command::PushReport {
             group: self.group.clone(),
             gateway: self.st.node.settings().gateway_id.clone(),
-            delivered: 0,
+            delivered,
             failed: 0,
             last_error: None,
         };
         match crate::service::submit(&self.st, vec![report]).await {
             Ok(_) => self.last_report_ms.store(now, Ordering::Relaxed),
-            Err(e) => debug!(group = %self.group, error = %e, "push: heartbeat failed"),
+            Err(e) => {
+                self.unreported.fetch_add(delivered, Ordering::Relaxed);
+                debug!(group = %self.group, error = %e, "push: report failed");
+            }
         }
     }
 
-    /// Waits `d`, or less if the definition changes or settles make room.
+    /// Waits `d`, or less if the definition changes, a version is applied or pushes finish.
     async fn idle(&mut self, d: Duration) {
         let settled = self.settled.clone();
         let _ = tokio::time::timeout(d, async {
             tokio::select! {
                 _ = self.def.changed() => {}
                 _ = settled.notified() => {}
+                _ = self.version.changed() => {}
             }
         })
         .await;
@@ -445,6 +515,7 @@ fn describe(e: &reqwest::Error) -> String {
 /// Settles finished pushes in batches: acks and nacks (with the group's backoff, or a longer
 /// `Retry-After`) and the counters, in one delta. A settle that cannot be committed after a
 /// few tries is given up: its leases expire and the messages are pushed again.
+#[allow(clippy::too_many_arguments)] // the pusher's shared handles, each one thing
 async fn settle_loop(
     st: Arc<AppState>,
     group: String,
@@ -452,6 +523,8 @@ async fn settle_loop(
     paused_until_ms: Arc<AtomicI64>,
     settled: Arc<Notify>,
     last_report_ms: Arc<AtomicI64>,
+    riding: Arc<Mutex<Vec<Pushed>>>,
+    unreported: Arc<AtomicU64>,
 ) {
     while let Some(first) = done.recv().await {
         let mut batch = vec![first];
@@ -461,12 +534,27 @@ async fn settle_loop(
                 Err(_) => break,
             }
         }
+        // Answered 2xx: the acks ride the pusher's next lease.
+        let (delivered_now, batch): (Vec<Pushed>, Vec<Pushed>) = batch
+            .into_iter()
+            .partition(|p| p.answer == Answer::Delivered);
+        if !delivered_now.is_empty() {
+            riding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(delivered_now);
+            settled.notify_one();
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let Some(def) = st.node.state().groups.get(&group).map(|g| g.def.clone()) else {
             continue;
         };
         let now = st.node.clock().now_ms();
         let mut actions: HashMap<(&str, u32, u64), SettleAction> = HashMap::new();
-        let (mut delivered, mut failed, mut last_error) = (0, 0, None);
+        let (mut delivered, mut failed, mut last_error) =
+            (unreported.swap(0, Ordering::Relaxed), 0, None);
         for p in &batch {
             let action = match &p.answer {
                 Answer::Released => SettleAction::Nack { delay_ms: 0 },
@@ -505,10 +593,12 @@ async fn settle_loop(
             failed,
             last_error,
         });
+        let mut committed = false;
         for attempt in 1..=5u32 {
             match crate::service::submit(&st, commands.clone()).await {
                 Ok(_) => {
                     last_report_ms.store(now, Ordering::Relaxed);
+                    committed = true;
                     break;
                 }
                 Err(e) if attempt < 5 => {
@@ -522,6 +612,9 @@ async fn settle_loop(
                     warn!(%group, error = %e, "push: settling failed; the leases will expire and the messages be pushed again");
                 }
             }
+        }
+        if !committed {
+            unreported.fetch_add(delivered, Ordering::Relaxed);
         }
         // The slots go back with the batch; the pusher may lease again.
         drop(batch);

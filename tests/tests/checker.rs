@@ -448,6 +448,22 @@ fn not_pushed<'a>(h: &'a History, seen: &PushSeen) -> Vec<&'a str> {
         .collect()
 }
 
+/// Acknowledged FIFO publishes by message group, in publish order.
+fn fifo_groups(h: &History) -> BTreeMap<&str, Vec<&Publish>> {
+    let mut groups: BTreeMap<&str, Vec<&Publish>> = BTreeMap::new();
+    for p in h
+        .publishes
+        .iter()
+        .filter(|p| p.topic == FIFO && p.outcome == Outcome::Ok)
+    {
+        groups
+            .entry(p.fifo.as_ref().unwrap().0.as_str())
+            .or_default()
+            .push(p);
+    }
+    groups
+}
+
 /// The push group's checks: no loss, no phantom, FIFO order, `max_in_flight`.
 fn check_push(h: &History, seen: &PushSeen) -> (Vec<String>, BTreeMap<&'static str, u64>) {
     let mut v = Vec::new();
@@ -487,18 +503,7 @@ fn check_push(h: &History, seen: &PushSeen) -> (Vec<String>, BTreeMap<&'static s
             *e = (*e).min(x.end_us);
         }
     }
-    let mut groups: BTreeMap<&str, Vec<&Publish>> = BTreeMap::new();
-    for p in h
-        .publishes
-        .iter()
-        .filter(|p| p.topic == FIFO && p.outcome == Outcome::Ok)
-    {
-        groups
-            .entry(p.fifo.as_ref().unwrap().0.as_str())
-            .or_default()
-            .push(p);
-    }
-    for (group, ps) in &groups {
+    for (group, ps) in &fifo_groups(h) {
         for w in ps.windows(2) {
             let (prev, next) = (w[0].body.as_str(), w[1].body.as_str());
             if let (Some(&start), Some(&prev_ok)) = (first_start.get(next), first_ok_end.get(prev))
@@ -1177,16 +1182,7 @@ fn check(h: &History, pulled: &Pulled) -> (Vec<String>, BTreeMap<&'static str, u
     // FIFO: acknowledged publishes of a group sit in publish order in one queue; a receive
     // never holds two of one group; the next is delivered only after an ack of the previous
     // was sent (and not refused).
-    let mut groups: BTreeMap<&str, Vec<&Publish>> = BTreeMap::new();
-    for p in h.publishes.iter().filter(|p| p.topic == FIFO) {
-        if p.outcome == Outcome::Ok {
-            groups
-                .entry(p.fifo.as_ref().unwrap().0.as_str())
-                .or_default()
-                .push(p);
-        }
-    }
-    for (group, ps) in &groups {
+    for (group, ps) in &fifo_groups(h) {
         for w in ps.windows(2) {
             let (prev, next) = (w[0], w[1]);
             let (pa, na) = (prev.at.as_ref().unwrap(), next.at.as_ref().unwrap());

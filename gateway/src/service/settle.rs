@@ -116,11 +116,6 @@ impl SettlePlan {
             .collect()
     }
 
-    /// How many commands [`SettlePlan::commands`] holds.
-    pub fn len(&self) -> usize {
-        self.batches.len()
-    }
-
     /// No genuine handle: nothing to commit.
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty()

@@ -370,7 +370,7 @@ impl Client {
 
 /// An error and its sources, `: `-separated (reqwest hides the useful part, such as
 /// "Connection refused", in its sources).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

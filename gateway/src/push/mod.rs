@@ -45,7 +45,7 @@ const HEARTBEAT_MS: i64 = 5_000;
 /// A pusher reports acks that rode its leases at least this often while it has some.
 const REPORT_MS: i64 = 1_000;
 /// How long a pusher whose look found nothing waits at most for the next applied version.
-const RECEIVE_WAIT_MS: u64 = 2_000;
+const IDLE_MS: u64 = 2_000;
 /// Bytes of an endpoint's answer read (and dropped) so the connection can be reused.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The longest `Retry-After` honoured.
@@ -299,7 +299,7 @@ impl Pusher {
             }
             match result {
                 Ok(received) if received.deliveries.is_empty() => {
-                    self.idle(Duration::from_millis(RECEIVE_WAIT_MS)).await;
+                    self.idle(Duration::from_millis(IDLE_MS)).await;
                 }
                 Ok(received) => {
                     for d in received.deliveries {
@@ -494,22 +494,10 @@ async fn post(
             retry_after_ms: None,
         },
         Err(e) => Answer::Failed {
-            error: describe(&e),
+            error: crate::client::chain(&e),
             retry_after_ms: None,
         },
     }
-}
-
-/// A transport error with its causes (reqwest's own message hides them).
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Settles finished pushes in batches: acks and nacks (with the group's backoff, or a longer
@@ -553,15 +541,14 @@ async fn settle_loop(
         };
         let now = st.node.clock().now_ms();
         let mut actions: HashMap<(&str, u32, u64), SettleAction> = HashMap::new();
-        let (mut delivered, mut failed, mut last_error) =
-            (unreported.swap(0, Ordering::Relaxed), 0, None);
+        // The acks that rode leases since the last report are counted with this one.
+        let delivered = unreported.swap(0, Ordering::Relaxed);
+        let (mut failed, mut last_error) = (0, None);
         for p in &batch {
             let action = match &p.answer {
                 Answer::Released => SettleAction::Nack { delay_ms: 0 },
-                Answer::Delivered => {
-                    delivered += 1;
-                    SettleAction::Ack
-                }
+                // Not here: 2xx answers ride the pusher's next lease (above).
+                Answer::Delivered => SettleAction::Ack,
                 Answer::Failed {
                     error,
                     retry_after_ms,

@@ -27,6 +27,14 @@ pub enum Error {
     /// The manifest refused a command.
     #[error("the manifest refused: {0}")]
     Rejected(Rejection),
+    /// The archive's Iceberg table could not be built or read (a metadata file that does not
+    /// parse, a file outside the store). The archive itself is unaffected.
+    #[error("iceberg table: {0}")]
+    Iceberg(String),
+    /// Another compactor committed the Iceberg table version this pass meant to write: the next
+    /// pass starts from its version.
+    #[error("iceberg table: {0}")]
+    IcebergConflict(String),
     /// A setting cannot work (e.g. a zstd level out of range): fix the configuration.
     #[error("invalid setting: {0}")]
     Invalid(String),
@@ -66,8 +74,13 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Core(e) => e.is_retryable(),
-            Error::Unavailable { .. } | Error::LeaseHeld(_) | Error::LocalDir { .. } => true,
-            Error::Corrupt { .. } | Error::Rejected(_) | Error::Invalid(_) => false,
+            Error::Unavailable { .. }
+            | Error::LeaseHeld(_)
+            | Error::LocalDir { .. }
+            | Error::IcebergConflict(_) => true,
+            Error::Corrupt { .. } | Error::Rejected(_) | Error::Invalid(_) | Error::Iceberg(_) => {
+                false
+            }
         }
     }
 }
@@ -92,6 +105,8 @@ impl From<Error> for segment_writer::Error {
             e @ (Error::LeaseHeld(_)
             | Error::Rejected(_)
             | Error::Invalid(_)
+            | Error::Iceberg(_)
+            | Error::IcebergConflict(_)
             | Error::LocalDir { .. }) => segment_writer::Error::Invalid(e.to_string()),
         }
     }

@@ -11,7 +11,10 @@
 //!   state no longer references (loaded back, or their commit failed), older than a grace; on
 //!   a local directory also the staging files (`x#1`) of puts a crash interrupted.
 //! - **Archive retention** (off by default): the oldest files of a queue whose newest message
-//!   is older than the setting are removed from the catalogue, then deleted.
+//!   is older than the setting are removed from the catalogue ([`expire`]), then, once the
+//!   Iceberg table no longer names them, deleted ([`delete_expired`]).
+//! - **The Iceberg table's metadata** under `archive/metadata/` is not the catalogue's: orphan
+//!   collection leaves it to [`crate::iceberg`].
 
 use std::collections::BTreeSet;
 
@@ -21,6 +24,7 @@ use object_store::path::Path;
 use segment_writer::manifest::index::IndexCache;
 use segment_writer::manifest::{Command, Outcome, State};
 use segment_writer::node::Node;
+use segment_writer::paths::Paths;
 use tracing::info;
 
 use crate::pass::{CompactSettings, Observer, PassReport, submit, take_lease};
@@ -63,6 +67,7 @@ pub async fn collect_orphans(
         grace: s.orphan_grace,
         step: "delete orphans",
         what: "orphan archive files",
+        keep_under: Some(Paths::ICEBERG_METADATA),
     };
     let deleted = archive
         .collect(node, s, observer, async |st| Ok(st.archive.paths()))
@@ -73,6 +78,7 @@ pub async fn collect_orphans(
         grace: s.orphan_grace,
         step: "delete timer spills",
         what: "timer spill objects no longer referenced",
+        keep_under: None,
     };
     let deleted = deleted
         + spills
@@ -87,6 +93,7 @@ pub async fn collect_orphans(
         grace: s.segment_grace,
         step: "delete index objects",
         what: "index objects no longer referenced",
+        keep_under: None,
     };
     let deleted = deleted
         + index
@@ -124,6 +131,8 @@ struct Unreferenced {
     grace: std::time::Duration,
     step: &'static str,
     what: &'static str,
+    /// Names under this folder (relative to the prefix) are not the state's to name: kept.
+    keep_under: Option<&'static str>,
 }
 
 impl Unreferenced {
@@ -146,10 +155,12 @@ impl Unreferenced {
             .into_iter()
             .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
             .filter(|m| {
-                store
-                    .paths
-                    .strip_prefix(&m.location)
-                    .is_some_and(|rel| !named.contains(&rel))
+                store.paths.strip_prefix(&m.location).is_some_and(|rel| {
+                    !named.contains(&rel)
+                        && self.keep_under.is_none_or(|k| {
+                            !rel.strip_prefix(k).is_some_and(|r| r.starts_with('/'))
+                        })
+                })
             })
             .map(|m| m.location)
             .collect();
@@ -161,14 +172,15 @@ impl Unreferenced {
     }
 }
 
-/// Drops ranges past retention, expires archive files past the archive retention, and deletes
-/// segments no longer referenced.
-pub async fn retention(
+/// Drops ranges past retention and removes archive files past the archive retention from the
+/// catalogue; returns those files, to delete once the Iceberg table no longer names them
+/// ([`delete_expired`]).
+pub async fn expire(
     node: &Node,
     s: &CompactSettings,
     observer: &dyn Observer,
     report: &mut PassReport,
-) -> Result<()> {
+) -> Result<Vec<Path>> {
     // 1. Offset ranges.
     let commands: Vec<Command> = {
         let state = node.state();
@@ -198,47 +210,69 @@ pub async fn retention(
     }
 
     // 2. Archive retention.
-    if let Some(keep) = s.archive_retention {
-        let (commands, paths): (Vec<Command>, Vec<String>) = {
-            let state = node.state();
-            let cutoff = state.time_ms.max(node.clock().now_ms()) - keep.as_millis() as i64;
-            let mut out = (Vec::new(), Vec::new());
-            for (topic, qs) in &state.archive.queues {
-                for (queue, qa) in qs {
-                    for f in qa.files.iter().take_while(|f| f.max_time_ms < cutoff) {
-                        out.0.push(Command::ExpireArchive {
-                            topic: topic.clone(),
-                            queue: *queue,
-                            path: f.path.clone(),
-                        });
-                        out.1.push(f.path.clone());
-                    }
+    let Some(keep) = s.archive_retention else {
+        return Ok(Vec::new());
+    };
+    let (commands, paths): (Vec<Command>, Vec<String>) = {
+        let state = node.state();
+        let cutoff = state.time_ms.max(node.clock().now_ms()) - keep.as_millis() as i64;
+        let mut out = (Vec::new(), Vec::new());
+        for (topic, qs) in &state.archive.queues {
+            for (queue, qa) in qs {
+                for f in qa.files.iter().take_while(|f| f.max_time_ms < cutoff) {
+                    out.0.push(Command::ExpireArchive {
+                        topic: topic.clone(),
+                        queue: *queue,
+                        path: f.path.clone(),
+                    });
+                    out.1.push(f.path.clone());
                 }
             }
-            out
-        };
-        if !commands.is_empty() {
-            observer.step("expire archive");
-            let (_, outcomes) = submit(node, commands).await?;
-            let store = node.store().clone();
-            let catalogued = node.state().archive.paths();
-            let doomed: Vec<Path> = paths
-                .iter()
-                .zip(&outcomes)
-                .filter(|(p, o)| matches!(o, Outcome::Done) && !catalogued.contains(*p))
-                .map(|(p, _)| store.paths.relative(p))
-                .collect();
-            observer.step("delete expired archive");
-            report.archive_files_expired = delete(node, doomed).await?;
         }
+        out
+    };
+    if commands.is_empty() {
+        return Ok(Vec::new());
     }
+    observer.step("expire archive");
+    let (_, outcomes) = submit(node, commands).await?;
+    let store = node.store().clone();
+    let catalogued = node.state().archive.paths();
+    Ok(paths
+        .iter()
+        .zip(&outcomes)
+        .filter(|(p, o)| matches!(o, Outcome::Done) && !catalogued.contains(*p))
+        .map(|(p, _)| store.paths.relative(p))
+        .collect())
+}
 
-    // 3. Segments.
+/// Deletes the archive files [`expire`] removed from the catalogue.
+pub async fn delete_expired(
+    node: &Node,
+    observer: &dyn Observer,
+    doomed: Vec<Path>,
+    report: &mut PassReport,
+) -> Result<()> {
+    if !doomed.is_empty() {
+        observer.step("delete expired archive");
+        report.archive_files_expired = delete(node, doomed).await?;
+    }
+    Ok(())
+}
+
+/// Deletes segments no longer referenced, older than the segment grace.
+pub async fn collect_segments(
+    node: &Node,
+    s: &CompactSettings,
+    observer: &dyn Observer,
+    report: &mut PassReport,
+) -> Result<()> {
     let segments = Unreferenced {
         dir: node.store().paths.segment_dir(),
         grace: s.segment_grace,
         step: "delete segments",
         what: "unreferenced segments",
+        keep_under: None,
     };
     let store = node.store().clone();
     let index = IndexCache::new(64 * 1024 * 1024);

@@ -8,6 +8,7 @@
 //! - [`pass`]: one compaction pass under the cluster-wide compactor lease.
 //! - [`ledger`]: the delivery ledger's Parquet objects: written in batches, read by trace, retained.
 //! - [`gc`]: retention of offset ranges, segment and orphan collection, archive retention.
+//! - [`iceberg`]: the archive as an Apache Iceberg table, synced with the catalogue each pass.
 //!
 //! The catalogue (which file holds which offsets) lives in the manifest
 //! (`segment_writer::manifest::archive`): a file is written first and catalogued second, and
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod gc;
+pub mod iceberg;
 pub mod ledger;
 pub mod pass;
 pub mod reader;
@@ -22,6 +24,7 @@ pub mod schema;
 pub mod writer;
 
 pub use error::{Error, Result};
+pub use iceberg::{IcebergSettings, SyncReport};
 pub use pass::{CompactSettings, Observer, PassReport, Quiet, run_pass};
 pub use reader::ArchiveReader;
 pub use segment_writer::paths::Paths;

@@ -4,9 +4,7 @@
 //! 1. Take the compactor lease (a manifest command; one active compactor cluster-wide). The
 //!    version that grants it is the pass's cut: per queue, offsets `archived_to..next_offset`
 //!    as of that version are archived, nothing later.
-//! 2. Collect orphans: archive files that no catalogue entry names and older than a grace (a
-//!    compactor died between writing a file and committing it).
-//! 3. Per queue, in offset order, write files (split at each UTC hour of publish time and at
+//! 2. Per queue, in offset order, write files (split at each UTC hour of publish time and at
 //!    `max_file_rows`), each **first written, then catalogued** with
 //!    [`Command::ArchiveFile`]. The manifest refuses an entry that does not start at the
 //!    queue's archived-to offset, so a retried or raced commit never archives twice; a refused
@@ -16,8 +14,13 @@
 //!    ([`CheckedSegment::decode`]: only the blocks holding the queue's messages are read,
 //!    their checksums checked once per segment), and
 //!    each open file's encoder runs on its own task, on any core.
-//! 4. Retention and segment garbage collection ([`crate::gc`]).
-//! 5. Release the lease.
+//! 3. Retention ([`crate::gc::expire`]): offset ranges past retention are dropped, archive
+//!    files past the archive retention leave the catalogue.
+//! 4. The Iceberg table is made equal to the catalogue ([`crate::iceberg::sync`]).
+//! 5. Only then are files deleted: orphans (archive files no catalogue entry names, older than
+//!    a grace: a compactor died between writing a file and committing it), expired archive
+//!    files, and unreferenced segments ([`crate::gc`]).
+//! 6. Release the lease.
 //!
 //! A crash anywhere leaves the catalogue consistent: a file is either catalogued whole or an
 //! orphan that step 2 of a later pass deletes.
@@ -38,6 +41,7 @@ use segment_writer::segment::CheckedSegment;
 use segment_writer::store::Store;
 use tracing::{debug, info, warn};
 
+use crate::iceberg::{IcebergSettings, SyncReport};
 use crate::writer::{FileSettings, FileWriter, WrittenFile};
 use crate::{Error, Result};
 
@@ -71,6 +75,9 @@ pub struct CompactSettings {
     pub archive_retention: Option<Duration>,
     /// Apply retention and collect segments after archiving. Default true.
     pub retention: bool,
+    /// Keep the archive's Iceberg table ([`crate::iceberg`]) equal to the catalogue; `None`
+    /// leaves the table as it is. Default on.
+    pub iceberg: Option<IcebergSettings>,
 }
 
 impl CompactSettings {
@@ -87,6 +94,7 @@ impl CompactSettings {
             segment_grace: Duration::from_secs(3600),
             archive_retention: None,
             retention: true,
+            iceberg: Some(IcebergSettings::default()),
         }
     }
 }
@@ -121,6 +129,8 @@ pub struct PassReport {
     pub segments_deleted: u64,
     pub orphans_deleted: u64,
     pub archive_files_expired: u64,
+    /// What the Iceberg sync did.
+    pub iceberg: SyncReport,
     /// The manifest version the pass archived up to.
     pub cut_version: u64,
     pub elapsed: Duration,
@@ -343,8 +353,6 @@ pub async fn run_pass(
     observer.planned(work.iter().map(|w| w.to - w.from).sum());
     info!(cut, queues = work.len(), "compaction pass: archiving");
 
-    report.orphans_deleted = crate::gc::collect_orphans(node, settings, observer).await?;
-
     let mut cache = SegmentCache::new(
         store.clone(),
         node.shared_state(),
@@ -365,8 +373,28 @@ pub async fn run_pass(
         archive_group(&mut ctx, group).await?;
     }
 
+    let expired = if settings.retention {
+        crate::gc::expire(node, settings, observer, &mut report).await?
+    } else {
+        Vec::new()
+    };
+    // The table first, deletions second: the current snapshot never names a deleted file.
+    if let Some(iceberg) = &settings.iceberg {
+        take_lease(node, settings).await?;
+        observer.step("iceberg sync");
+        report.iceberg = crate::iceberg::sync(
+            node,
+            iceberg,
+            settings.archive_retention,
+            settings.orphan_grace,
+            observer,
+        )
+        .await?;
+    }
+    report.orphans_deleted = crate::gc::collect_orphans(node, settings, observer).await?;
     if settings.retention {
-        crate::gc::retention(node, settings, observer, &mut report).await?;
+        crate::gc::delete_expired(node, observer, expired, &mut report).await?;
+        crate::gc::collect_segments(node, settings, observer, &mut report).await?;
     }
     observer.step("release lease");
     if let Err(e) = node

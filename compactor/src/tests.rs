@@ -1,6 +1,7 @@
 //! End-to-end tests of a pass on an in-memory store: archive, read back byte-equal, never
 //! twice, orphans and segments collected, needed segments kept.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +130,8 @@ async fn keys(store: &Store, dir: object_store::path::Path) -> Vec<String> {
         .try_collect()
         .await
         .expect("list");
+    // The Iceberg table's metadata is not the catalogue's (see `iceberg_*` below).
+    v.retain(|k| !k.starts_with(Paths::ICEBERG_METADATA));
     v.sort();
     v
 }
@@ -472,4 +475,203 @@ async fn a_writer_dropped_unfinished_never_completes_its_file() {
     let written = w.finish(&store).await.expect("finish");
     assert_eq!(written.rows, 12_000);
     assert!(store.inner.head(&key).await.is_ok());
+}
+
+/// The Iceberg table as a reader sees it: version, live files (relative name → rows, partition
+/// topic and hour) and the number of manifests of the current snapshot.
+type Table = (u64, BTreeMap<String, (u64, String, i32)>, usize);
+
+async fn table(store: &Store) -> Table {
+    use iceberg::spec::Literal;
+    let at = crate::iceberg::Locations::of(store);
+    let Some(current) = crate::iceberg::load_current(store, &at).await.expect("load") else {
+        return (0, BTreeMap::new(), 0);
+    };
+    let manifests = crate::iceberg::read_snapshot(store, &at, &current.metadata)
+        .await
+        .expect("read the snapshot");
+    let mut files = BTreeMap::new();
+    for (_, entries) in &manifests {
+        for e in entries.iter().filter(|e| e.is_alive()) {
+            let f = e.data_file();
+            let p: Vec<_> = f.partition().iter().collect();
+            let (Some(Some(Literal::Primitive(topic))), Some(Some(Literal::Primitive(hour)))) =
+                (p.first(), p.get(1))
+            else {
+                panic!("partition {:?}", f.partition());
+            };
+            let topic = match topic {
+                iceberg::spec::PrimitiveLiteral::String(t) => t.clone(),
+                other => panic!("topic {other:?}"),
+            };
+            let hour = match hour {
+                iceberg::spec::PrimitiveLiteral::Int(h) => *h,
+                other => panic!("hour {other:?}"),
+            };
+            let name = at.relative(f.file_path()).expect("inside the store");
+            let old = files.insert(name.to_string(), (f.record_count(), topic, hour));
+            assert!(old.is_none(), "{name} twice in the table");
+        }
+    }
+    (current.version, files, manifests.len())
+}
+
+/// The catalogue as the table should hold it.
+fn catalogued(n: &Node) -> BTreeMap<String, (u64, String, i32)> {
+    let state = n.state();
+    let mut out = BTreeMap::new();
+    for (topic, qs) in &state.archive.queues {
+        for qa in qs.values() {
+            for f in &qa.files {
+                let hour = (f.min_time_ms / 3_600_000) as i32;
+                out.insert(f.path.clone(), (f.rows, topic.clone(), hour));
+            }
+        }
+    }
+    out
+}
+
+async fn metadata_objects(store: &Store) -> Vec<String> {
+    let mut v: Vec<String> = store
+        .inner
+        .list(Some(&store.paths.relative(Paths::ICEBERG_METADATA)))
+        .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
+        .try_collect()
+        .await
+        .expect("list");
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn iceberg_table_follows_the_catalogue_through_appends_and_archive_retention() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 2, 1_000_000).await;
+    create_topic(&n, "u", 1, 1_000_000).await;
+    publish(&n, "t", 2, 40, 20).await;
+    publish(&n, "u", 1, 10, 10).await;
+
+    let first = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!((first.iceberg.version, first.iceberg.added), (1, 6));
+    let (version, files, manifests) = table(&store).await;
+    assert_eq!(version, 1);
+    assert_eq!(files, catalogued(&n), "the table holds the catalogue");
+    assert_eq!(files.values().map(|f| f.0).sum::<u64>(), 90);
+    assert_eq!(manifests, 1);
+    let base_hour = (1_767_225_600_000i64 / 3_600_000) as i32;
+    assert!(
+        files
+            .iter()
+            .all(|(p, f)| p.contains(&format!("topic={}/", f.1))
+                && (f.2 == base_hour || f.2 == base_hour + 1)),
+        "{files:?}"
+    );
+
+    // Nothing new: no new version.
+    let idle = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!((idle.iceberg.version, idle.iceberg.added), (1, 0));
+    assert_eq!(metadata_objects(&store).await.len(), 4, "v1, hint, list, manifest");
+
+    // More messages: a second snapshot appends a manifest, the first is carried over.
+    publish(&n, "t", 2, 10, 10).await;
+    let second = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!((second.iceberg.version, second.iceberg.added), (2, 4));
+    let (_, files, manifests) = table(&store).await;
+    assert_eq!(files, catalogued(&n));
+    assert_eq!(manifests, 2);
+
+    // Archive retention (every message is from January 2026): the table drops every file
+    // before the files are deleted.
+    let mut expire = settings();
+    expire.archive_retention = Some(Duration::from_secs(1));
+    let third = run_pass(&n, &expire, &Quiet).await.expect("pass");
+    assert_eq!(third.archive_files_expired, 10);
+    assert_eq!((third.iceberg.version, third.iceberg.removed), (3, 10));
+    let (version, files, _) = table(&store).await;
+    assert_eq!(version, 3);
+    assert!(files.is_empty(), "{files:?}");
+    assert!(keys(&store, store.paths.archive_dir()).await.is_empty());
+    let hint = store
+        .inner
+        .get(&store.paths.relative(&Paths::iceberg_version_hint_name()))
+        .await
+        .expect("hint")
+        .bytes()
+        .await
+        .expect("hint");
+    assert_eq!(&hint[..], b"3");
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn iceberg_manifests_merge_and_old_metadata_is_collected() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 1_000_000).await;
+    let mut s = settings();
+    s.iceberg = Some(crate::IcebergSettings {
+        max_manifests: 2,
+        snapshot_max_age: Duration::ZERO,
+        metadata_versions: 2,
+    });
+    for round in 1..=6u64 {
+        publish(&n, "t", 1, 4, 4).await;
+        // Snapshot times are milliseconds: keep them apart so that expiry has an order.
+        #[allow(clippy::disallowed_methods)] // a test waits in real time on purpose
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let r = run_pass(&n, &s, &Quiet).await.expect("pass");
+        assert_eq!(r.iceberg.version, round);
+        let (_, files, manifests) = table(&store).await;
+        assert_eq!(files, catalogued(&n), "round {round}");
+        assert!(manifests <= 3, "round {round}: {manifests} manifests");
+        // Only the current snapshot is retained (age zero): one manifest list, the manifests
+        // it names, the newest metadata files and the hint.
+        let objects = metadata_objects(&store).await;
+        let lists = objects.iter().filter(|o| o.starts_with("snap-")).count();
+        let metadata = objects.iter().filter(|o| o.ends_with(".metadata.json")).count();
+        let written = objects.len() - lists - metadata - 1;
+        assert_eq!(lists, 1, "round {round}: {objects:?}");
+        assert!(metadata <= 3, "round {round}: {objects:?}");
+        assert_eq!(written, manifests, "round {round}: {objects:?}");
+    }
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_table_version_fails_the_pass_before_anything_is_deleted() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 0).await;
+    publish(&n, "t", 1, 20, 10).await;
+    let mut no_retention = settings();
+    no_retention.retention = false;
+    run_pass(&n, &no_retention, &Quiet).await.expect("pass");
+    let planted = store.paths.relative(&Paths::iceberg_metadata_name(2));
+    store
+        .inner
+        .put(&planted, PutPayload::from_static(b"{not json"))
+        .await
+        .expect("put");
+    // New messages: the failing pass archives them, then cannot update the table.
+    publish(&n, "t", 1, 10, 10).await;
+    let segments = keys(&store, store.paths.segment_dir()).await;
+    let err = run_pass(&n, &settings(), &Quiet)
+        .await
+        .expect_err("a corrupt table version");
+    assert!(matches!(err, crate::Error::Corrupt { .. }), "{err}");
+    assert_eq!(
+        keys(&store, store.paths.segment_dir()).await,
+        segments,
+        "no segment deleted"
+    );
+    let archive = keys(&store, store.paths.archive_dir()).await;
+    assert_eq!(archive.len(), 4, "the new files are archived: {archive:?}");
+    // Once the bad object is gone, the next pass commits version 2 and collects segments.
+    store.inner.delete(&planted).await.expect("delete");
+    let r = run_pass(&n, &settings(), &Quiet).await.expect("pass");
+    assert_eq!(r.iceberg.version, 2);
+    assert!(r.segments_deleted > 0);
+    assert_eq!(table(&store).await.1, catalogued(&n));
+    n.shutdown().await;
 }

@@ -40,6 +40,11 @@ pub struct CompactorFlags {
     /// died blocks others at most this long.
     #[arg(long, env = "FERRYMQ_COMPACT_LEASE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub compact_lease_ttl: Duration,
+    /// Do not keep the archive's Apache Iceberg table (`archive/metadata/`, one snapshot per
+    /// pass that changed the archive). The Parquet files and their catalogue are unaffected;
+    /// a table left behind stops following the archive.
+    #[arg(long, env = "FERRYMQ_NO_ICEBERG")]
+    pub no_iceberg: bool,
 }
 
 impl CompactorFlags {
@@ -49,6 +54,9 @@ impl CompactorFlags {
         s.orphan_grace = self.orphan_grace;
         s.archive_retention = self.archive_retention;
         s.lease_ttl = self.compact_lease_ttl;
+        if self.no_iceberg {
+            s.iceberg = None;
+        }
         s
     }
 }
@@ -147,6 +155,13 @@ fn summary(r: &PassReport) -> serde_json::Value {
         "orphans_deleted": r.orphans_deleted,
         "archive_files_expired": r.archive_files_expired,
         "cut_version": r.cut_version,
+        "iceberg": {
+            "version": r.iceberg.version,
+            "files_added": r.iceberg.added,
+            "files_removed": r.iceberg.removed,
+            "snapshots_expired": r.iceberg.expired_snapshots,
+            "metadata_deleted": r.iceberg.metadata_deleted,
+        },
     })
 }
 

@@ -7,7 +7,8 @@ use object_store::path::Path;
 const SEGMENTS: &str = "segments";
 const LOG: &str = "manifest/log";
 const CHECKPOINTS: &str = "manifest/checkpoints";
-const ARCHIVE: &str = "archive";
+/// The archive's folder, relative to the prefix; also the Iceberg table's location.
+pub const ARCHIVE: &str = "archive";
 const TIMERS: &str = "timers";
 const INDEX: &str = "index";
 const LEDGER: &str = "ledger";
@@ -131,6 +132,53 @@ impl Paths {
         self.join(ARCHIVE)
     }
 
+    /// The Iceberg table's metadata folder, relative to the prefix.
+    pub const ICEBERG_METADATA: &'static str = "archive/metadata";
+
+    /// `archive/metadata/v<version>.metadata.json`: the Iceberg table's metadata, relative to
+    /// the prefix (the Hadoop-table name that DuckDB's `iceberg_scan` and Spark look for).
+    pub fn iceberg_metadata_name(version: u64) -> String {
+        format!("{}/v{version}.metadata.json", Self::ICEBERG_METADATA)
+    }
+
+    /// `archive/metadata/version-hint.text`: the newest metadata version, as a hint.
+    pub fn iceberg_version_hint_name() -> String {
+        format!("{}/version-hint.text", Self::ICEBERG_METADATA)
+    }
+
+    /// `archive/metadata/snap-<snapshot id>-<ulid>.avro`: a snapshot's manifest list.
+    pub fn iceberg_manifest_list_name(snapshot_id: i64, id: &ulid::Ulid) -> String {
+        format!("{}/snap-{snapshot_id}-{id}.avro", Self::ICEBERG_METADATA)
+    }
+
+    /// `archive/metadata/<snapshot id>-m<k>-<ulid>.avro`: the `k`-th manifest the snapshot
+    /// wrote.
+    pub fn iceberg_manifest_name(snapshot_id: i64, k: usize, id: &ulid::Ulid) -> String {
+        format!("{}/{snapshot_id}-m{k}-{id}.avro", Self::ICEBERG_METADATA)
+    }
+
+    /// What a file name under `archive/metadata/` is.
+    pub fn parse_iceberg_object(filename: &str) -> IcebergObject {
+        let parse = || -> Option<IcebergObject> {
+            if let Some(v) = filename
+                .strip_prefix('v')
+                .and_then(|r| r.strip_suffix(".metadata.json"))
+            {
+                return v.parse().ok().map(IcebergObject::Metadata);
+            }
+            let stem = filename.strip_suffix(".avro")?;
+            if let Some(rest) = stem.strip_prefix("snap-") {
+                let (id, _) = rest.split_once('-')?;
+                return id.parse().ok().map(IcebergObject::ManifestList);
+            }
+            let (id, rest) = stem.split_once('-')?;
+            rest.starts_with('m')
+                .then(|| id.parse().ok().map(IcebergObject::Manifest))
+                .flatten()
+        };
+        parse().unwrap_or(IcebergObject::Other)
+    }
+
     /// The name relative to the prefix of a full key under it (inverse of [`Paths::relative`]).
     pub fn strip_prefix(&self, path: &Path) -> Option<String> {
         let s = path.as_ref();
@@ -181,6 +229,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn iceberg_names_parse_back() {
+        let id = ulid::Ulid::from_parts(1, 2);
+        let file = |name: String| name.rsplit('/').next().map(str::to_string).unwrap_or_default();
+        for (name, what) in [
+            (Paths::iceberg_metadata_name(12), IcebergObject::Metadata(12)),
+            (
+                Paths::iceberg_manifest_list_name(77, &id),
+                IcebergObject::ManifestList(77),
+            ),
+            (
+                Paths::iceberg_manifest_name(77, 3, &id),
+                IcebergObject::Manifest(77),
+            ),
+            (Paths::iceberg_version_hint_name(), IcebergObject::Other),
+        ] {
+            assert!(name.starts_with("archive/metadata/"), "{name}");
+            assert_eq!(Paths::parse_iceberg_object(&file(name)), what);
+        }
+        for other in ["vx.metadata.json", "snap-x-y.avro", "12-x.avro", "a.parquet"] {
+            assert_eq!(Paths::parse_iceberg_object(other), IcebergObject::Other);
+        }
+    }
+
+    #[test]
     fn versions_sort_by_key_and_parse_back() {
         let p = Paths::new("/pre/fix/");
         let a = p.log_version(9);
@@ -208,4 +280,17 @@ mod tests {
         assert_eq!(p.strip_prefix(&p.relative(&name)), Some(name));
         assert_eq!(q.strip_prefix(&Path::from("other/x")), None);
     }
+}
+
+/// A file under the Iceberg table's metadata folder, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcebergObject {
+    /// `v<N>.metadata.json`.
+    Metadata(u64),
+    /// `snap-<snapshot id>-<ulid>.avro`.
+    ManifestList(i64),
+    /// `<snapshot id>-m<k>-<ulid>.avro`: written by that snapshot.
+    Manifest(i64),
+    /// Anything else (`version-hint.text`).
+    Other,
 }

@@ -111,13 +111,15 @@ impl From<compactor::Error> for Error {
         use compactor::Error as E;
         match e {
             E::Core(e) => e.into(),
-            E::Unavailable { .. } | E::LeaseHeld(_) => Error::Unavailable(e.to_string()),
+            E::Unavailable { .. } | E::LeaseHeld(_) | E::IcebergConflict(_) => {
+                Error::Unavailable(e.to_string())
+            }
             E::Corrupt { .. } => {
                 crate::metrics::observe_corrupt_object();
                 Error::Internal(e.to_string())
             }
             E::Rejected(r) => r.into(),
-            E::Invalid(_) | E::LocalDir { .. } => Error::Internal(e.to_string()),
+            E::Invalid(_) | E::LocalDir { .. } | E::Iceberg(_) => Error::Internal(e.to_string()),
         }
     }
 }

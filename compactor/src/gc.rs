@@ -39,18 +39,24 @@ async fn list(node: &Node, dir: &Path) -> Result<Vec<ObjectMeta>> {
         .map_err(|e| Error::store("list", dir, e))
 }
 
+/// Deletes `paths`; one already gone (a crashed pass's, or another step's) is not an error.
 async fn delete(node: &Node, paths: Vec<Path>) -> Result<u64> {
     if paths.is_empty() {
         return Ok(0);
     }
     let n = paths.len() as u64;
-    let first = paths[0].clone();
-    node.store()
+    let results: Vec<_> = node
+        .store()
         .inner
         .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed())
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|e| Error::store("delete", first, e))?;
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store("delete", "objects", e)),
+        }
+    }
     Ok(n)
 }
 

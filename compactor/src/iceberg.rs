@@ -49,10 +49,10 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, FormatVersion, ListType,
-    Literal, ManifestEntry, ManifestFile, ManifestList, ManifestListWriter,
-    ManifestWriterBuilder, MapType, MappedField, NameMapping, NestedField, Operation,
-    PrimitiveType, Schema, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention, SortOrder,
-    Struct, Summary, TableMetadata, TableMetadataBuilder, Transform, Type, UnboundPartitionSpec,
+    Literal, ManifestEntry, ManifestFile, ManifestList, ManifestListWriter, ManifestWriterBuilder,
+    MapType, MappedField, NameMapping, NestedField, Operation, PrimitiveType, Schema, SchemaRef,
+    Snapshot, SnapshotReference, SnapshotRetention, SortOrder, Struct, Summary, TableMetadata,
+    TableMetadataBuilder, Transform, Type, UnboundPartitionSpec,
 };
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
@@ -266,10 +266,12 @@ pub(crate) async fn load_current(store: &Store, at: &Locations) -> Result<Option
     let newest = list_metadata(store)
         .await?
         .iter()
-        .filter_map(|m| match m.location.filename().map(Paths::parse_iceberg_object) {
-            Some(IcebergObject::Metadata(v)) => Some(v),
-            _ => None,
-        })
+        .filter_map(
+            |m| match m.location.filename().map(Paths::parse_iceberg_object) {
+                Some(IcebergObject::Metadata(v)) => Some(v),
+                _ => None,
+            },
+        )
         .max();
     let Some(version) = newest else {
         return Ok(None);
@@ -379,7 +381,6 @@ fn data_file(
         .map_err(|e| Error::Iceberg(format!("data file {name}: {e}")))
 }
 
-
 /// Objects written into memory by the crate's Avro writers, then PUT to the store.
 struct Writer<'a> {
     store: &'a Store,
@@ -457,7 +458,11 @@ impl Writer<'_> {
         Ok(file)
     }
 
-    async fn manifest_list(&self, parent: Option<i64>, manifests: Vec<ManifestFile>) -> Result<String> {
+    async fn manifest_list(
+        &self,
+        parent: Option<i64>,
+        manifests: Vec<ManifestFile>,
+    ) -> Result<String> {
         let name = Paths::iceberg_manifest_list_name(self.snapshot_id, &ulid::Ulid::new());
         let uri = self.at.absolute(&name);
         let out = self
@@ -491,9 +496,11 @@ pub(crate) async fn read_snapshot(
     let bytes = get(store, list_name).await?;
     let list = ManifestList::parse_with_version(&bytes, metadata.format_version())
         .map_err(|e| Error::corrupt(store.paths.relative(list_name), e))?;
+    // A Vec: the crate's iterator is not `Send`, and a pass runs on a spawned task.
+    let files: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
     let io = FileIO::new_with_memory();
     let io = &io;
-    futures::stream::iter(list.consume_entries())
+    futures::stream::iter(files)
         .map(|mf| async move {
             let name = at.relative(&mf.manifest_path)?;
             let bytes = get(store, name).await?;
@@ -604,17 +611,19 @@ pub async fn sync(
     // table's (the builder assigns the same ids every time).
     let base = match &current {
         Some(c) => c.metadata.clone(),
-        None => TableMetadataBuilder::new(
-            table_schema()?,
-            partition_spec()?,
-            SortOrder::unsorted_order(),
-            at.table(),
-            FormatVersion::V2,
-            HashMap::new(),
-        )
-        .and_then(|b| b.build())
-        .map_err(|e| iceberg_error("a new table", e))?
-        .metadata,
+        None => {
+            TableMetadataBuilder::new(
+                table_schema()?,
+                partition_spec()?,
+                SortOrder::unsorted_order(),
+                at.table(),
+                FormatVersion::V2,
+                HashMap::new(),
+            )
+            .and_then(|b| b.build())
+            .map_err(|e| iceberg_error("a new table", e))?
+            .metadata
+        }
     };
     let schema = base.current_schema().clone();
     let spec = (**base.default_partition_spec()).clone();
@@ -701,18 +710,19 @@ pub async fn sync(
         (true, false) => Operation::Delete,
         _ => Operation::Overwrite,
     };
-    let total_before: (u64, u64) = existing
-        .and_then(|m| m.current_snapshot())
-        .map_or((0, 0), |sn| {
-            let get = |k: &str| {
-                sn.summary()
-                    .additional_properties
-                    .get(k)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            (get("total-records"), get("total-files-size"))
-        });
+    let total_before: (u64, u64) =
+        existing
+            .and_then(|m| m.current_snapshot())
+            .map_or((0, 0), |sn| {
+                let get = |k: &str| {
+                    sn.summary()
+                        .additional_properties
+                        .get(k)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                };
+                (get("total-records"), get("total-files-size"))
+            });
     let summary = Summary {
         operation,
         additional_properties: HashMap::from([
@@ -869,7 +879,10 @@ async fn collect_garbage(
     if doomed.is_empty() {
         return Ok(0);
     }
-    debug!(count = doomed.len(), "deleting unreferenced iceberg metadata");
+    debug!(
+        count = doomed.len(),
+        "deleting unreferenced iceberg metadata"
+    );
     let n = doomed.len() as u64;
     let first = doomed[0].clone();
     store

@@ -391,9 +391,11 @@ pub async fn run_pass(
         )
         .await?;
     }
-    report.orphans_deleted = crate::gc::collect_orphans(node, settings, observer).await?;
     if settings.retention {
         crate::gc::delete_expired(node, observer, expired, &mut report).await?;
+    }
+    report.orphans_deleted = crate::gc::collect_orphans(node, settings, observer).await?;
+    if settings.retention {
         crate::gc::collect_segments(node, settings, observer, &mut report).await?;
     }
     observer.step("release lease");

@@ -484,7 +484,10 @@ type Table = (u64, BTreeMap<String, (u64, String, i32)>, usize);
 async fn table(store: &Store) -> Table {
     use iceberg::spec::Literal;
     let at = crate::iceberg::Locations::of(store);
-    let Some(current) = crate::iceberg::load_current(store, &at).await.expect("load") else {
+    let Some(current) = crate::iceberg::load_current(store, &at)
+        .await
+        .expect("load")
+    else {
         return (0, BTreeMap::new(), 0);
     };
     let manifests = crate::iceberg::read_snapshot(store, &at, &current.metadata)
@@ -571,7 +574,11 @@ async fn iceberg_table_follows_the_catalogue_through_appends_and_archive_retenti
     // Nothing new: no new version.
     let idle = run_pass(&n, &settings(), &Quiet).await.expect("pass");
     assert_eq!((idle.iceberg.version, idle.iceberg.added), (1, 0));
-    assert_eq!(metadata_objects(&store).await.len(), 4, "v1, hint, list, manifest");
+    assert_eq!(
+        metadata_objects(&store).await.len(),
+        4,
+        "v1, hint, list, manifest"
+    );
 
     // More messages: a second snapshot appends a manifest, the first is carried over.
     publish(&n, "t", 2, 10, 10).await;
@@ -629,7 +636,10 @@ async fn iceberg_manifests_merge_and_old_metadata_is_collected() {
         // it names, the newest metadata files and the hint.
         let objects = metadata_objects(&store).await;
         let lists = objects.iter().filter(|o| o.starts_with("snap-")).count();
-        let metadata = objects.iter().filter(|o| o.ends_with(".metadata.json")).count();
+        let metadata = objects
+            .iter()
+            .filter(|o| o.ends_with(".metadata.json"))
+            .count();
         let written = objects.len() - lists - metadata - 1;
         assert_eq!(lists, 1, "round {round}: {objects:?}");
         assert!(metadata <= 3, "round {round}: {objects:?}");

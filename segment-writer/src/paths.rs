@@ -231,9 +231,17 @@ mod tests {
     #[test]
     fn iceberg_names_parse_back() {
         let id = ulid::Ulid::from_parts(1, 2);
-        let file = |name: String| name.rsplit('/').next().map(str::to_string).unwrap_or_default();
+        let file = |name: String| {
+            name.rsplit('/')
+                .next()
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
         for (name, what) in [
-            (Paths::iceberg_metadata_name(12), IcebergObject::Metadata(12)),
+            (
+                Paths::iceberg_metadata_name(12),
+                IcebergObject::Metadata(12),
+            ),
             (
                 Paths::iceberg_manifest_list_name(77, &id),
                 IcebergObject::ManifestList(77),
@@ -247,7 +255,12 @@ mod tests {
             assert!(name.starts_with("archive/metadata/"), "{name}");
             assert_eq!(Paths::parse_iceberg_object(&file(name)), what);
         }
-        for other in ["vx.metadata.json", "snap-x-y.avro", "12-x.avro", "a.parquet"] {
+        for other in [
+            "vx.metadata.json",
+            "snap-x-y.avro",
+            "12-x.avro",
+            "a.parquet",
+        ] {
             assert_eq!(Paths::parse_iceberg_object(other), IcebergObject::Other);
         }
     }

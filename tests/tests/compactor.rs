@@ -248,6 +248,116 @@ fn duckdb(root: &str) -> (BTreeMap<String, (u64, u64)>, Published) {
     (counts, rows)
 }
 
+/// The archive's Iceberg table as pyiceberg reads it (tests/conformance/iceberg_read.py), with
+/// DuckDB's `iceberg_scan` count and DuckDB's `read_parquet` of the files beside it.
+#[derive(Debug)]
+struct IcebergView {
+    version: u64,
+    counts: BTreeMap<String, (u64, u64)>,
+    rows: Published,
+    /// Tag, publish and deliver times, keys and properties of every row, as pyiceberg read
+    /// them from the table ...
+    meta: BTreeSet<String>,
+    /// ... and as DuckDB reads them from the Parquet files directly.
+    parquet_meta: BTreeSet<String>,
+    /// The rows of a filtered scan (`topic = filter.0 and offset >= filter.1`).
+    matches: BTreeSet<(String, u32, u64)>,
+    duckdb: Option<u64>,
+}
+
+fn iceberg(root: &str, filter: (&str, u64)) -> IcebergView {
+    let python = std::env::var("FERRYMQ_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("FERRYMQ_TEST_PYTHON is not set: run scripts/test (it installs pyiceberg)")
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/iceberg_read.py");
+    let from = filter.1.to_string();
+    let out = std::process::Command::new(python)
+        .args([script, root, "--duckdb", "--parquet", "--filter-topic"])
+        .args([filter.0, "--filter-from", &from])
+        .output()
+        .expect("run pyiceberg");
+    assert!(
+        out.status.success(),
+        "iceberg_read.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut view = IcebergView {
+        version: 0,
+        counts: BTreeMap::new(),
+        rows: Published::new(),
+        meta: BTreeSet::new(),
+        parquet_meta: BTreeSet::new(),
+        matches: BTreeSet::new(),
+        duckdb: None,
+    };
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f[0] {
+            "version" => view.version = f[1].parse().unwrap(),
+            "count" => {
+                view.counts.insert(
+                    f[1].to_string(),
+                    (f[2].parse().unwrap(), f[3].parse().unwrap()),
+                );
+            }
+            "row" => {
+                let body = (0..f[5].len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&f[5][i..i + 2], 16).unwrap())
+                    .collect();
+                let key = (
+                    f[1].to_string(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                );
+                let old = view.rows.insert(key, (f[4].to_string(), body));
+                assert!(old.is_none(), "a row twice in the table: {line}");
+            }
+            "meta" => {
+                view.meta.insert(f[1..].join("\t"));
+            }
+            "pmeta" => {
+                view.parquet_meta.insert(f[1..].join("\t"));
+            }
+            "match" => {
+                view.matches.insert((
+                    f[1].to_string(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                ));
+            }
+            "duckdb" => view.duckdb = Some(f[1].parse().unwrap()),
+            _ => panic!("unexpected iceberg_read.py output {line}"),
+        }
+    }
+    view
+}
+
+/// Checks the Iceberg table holds exactly `expected` (ids and bodies), every tag, time, key and
+/// property as the Parquet files hold them, that a filtered scan on `orders` from offset 100
+/// returns exactly those rows, and that DuckDB's `iceberg_scan` counts the same.
+fn assert_iceberg_holds(root: &str, expected: &Published, what: &str) -> IcebergView {
+    let view = iceberg(root, ("orders", 100));
+    assert_eq!(view.counts, per_topic(expected), "{what}: rows per topic");
+    assert!(
+        view.rows == *expected,
+        "{what}: the Iceberg table's rows differ from the published messages"
+    );
+    assert_eq!(view.meta.len(), expected.len(), "{what}");
+    assert!(
+        view.meta == view.parquet_meta,
+        "{what}: tags, times, keys or properties differ between the table and the files"
+    );
+    let wanted: BTreeSet<(String, u32, u64)> = expected
+        .keys()
+        .filter(|(t, _, o)| t == "orders" && *o >= 100)
+        .cloned()
+        .collect();
+    assert_eq!(view.matches, wanted, "{what}: the filtered scan");
+    assert_eq!(view.duckdb, Some(expected.len() as u64), "{what}: DuckDB");
+    view
+}
+
 /// The archive root DuckDB reads: the local directory or `s3://bucket/prefix`.
 fn archive_root(ts: &TestStore) -> String {
     match ts.url.strip_prefix("file://") {
@@ -343,6 +453,9 @@ async fn archive_query_pull_and_retention(backend: Backend) {
         rows == published,
         "DuckDB rows differ from the published messages"
     );
+    // So do pyiceberg and DuckDB through the Iceberg table.
+    let view = assert_iceberg_holds(&archive_root(&ts), &published, "one pass");
+    assert_eq!(view.version, 1);
 
     // The catalogue lists the same rows.
     let files = api.get("/v1/archive").await;
@@ -477,12 +590,17 @@ async fn killing_the_compactor_never_loses_or_duplicates(backend: Backend) {
             );
         }
     }
-    let files = list(&ts.store, ts.store.paths.archive_dir()).await;
+    let mut files = list(&ts.store, ts.store.paths.archive_dir()).await;
+    let metadata = files
+        .extract_if(.., |f| f.starts_with("archive/metadata/"))
+        .count();
+    assert!(metadata > 0, "the Iceberg table is there");
     assert_eq!(
         files,
         state.archive.paths(),
         "no orphan left, no catalogued file missing"
     );
+    assert_iceberg_holds(&archive_root(&ts), &published, "after kills");
     let (counts, rows) = duckdb(&archive_root(&ts));
     assert_eq!(
         counts,
@@ -495,6 +613,47 @@ async fn killing_the_compactor_never_loses_or_duplicates(backend: Backend) {
     );
 }
 on_real_stores!(killing_the_compactor_never_loses_or_duplicates);
+
+/// pyiceberg over the archive's Iceberg table after several passes (one snapshot each), then
+/// after archive retention expired the oldest files: exactly the messages still archived.
+async fn the_iceberg_table_follows_passes_and_archive_retention(backend: Backend) {
+    let Some(ts) = fresh(backend) else { return };
+    let gw = Gateway::start(&ts.url, &["--no-compact"]).await;
+    let api = Api::admin(&gw);
+    setup(&api, 1_000_000).await;
+    let root = archive_root(&ts);
+    let mut published = Published::new();
+    for round in 0..3u64 {
+        publish(&api, 2, 300, 200 + round, &mut published).await;
+        let summary = compact_ok(&ts.url, &[]).await;
+        assert_eq!(summary["iceberg"]["version"], round + 1, "{summary}");
+    }
+    let view = assert_iceberg_holds(&root, &published, "three passes");
+    assert_eq!(view.version, 3);
+
+    // The messages so far are 12 s old when newer ones are published; a pass keeping 6 s of
+    // archive then expires exactly the older files, and the table drops them first.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut newer = Published::new();
+    publish(&api, 2, 300, 300, &mut newer).await;
+    let summary = compact_ok(
+        &ts.url,
+        &["--archive-retention", "6s", "--orphan-grace", "0s"],
+    )
+    .await;
+    assert!(
+        summary["archive_files_expired"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(summary["iceberg"]["version"], 4, "{summary}");
+    assert_eq!(
+        summary["iceberg"]["files_removed"], summary["archive_files_expired"],
+        "{summary}"
+    );
+    assert_iceberg_holds(&root, &newer, "after archive retention");
+    drop(gw);
+}
+on_real_stores!(the_iceberg_table_follows_passes_and_archive_retention);
 
 async fn the_background_compactor_archives_and_trims(backend: Backend) {
     let Some(ts) = fresh(backend) else { return };

@@ -893,3 +893,49 @@ async fn collect_garbage(
         .map_err(|e| Error::store("delete", first, e))?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table's columns are the files' columns: same names, order and nullability, and types
+    /// that read the files' values (times as `timestamptz`).
+    #[test]
+    fn the_table_schema_matches_the_files() {
+        let table = table_schema().expect("schema");
+        let files = crate::schema::schema();
+        let columns: Vec<&str> = table
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(columns, crate::schema::COLUMNS);
+        for (t, f) in table.as_struct().fields().iter().zip(files.fields()) {
+            assert_eq!(t.required, !f.is_nullable(), "{}", t.name);
+            let expected = match f.data_type() {
+                arrow_schema::DataType::Utf8 => "string",
+                arrow_schema::DataType::Int32 => "int",
+                arrow_schema::DataType::Int64 => "long",
+                arrow_schema::DataType::Binary => "binary",
+                arrow_schema::DataType::Timestamp(..) => "timestamptz",
+                arrow_schema::DataType::List(_) => "list",
+                arrow_schema::DataType::Map(..) => "map",
+                other => panic!("{}: {other}", t.name),
+            };
+            let got = match t.field_type.as_ref() {
+                Type::Primitive(p) => p.to_string(),
+                Type::List(_) => "list".into(),
+                Type::Map(_) => "map".into(),
+                Type::Struct(_) => "struct".into(),
+            };
+            assert_eq!(got, expected, "{}", t.name);
+        }
+        // Every field id, nested ones included, is in the name mapping.
+        let mapping = serde_json::to_value(name_mapping(&table)).expect("json");
+        let text = mapping.to_string();
+        for id in 1..=16 {
+            assert!(text.contains(&format!("\"field-id\":{id},")), "{id}: {text}");
+        }
+    }
+}

@@ -78,13 +78,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   }
 
   # Kept (Disabled) when archive_expiration_days is null rather than generated dynamically, so
-  # the rule list is static and reviewable.
+  # the rule list is static and reviewable. Only the Parquet files (`archive/topic=…`): the
+  # Iceberg table's metadata (`archive/metadata/`) is the compactor's to expire.
   rule {
     id     = "expire-archive"
     status = var.archive_expiration_days == null ? "Disabled" : "Enabled"
 
     filter {
-      prefix = local.archive_prefix
+      prefix = "${local.archive_prefix}topic="
     }
 
     expiration {

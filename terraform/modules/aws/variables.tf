@@ -73,7 +73,7 @@ variable "noncurrent_version_expiration_days" {
 }
 
 variable "archive_expiration_days" {
-  description = "Optional: delete Parquet archive files (<prefix>/archive/) this many days after they were written. null keeps the archive forever."
+  description = "Optional: delete Parquet archive files (<prefix>/archive/) this many days after they were written. null keeps the archive forever. A backstop only: files deleted this way stay in the catalogue and the Iceberg table, whose readers then fail on them; prefer the compactor's --archive-retention flag, which drops them from both first."
   type        = number
   default     = null
 

@@ -18,10 +18,12 @@ resource "minio_ilm_policy" "archive" {
 
   bucket = minio_s3_bucket.this.bucket
 
+  # Only the Parquet files (`archive/topic=…`): the Iceberg table's metadata
+  # (`archive/metadata/`) is the compactor's to expire.
   rule {
     id         = "expire-archive"
     expiration = "${var.archive_expiration_days}d"
-    filter     = local.archive_prefix
+    filter     = "${local.archive_prefix}topic="
   }
 }
 

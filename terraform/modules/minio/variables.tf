@@ -68,7 +68,7 @@ variable "force_destroy" {
 }
 
 variable "archive_expiration_days" {
-  description = "Optional: expire Parquet archive files (<prefix>/archive/) after this many days with a MinIO lifecycle (ILM) rule. null keeps them forever."
+  description = "Optional: expire Parquet archive files (<prefix>/archive/) after this many days with a MinIO lifecycle (ILM) rule. null keeps them forever. A backstop only: files deleted this way stay in the catalogue and the Iceberg table, whose readers then fail on them; prefer the compactor's --archive-retention flag, which drops them from both first."
   type        = number
   default     = null
 

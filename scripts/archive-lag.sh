@@ -9,7 +9,9 @@
 #   rate: messages/s in all; batch: messages per publish (default 100); producers (default 8).
 # env: SAMPLE=<s> (default 30); INTERVAL=<duration> between passes (default 60s);
 #   OUT=<file> the CSV (default /tmp/archive-lag.csv); MESSAGE_SIZE=<bytes> (bench default
-#   1024); DATA=<dir> (default a fresh /tmp/ferrymq-lag.XXXXXX, deleted afterwards unless KEEP=1).
+#   1024); DATA=<dir> (default a fresh /tmp/ferrymq-lag.XXXXXX, deleted afterwards unless KEEP=1);
+#   EXTRA="..." adds serve flags (default "--segment-grace 2m": segments a pass may delete
+#   go after 2 minutes instead of an hour, so that the disk holds minutes of segments, not the run).
 # The topic has retention_hours 0 and no group, so a pass frees the segments it archived:
 #   the disk holds about the lag's segments plus the Parquet archive.
 #
@@ -30,7 +32,7 @@ SECRET=archive-lag-secret-archive-lag-secret
 LOG="$D.log"
 
 FERRYMQ_LOG=info "$BIN" serve --store "file://$D" --listen "127.0.0.1:$PORT" --jwt-secret "$SECRET" \
-  --compact-interval "$INTERVAL" > "$LOG" 2>&1 &
+  --compact-interval "$INTERVAL" ${EXTRA:---segment-grace 2m} > "$LOG" 2>&1 &
 GW=$!
 cleanup() {
   kill "$GW" 2>/dev/null || true

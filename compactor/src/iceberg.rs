@@ -935,7 +935,10 @@ mod tests {
         let mapping = serde_json::to_value(name_mapping(&table)).expect("json");
         let text = mapping.to_string();
         for id in 1..=16 {
-            assert!(text.contains(&format!("\"field-id\":{id},")), "{id}: {text}");
+            assert!(
+                text.contains(&format!("\"field-id\":{id},")),
+                "{id}: {text}"
+            );
         }
     }
 }

@@ -18,6 +18,19 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `gateway=debug`.
     #[arg(long, env = "FERRYMQ_LOG", default_value = "info", global = true)]
     pub log: String,
+    /// Export spans over OTLP/HTTP (protobuf) to this collector, e.g. `http://collector:4318`
+    /// (spans go to `<endpoint>/v1/traces`). Needs a build with the `otlp` feature; off by
+    /// default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    #[arg(
+        long,
+        env = "OTEL_SERVICE_NAME",
+        default_value = "ferrymq",
+        global = true
+    )]
+    pub otlp_service_name: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -363,14 +376,24 @@ pub fn args_with_config_file(
     Ok(args)
 }
 
-/// Installs the tracing subscriber.
-pub fn install_tracing(cli: &Cli) {
+/// Installs the tracing subscriber: logs to stderr under `--log`, and spans over OTLP when
+/// `--otlp-endpoint` is set (with their own filter: see [`crate::otlp`]). Keep the guard until
+/// the program ends: dropping it flushes the last spans.
+pub fn install_tracing(cli: &Cli) -> anyhow::Result<crate::otlp::OtlpGuard> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(filter);
+    let (spans, guard) = crate::otlp::layer(&crate::otlp::OtlpSettings {
+        endpoint: cli.otlp_endpoint.clone(),
+        service_name: cli.otlp_service_name.clone(),
+    })?;
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    Ok(guard)
 }
 
 /// Runs a parsed command line.

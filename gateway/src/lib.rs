@@ -15,6 +15,7 @@
 //!   through the hot tail; [`forward`]: gateway-to-sequencer calls over HTTP.
 //! - [`filter`]: tag and SQL92 subscription filters; [`scheduler`]: due timers and
 //!   transaction check-backs.
+//! - [`otlp`]: span export over OTLP (cargo feature `otlp`, off by default).
 //! - [`metrics`]: Prometheus metrics; [`backlog`]: consumer backlog metrics;
 //!   [`mod@bench`]: the load generator; [`console`]: the web console at `/console/`.
 
@@ -31,6 +32,7 @@ pub mod filter;
 pub mod forward;
 pub mod http;
 pub mod metrics;
+pub mod otlp;
 pub mod push;
 pub mod reader;
 pub mod receipt;

@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let cli =
         gateway::cli::Cli::parse_from(gateway::cli::args_with_config_file(std::env::args_os())?);
-    gateway::cli::install_tracing(&cli);
+    let _spans = gateway::cli::install_tracing(&cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

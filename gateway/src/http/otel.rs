@@ -5,8 +5,9 @@
 //! `messaging.message.id`.
 //!
 //! They are read from the method and path alone, before routing, so that every handler gets
-//! them for free; a subscriber that exports spans (OTLP through `tracing-opentelemetry`) maps
-//! the fields to attributes. Nothing here allocates for routes outside `/v1/topics` and
+//! them for free; a subscriber that exports spans (OTLP through `tracing-opentelemetry`,
+//! [`crate::otlp`]) maps the fields to attributes, `otel.name` to the span's name, and makes
+//! the span a child of the request's `traceparent`. Nothing here allocates for routes outside `/v1/topics` and
 //! `/v1/groups` beyond the span itself.
 
 use axum::http::{Method, Request};
@@ -87,14 +88,21 @@ impl<B> MakeSpan<B> for RequestSpan {
             "messaging.destination.name" = Empty,
             "messaging.consumer.group.name" = Empty,
             "messaging.message.id" = Empty,
+            "otel.name" = Empty,
+            "otel.kind" = "server",
         );
         if span.is_disabled() {
             return span;
         }
+        crate::otlp::set_parent(&span, request.headers());
         if let Some(m) = classify(request.method(), request.uri().path()) {
             span.record("messaging.system", "ferrymq");
             if let Some(v) = m.operation {
                 span.record("messaging.operation.type", v);
+                // The messaging conventions' span name: `<operation> <destination>`.
+                if let Some(d) = m.destination.or(m.group) {
+                    span.record("otel.name", format!("{v} {d}"));
+                }
             }
             if let Some(v) = m.destination {
                 span.record("messaging.destination.name", v);

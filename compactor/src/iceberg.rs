@@ -32,7 +32,7 @@
 //! **What stays bounded**: manifests per snapshot (`max_manifests + 1`), snapshots (those newer
 //! than [`IcebergSettings::snapshot_max_age`], capped by the archive retention, and always the
 //! current one), metadata files ([`IcebergSettings::metadata_versions`] besides the current),
-//! and the objects under `archive/metadata/`: [`collect_garbage`] deletes manifest lists of
+//! and the objects under `archive/metadata/`: `collect_garbage` deletes manifest lists of
 //! expired snapshots and manifests no retained snapshot references, after the orphan grace.
 //! What grows is what the catalogue holds anyway: one manifest entry per archive file.
 //!

@@ -1,10 +1,12 @@
 //! Black-box tests of the contract the gateway serves at `/openapi.json`: every operation of
 //! the document is routed with its method and guarded by the token it declares, and tools
 //! nobody here wrote agree with it: schemathesis (conformance and negative data, against a
-//! live gateway) and a Python client generated from the document by `openapi-python-client`
+//! live gateway), a Python client generated from the document by `openapi-python-client` and
+//! a TypeScript one typed by `openapi-typescript` on `openapi-fetch`, checked by `tsc --strict`
 //! (publish, receive, ack, lag, lookup). The Python tools come from `scripts/test`'s pinned
-//! virtualenv (`FERRYMQ_TEST_PYTHON`); without it those two tests say so and pass, unless
-//! `FERRYMQ_REQUIRE_PYTHON_TOOLS=1`.
+//! virtualenv (`FERRYMQ_TEST_PYTHON`), the node packages from `tests/ts-client/package-lock.json`
+//! installed by `scripts/test` (`FERRYMQ_TEST_TS_NODE_DIR`); without them those tests say so
+//! and pass, unless `FERRYMQ_REQUIRE_PYTHON_TOOLS=1` or `FERRYMQ_REQUIRE_TS_CLIENT=1`.
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test code: a panic is the failure report
 
@@ -160,6 +162,53 @@ async fn a_generated_python_client_publishes_receives_acks_and_looks_up() {
         &[&gw.base, &token(&["admin:*"])],
     );
     eprintln!("{out}");
+}
+
+/// `tests/ts-client` installed by `scripts/test` (`npm ci` of its lockfile), or `None` (and a
+/// note) when it is not there.
+fn ts_node_dir() -> Option<PathBuf> {
+    match std::env::var_os("FERRYMQ_TEST_TS_NODE_DIR") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("FERRYMQ_REQUIRE_TS_CLIENT").is_some() => {
+            panic!("FERRYMQ_TEST_TS_NODE_DIR is not set (scripts/test sets it)")
+        }
+        None => {
+            eprintln!("skipping: FERRYMQ_TEST_TS_NODE_DIR is not set (scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// A TypeScript client: types generated from the served document by openapi-typescript, the
+/// scenario (`tests/ts-client/scenario.ts`, openapi-fetch) type-checked against them with
+/// `tsc --noEmit --strict`, compiled and run with node: it publishes (key, tag, properties),
+/// receives, acks, reads the group's lag (0 after the ack), looks the message up and reads a
+/// `404 TopicNotFound` as the typed error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_typescript_client_publishes_receives_acks_and_looks_up() {
+    let Some(node_dir) = ts_node_dir() else {
+        return;
+    };
+    let gw = Gateway::start("memory://", &[]).await;
+    let run = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("ts-client")
+        .join("run.mjs");
+    let out = Command::new("node")
+        .arg(run)
+        .args([&gw.base, &token(&["admin:*"])])
+        .env("FERRYMQ_TEST_TS_NODE_DIR", node_dir)
+        .output()
+        .expect("run node (is it on PATH?)");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "tests/ts-client/run.mjs failed:\n{text}"
+    );
+    eprintln!("{text}");
 }
 
 /// What a client can observe of the seeded topic, group and producer group (ages removed:

@@ -269,10 +269,11 @@ fn iceberg(root: &str, filter: (&str, u64)) -> IcebergView {
     let python = std::env::var("FERRYMQ_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("FERRYMQ_TEST_PYTHON is not set: run scripts/test (it installs pyiceberg)")
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/iceberg_read.py");
+    let script = ferrymq_tests::common::package_dir().join("conformance/iceberg_read.py");
     let from = filter.1.to_string();
     let out = std::process::Command::new(python)
-        .args([script, root, "--duckdb", "--parquet", "--filter-topic"])
+        .arg(script)
+        .args([root, "--duckdb", "--parquet", "--filter-topic"])
         .args([filter.0, "--filter-from", &from])
         .output()
         .expect("run pyiceberg");

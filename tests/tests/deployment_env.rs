@@ -16,9 +16,8 @@ async fn the_terraform_environment_starts_a_ready_gateway_on_s3() {
         eprintln!("skipping: no S3 server");
         return;
     };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
+    let root = ferrymq_tests::common::package_dir();
+    let root = root.parent().unwrap();
     let out = Command::new(root.join("scripts/check-terraform.sh"))
         .arg("--list-env")
         .output()

@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    ferrymq_tests::common::package_dir()
         .join("fixtures")
         .join(name)
 }
@@ -386,7 +386,7 @@ fn files_under(dir: &std::path::Path) -> usize {
 async fn the_cost_first_setting_shares_deltas_and_packs_batches() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("file://{}", dir.path().display());
-    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/cost-first.toml");
+    let cfg = ferrymq_tests::common::package_dir().join("../deploy/cost-first.toml");
     let cfg = cfg.to_str().unwrap();
     // Small batches inline even on a local directory; no batch of two publishers shared.
     let args = [

@@ -335,7 +335,7 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 /// checkpoints, cursors' consumed offsets as a list); `data-v1.json` says what it holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_data_directory_of_the_previous_release_opens_and_reads_back() {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let fixtures = ferrymq_tests::common::package_dir().join("fixtures");
     let expected: Value =
         serde_json::from_slice(&std::fs::read(fixtures.join("data-v1.json")).unwrap()).unwrap();
     let secret = expected["jwt_secret"].as_str().unwrap();

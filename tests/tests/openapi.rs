@@ -113,7 +113,7 @@ fn python() -> Option<PathBuf> {
 }
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    ferrymq_tests::common::package_dir()
         .join("conformance")
         .join(name)
 }
@@ -190,7 +190,7 @@ async fn a_generated_typescript_client_publishes_receives_acks_and_looks_up() {
         return;
     };
     let gw = Gateway::start("memory://", &[]).await;
-    let run = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let run = ferrymq_tests::common::package_dir()
         .join("ts-client")
         .join("run.mjs");
     let out = Command::new("node")

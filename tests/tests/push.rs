@@ -204,7 +204,7 @@ fn verify_with_python(secret: &str, hits: &[Hit]) -> Vec<Value> {
         .collect();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&captured).unwrap()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/push_verify.py");
+    let script = ferrymq_tests::common::package_dir().join("conformance/push_verify.py");
     let out = std::process::Command::new(python)
         .arg(script)
         .arg(secret)
@@ -504,10 +504,7 @@ async fn pushes_signed_cloudevents_and_dead_letters_after_max_retries(backend: B
     )
     .unwrap();
     let out = std::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/conformance/push_verify.py"
-        ))
+        .arg(ferrymq_tests::common::package_dir().join("conformance/push_verify.py"))
         .arg(other)
         .arg(file.path())
         .output()

@@ -5,7 +5,14 @@ use std::collections::BTreeSet;
 
 use super::*;
 
-const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+/// The committed snapshot, found when the test runs (a shared target directory may hold a
+/// binary built in another checkout).
+fn snapshot() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("openapi.json")
+}
 
 /// `cargo test` fails when the generated document differs from `gateway/openapi.json`;
 /// `UPDATE_OPENAPI=1 cargo test -p gateway openapi` rewrites the snapshot.
@@ -13,10 +20,10 @@ const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
 fn the_openapi_snapshot_is_current() {
     let generated = SPEC_JSON.as_str();
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(SNAPSHOT, generated).expect("write the snapshot");
+        std::fs::write(snapshot(), generated).expect("write the snapshot");
         return;
     }
-    let committed = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+    let committed = std::fs::read_to_string(snapshot()).unwrap_or_default();
     assert!(
         committed == generated,
         "gateway/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p gateway openapi` \

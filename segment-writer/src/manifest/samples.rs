@@ -15,7 +15,10 @@ use super::sim::Sim;
 use super::state::OffsetRange;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Found when the test runs: a shared target directory may hold a binary built elsewhere.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
         .join("tests/fixtures")
         .join(name)
 }

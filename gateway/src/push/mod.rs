@@ -432,7 +432,8 @@ async fn push_one(
                 &secret,
                 st.node.clock().now_ms(),
             );
-            post(client, url, request, Duration::from_millis(push.timeout_ms)).await
+            let timeout = Duration::from_millis(push.timeout_ms);
+            post(client, url, request, timeout, st.node.clock().as_ref()).await
         }
     };
     crate::metrics::observe_push(answer == Answer::Delivered);
@@ -456,6 +457,7 @@ async fn post(
     url: url::Url,
     request: event::PushRequest,
     timeout: Duration,
+    clock: &dyn segment_writer::clock::Clock,
 ) -> Answer {
     let mut builder = client.post(url).timeout(timeout).body(request.body);
     for (name, value) in &request.headers {
@@ -468,8 +470,7 @@ async fn post(
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map(|s| s.saturating_mul(1000).clamp(0, MAX_RETRY_AFTER_MS));
+            .and_then(|v| retry_after_ms(v, clock.now_ms()));
         // Read a little of the answer so the connection can be reused; never all of it.
         let mut read = 0;
         while let Some(chunk) = response.chunk().await? {
@@ -606,5 +607,57 @@ async fn settle_loop(
         // The slots go back with the batch; the pusher may lease again.
         drop(batch);
         settled.notify_one();
+    }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) as milliseconds from `now_ms`: delay-seconds or an
+/// HTTP-date (a date in the past means at once), capped at [`MAX_RETRY_AFTER_MS`]; `None` for
+/// anything else, which is then ignored.
+fn retry_after_ms(value: &str, now_ms: i64) -> Option<i64> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds = value.parse::<i64>().unwrap_or(i64::MAX);
+        return Some(seconds.saturating_mul(1000).min(MAX_RETRY_AFTER_MS));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())?;
+    Some(at_ms.saturating_sub(now_ms).clamp(0, MAX_RETRY_AFTER_MS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sun, 06 Nov 1994 08:49:37 GMT, the RFC's example date, in milliseconds.
+    const RFC_EXAMPLE_MS: i64 = 784_111_777_000;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after_ms("120", 0), Some(120_000));
+        assert_eq!(retry_after_ms(" 0 ", 0), Some(0));
+        assert_eq!(
+            retry_after_ms("99999999999999999999999", 0),
+            Some(MAX_RETRY_AFTER_MS)
+        );
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(retry_after_ms(date, RFC_EXAMPLE_MS - 30_000), Some(30_000));
+        // The obsolete forms the RFC says a recipient must accept.
+        let rfc850 = "Sunday, 06-Nov-94 08:49:37 GMT";
+        assert_eq!(retry_after_ms(rfc850, RFC_EXAMPLE_MS - 5_000), Some(5_000));
+        let asctime = "Sun Nov  6 08:49:37 1994";
+        assert_eq!(retry_after_ms(asctime, RFC_EXAMPLE_MS - 5_000), Some(5_000));
+        // A date already passed: at once. One far ahead: the cap.
+        assert_eq!(retry_after_ms(date, RFC_EXAMPLE_MS + 60_000), Some(0));
+        assert_eq!(retry_after_ms(date, 0), Some(MAX_RETRY_AFTER_MS));
+    }
+
+    #[test]
+    fn retry_after_ignores_what_it_cannot_read() {
+        for v in ["", "-5", "1.5", "soon", "Sun, 06 Nov 1994", "+30"] {
+            assert_eq!(retry_after_ms(v, 0), None, "{v:?}");
+        }
     }
 }

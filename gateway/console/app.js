@@ -272,27 +272,84 @@ function oldest(list, k) {
   return v.length ? Math.max(...v) : null;
 }
 
-async function groupsView() {
+/** The push settings of the create form, or undefined when no push URL is given. */
+function pushRequest(v) {
+  const url = (v.push_url || '').trim();
+  if (!url) return undefined;
+  return {
+    url,
+    format: v.push_format,
+    max_in_flight: Number(v.push_max_in_flight),
+    rate_per_s: Number(v.push_rate_per_s),
+    timeout_ms: Number(v.push_timeout_ms),
+  };
+}
+
+/** The signing secret of a group just created: shown here once, never stored. */
+function secretCard(group, secret) {
+  const input = h('input', {
+    id: 'push-secret', readonly: true, value: secret, spellcheck: 'false', autocomplete: 'off',
+    'aria-label': `Signing secret of ${group}`, onfocus: (ev) => ev.target.select(),
+  });
+  const card = h('section', { class: 'card secret', role: 'alert', 'aria-labelledby': 'push-secret-title' },
+    h('h2', { id: 'push-secret-title' }, 'Signing secret of ', h('code', {}, group)),
+    h('p', {}, h('strong', {}, 'Copy it now: it is not shown again.'),
+      ' Your endpoint checks each push\'s ', h('code', {}, 'webhook-signature'),
+      ' with it (Standard Webhooks). Lost, it can only be replaced by turning push off and on again.'),
+    h('div', { class: 'secret-row' }, input,
+      h('button', {
+        type: 'button', class: 'secondary',
+        onclick: async () => {
+          input.select();
+          try { await navigator.clipboard.writeText(secret); flash('Secret copied'); } catch { flash('Select the secret and copy it (the browser refused the clipboard)', false); }
+        },
+      }, 'Copy'),
+      h('button', { type: 'button', class: 'secondary', onclick: () => card.remove() }, 'I have copied it')));
+  return card;
+}
+
+/** A group's delivery: "push" (with its URL as a tooltip) or "pull". */
+function delivery(g) {
+  return g.push ? h('span', { class: 'pill', title: g.push.url, 'data-delivery': g.group }, 'push')
+    : h('span', { class: 'muted', 'data-delivery': g.group }, 'pull');
+}
+
+async function groupsView(created) {
   const listBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const createForm = h('form', {
-    class: 'inline',
     onsubmit: (ev) => {
       ev.preventDefault();
       const v = formValues(createForm);
       const sub = { topic: v.topic };
       if (v.filter) sub.filter = v.filter;
       const body = { subscriptions: [sub], mode: v.mode, start_from: v.start_from, max_retries: Number(v.max_retries) };
-      act(`Group ${v.name} created`, () => api('PUT', `/v1/groups/${encodeURIComponent(v.name)}`, body), () => groupsView());
+      const push = pushRequest(v);
+      if (push) body.push = push;
+      act(`Group ${v.name} created`, () => api('PUT', `/v1/groups/${encodeURIComponent(v.name)}`, body), (r) => groupsView(r));
     },
   },
-  field('Name', h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9._\\-]{1,120}', placeholder: 'billing' })),
-  field('Topic', h('input', { name: 'topic', required: true, placeholder: 'orders' })),
-  field('Tag filter', h('input', { name: 'filter', placeholder: '* or TagA || TagB' })),
-  field('Mode', h('select', { name: 'mode' }, h('option', {}, 'clustering'), h('option', {}, 'broadcast'))),
-  field('Start from', h('select', { name: 'start_from' }, h('option', {}, 'earliest'), h('option', {}, 'latest'))),
-  field('Max retries', h('input', { name: 'max_retries', type: 'number', min: 0, value: 16 })),
-  h('button', { type: 'submit' }, 'Create group'));
+  h('div', { class: 'inline' },
+    field('Name', h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9._\\-]{1,120}', placeholder: 'billing' })),
+    field('Topic', h('input', { name: 'topic', required: true, placeholder: 'orders' })),
+    field('Tag filter', h('input', { name: 'filter', placeholder: '* or TagA || TagB' })),
+    field('Mode', h('select', { name: 'mode' }, h('option', {}, 'clustering'), h('option', {}, 'broadcast'))),
+    field('Start from', h('select', { name: 'start_from' }, h('option', {}, 'earliest'), h('option', {}, 'latest'))),
+    field('Max retries', h('input', { name: 'max_retries', type: 'number', min: 0, value: 16 }))),
+  h('fieldset', { class: 'push' },
+    h('legend', {}, 'Push delivery (optional)'),
+    h('p', { class: 'muted' }, 'With a URL the gateways POST each message there (a clustering group); without one, consumers call receive. The URL must match the gateways\' --push-allow.'),
+    h('div', { class: 'inline' },
+      field('Push URL', h('input', { name: 'push_url', type: 'url', placeholder: 'http://127.0.0.1:9000/hooks/orders' }), 'grow'),
+      field('Content mode', h('select', { name: 'push_format' },
+        h('option', { value: 'binary' }, 'binary (body as is)'),
+        h('option', { value: 'structured' }, 'structured (CloudEvents JSON)'))),
+      field('Max in flight', h('input', { name: 'push_max_in_flight', type: 'number', min: 1, max: 10000, value: 64 })),
+      field('Rate per s (0: no cap)', h('input', { name: 'push_rate_per_s', type: 'number', min: 0, max: 100000, value: 0 })),
+      field('Timeout ms', h('input', { name: 'push_timeout_ms', type: 'number', min: 100, max: 600000, value: 10000 })))),
+  h('p', {}, h('button', { type: 'submit' }, 'Create group')));
+  const secret = created && created.push && created.push.signing_secret;
   main.replaceChildren(h('h1', {}, 'Consumer groups'),
+    secret ? secretCard(created.group, secret) : null,
     h('div', { class: 'card' }, h('h2', {}, 'Create a group'), createForm),
     h('div', { class: 'card' }, listBox));
   const load = async () => {
@@ -305,6 +362,7 @@ async function groupsView() {
     listBox.replaceChildren(h('div', { class: 'toolbar' }, h('h2', {}, 'Groups'), stamp()), table([
       { title: 'Group', value: (g) => h('a', { href: `#/groups/${encodeURIComponent(g.group)}` }, g.group) },
       { title: 'Mode', value: (g) => g.mode },
+      { title: 'Delivery', value: delivery },
       { title: 'Topics', wrap: true, value: (g) => g.subscriptions.map((s) => s.topic).join(', ') },
       { title: 'Lag', num: true, value: (g) => h('span', { 'data-lag': g.group }, num(sum(g.backlog, 'lag'))) },
       { title: 'Ready', num: true, value: (g) => num(sum(g.backlog, 'ready')) },
@@ -317,11 +375,45 @@ async function groupsView() {
   live(load);
 }
 
+/** A push group's endpoint and settings, and how its deliveries go (refreshed with the lag). */
+function pushCard(g) {
+  const p = g.push;
+  const s = g.push_status || {};
+  const lastError = s.last_error
+    ? h('span', { class: 'bad-text', id: 'push-last-error' }, s.last_error)
+    : h('span', { class: 'muted', id: 'push-last-error' }, 'none');
+  return h('div', { class: 'row' },
+    h('div', { class: 'card' }, h('h2', {}, 'Push endpoint'), h('dl', { class: 'kv' },
+      h('dt', {}, 'URL'), h('dd', {}, h('code', { id: 'push-url' }, p.url)),
+      h('dt', {}, 'Content mode'), h('dd', { id: 'push-format' }, p.format === 'structured'
+        ? 'structured (application/cloudevents+json)' : 'binary (the body as is, ce-* headers)'),
+      h('dt', {}, 'Max in flight'), h('dd', { id: 'push-max-in-flight' }, num(p.max_in_flight)),
+      h('dt', {}, 'Rate'), h('dd', { id: 'push-rate' }, p.rate_per_s ? `${num(p.rate_per_s)} per second` : 'no cap'),
+      h('dt', {}, 'Timeout'), h('dd', {}, age(p.timeout_ms)),
+      h('dt', {}, 'Backoff'), h('dd', { id: 'push-backoff' }, (g.retry_backoff_ms || []).map(age).join(', ')),
+      h('dt', {}, 'Signing secret'), h('dd', { class: 'muted' }, 'shown once, when push was turned on')),
+    h('p', { class: 'muted' }, 'A 2xx answer acks a message; anything else is retried after the backoff, ',
+      'or after a 429 or 503\'s Retry-After when that is longer, and goes to the dead letters after ',
+      `${num(1 + g.max_retries)} deliveries.`)),
+    h('div', { class: 'card' }, h('div', { class: 'toolbar' }, h('h2', {}, 'Push deliveries'), stamp()),
+      h('dl', { class: 'kv' },
+        h('dt', {}, 'In flight'), h('dd', { id: 'push-in-flight' }, num(s.in_flight)),
+        h('dt', {}, 'Delivered (2xx)'), h('dd', { id: 'push-delivered' }, num(s.delivered_total)),
+        h('dt', {}, 'Failed'), h('dd', {}, s.failed_total
+          ? h('span', { class: 'pill bad', id: 'push-failed' }, num(s.failed_total))
+          : h('span', { id: 'push-failed' }, '0')),
+        h('dt', {}, 'Last error'), h('dd', {}, lastError),
+        h('dt', {}, 'Last error at'), h('dd', { id: 'push-last-error-time' }, s.last_error_time_ms
+          ? `${when(s.last_error_time_ms)} (${age(Math.max(0, Date.now() - s.last_error_time_ms))} ago)` : '–')),
+      h('p', { class: 'muted' }, 'Counted over all gateways since push was turned on.')));
+}
+
 async function groupView(name) {
   const head = h('div');
   const lagBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const pushBox = h('div', { id: 'push-box' });
   const dlqBox = h('div');
-  main.replaceChildren(h('h1', {}, 'Group ', h('code', {}, name)), head,
+  main.replaceChildren(h('h1', {}, 'Group ', h('code', {}, name)), head, pushBox,
     h('div', { class: 'card' }, lagBox), h('div', { class: 'card' }, dlqBox));
   let g;
   try { g = await api('GET', `/v1/groups/${encodeURIComponent(name)}`); } catch (e) {
@@ -350,9 +442,11 @@ async function groupView(name) {
   h('button', { type: 'submit' }, 'Reset offsets'));
   const def = { ...g };
   delete def.lag;
+  delete def.push_status;
   head.replaceChildren(h('div', { class: 'row' },
     h('div', { class: 'card' }, h('h2', {}, 'Definition'), h('dl', { class: 'kv' },
       h('dt', {}, 'Mode'), h('dd', {}, g.mode),
+      h('dt', {}, 'Delivery'), h('dd', {}, g.push ? 'push (below)' : 'pull (receive)'),
       h('dt', {}, 'Topics'), h('dd', {}, g.subscriptions.map((s) => `${s.topic}${s.filter ? ` (${s.filter})` : ''}${s.sql ? ` (sql: ${s.sql})` : ''}`).join(', ')),
       h('dt', {}, 'Start from'), h('dd', {}, JSON.stringify(g.start_from)),
       h('dt', {}, 'Max retries'), h('dd', {}, num(g.max_retries)),
@@ -369,12 +463,15 @@ async function groupView(name) {
     h('div', { class: 'card' }, h('h2', {}, 'Reset to a time'),
       h('p', { class: 'muted' }, 'Moves the group\'s offsets on one topic: messages stored from then on are delivered (again).'), resetForm)));
   async function loadLag() {
-    let lag;
-    try { lag = (await api('GET', `/v1/groups/${encodeURIComponent(name)}`)).lag; } catch (e) {
+    let now;
+    try { now = await api('GET', `/v1/groups/${encodeURIComponent(name)}`); } catch (e) {
       stopLive();
       lagBox.replaceChildren(errorBox(e));
       return;
     }
+    const { lag } = now;
+    if (now.push) pushBox.replaceChildren(pushCard(now));
+    else pushBox.replaceChildren();
     lagBox.replaceChildren(h('div', { class: 'toolbar' },
       h('h2', {}, 'Lag ', h('span', { class: 'pill', id: 'total-lag' }, num(sum(lag, 'lag')))), stamp()),
     table([

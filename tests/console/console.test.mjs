@@ -10,6 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,11 +44,35 @@ function token(...perms) {
   return r.stdout.trim();
 }
 
+/**
+ * A webhook receiver on loopback: `/hooks/ok` answers 204, `/hooks/busy` 503 with
+ * `Retry-After: 1`; `pushes` holds what each path got (`webhook-id` and body), in order.
+ */
+function hookReceiver() {
+  const pushes = { ok: [], busy: [] };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const which = req.url === '/hooks/ok' ? 'ok' : req.url === '/hooks/busy' ? 'busy' : null;
+      if (req.method !== 'POST' || !which) { res.writeHead(404).end(); return; }
+      pushes[which].push({ id: req.headers['webhook-id'], signed: /^v1,/.test(req.headers['webhook-signature'] || ''), body: Buffer.concat(chunks).toString() });
+      if (which === 'ok') res.writeHead(204).end();
+      else res.writeHead(503, { 'Retry-After': '1', 'Content-Type': 'text/plain' }).end('come back later');
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve({ server, pushes, base: `http://127.0.0.1:${server.address().port}` }));
+  });
+}
+
 const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 let step = '(start)';
 let page;
 let gateway;
 let browser;
+let hooks;
 
 async function check(name, fn) {
   step = name;
@@ -61,7 +86,10 @@ function expect(cond, what) { if (!cond) throw new Error(`expected ${what}`); }
 async function main() {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  gateway = spawn(BIN, ['serve', '--store', `file://${path.join(tmp, 'data')}`, '--listen', `127.0.0.1:${port}`, '--jwt-secret', SECRET],
+  hooks = await hookReceiver();
+  // Push only to the receiver's /hooks/ (narrower than the local default, any loopback port).
+  gateway = spawn(BIN, ['serve', '--store', `file://${path.join(tmp, 'data')}`, '--listen', `127.0.0.1:${port}`, '--jwt-secret', SECRET,
+    '--push-allow', `${hooks.base}/hooks/*`],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
   let log = '';
   gateway.stderr.on('data', (d) => { log = (log + d).slice(-4000); });
@@ -231,9 +259,111 @@ async function main() {
     await page.screenshot({ path: path.join(shots, 'cluster.png') });
   });
 
+  await check('push: a push group created from the form shows its signing secret once', async () => {
+    await call('PUT', '/v1/topics/console-hooks', { type: 'normal', queues: 2, retention_hours: 24 });
+    await page.click('nav a:has-text("Groups")');
+    await page.waitForSelector('[data-lag="console-billing"]');
+    await page.fill('input[name=name]', 'console-hooked');
+    await page.fill('input[name=topic]', 'console-hooks');
+    await page.selectOption('select[name=start_from]', 'earliest');
+    await page.fill('input[name=push_url]', `${hooks.base}/hooks/ok`);
+    await page.selectOption('select[name=push_format]', 'structured');
+    await page.fill('input[name=push_max_in_flight]', '8');
+    await page.fill('input[name=push_rate_per_s]', '0');
+    await page.click('button:has-text("Create group")');
+    await page.waitForSelector('#push-secret');
+    const secret = await page.inputValue('#push-secret');
+    expect(/^whsec_[A-Za-z0-9+/=]{20,}$/.test(secret), `a whsec_ secret shown, got ${JSON.stringify(secret)}`);
+    expect(await page.isVisible('.secret :text("it is not shown again")'), 'the "copy it now, not shown again" warning');
+    expect(await page.isVisible('[data-delivery="console-hooked"]:text-is("push")'), 'the group listed as push');
+    expect(await page.isVisible('[data-delivery="console-billing"]:text-is("pull")'), 'the pull group listed as pull');
+    const stored = await page.evaluate(() => JSON.stringify({ ...sessionStorage }) + JSON.stringify({ ...localStorage }));
+    expect(!stored.includes(secret), 'the secret kept nowhere in the browser');
+    const g = await call('GET', '/v1/groups/console-hooked');
+    expect(g.push && g.push.url === `${hooks.base}/hooks/ok` && g.push.format === 'structured' && g.push.max_in_flight === 8,
+      `the group defined with the form's push settings, got ${JSON.stringify(g.push)}`);
+    expect(!JSON.stringify(g).includes(secret), 'a later read without the secret');
+    await page.screenshot({ path: path.join(shots, 'push-secret.png') });
+    // Shown once: the group's page, and the list again, do not show it.
+    await page.click('a[href="#/groups/console-hooked"]');
+    await page.waitForSelector('#push-url');
+    expect(!(await page.content()).includes(secret), 'the secret not on the group page');
+    await page.click('nav a:has-text("Groups")');
+    await page.waitForSelector('[data-delivery="console-hooked"]');
+    expect(await page.$('#push-secret') === null && !(await page.content()).includes(secret), 'the secret gone from the list');
+  });
+
+  await check('push: the group page shows the endpoint and counts deliveries live', async () => {
+    await page.click('a[href="#/groups/console-hooked"]');
+    await page.waitForSelector(`#push-url:text-is("${hooks.base}/hooks/ok")`);
+    expect((await page.textContent('#push-format')).startsWith('structured'), 'the content mode');
+    expect(await page.textContent('#push-max-in-flight') === '8', 'max_in_flight');
+    expect(await page.textContent('#push-rate') === 'no cap', 'rate_per_s 0 shown as no cap');
+    expect((await page.textContent('#push-backoff')).startsWith('10s, 30s, 1m'), 'the backoff ladder');
+    await page.waitForSelector('#push-delivered:text-is("0")');
+    await page.evaluate(() => { window.notReloaded = true; });
+    const bodies = ['hook-1', 'hook-2', 'hook-3'];
+    await call('POST', '/v1/topics/console-hooks/messages', { messages: bodies.map((body) => ({ body })) });
+    await page.waitForSelector('#push-delivered:text-is("3")', { timeout: 20000 });
+    await page.waitForSelector('#push-in-flight:text-is("0")', { timeout: 20000 });
+    expect(await page.textContent('#push-failed') === '0', 'no failed push');
+    expect(await page.textContent('#push-last-error') === 'none', 'no last error');
+    await page.waitForSelector('#total-lag:text-is("0")', { timeout: 20000 });
+    expect(await page.evaluate(() => window.notReloaded === true), 'the same page (live refresh)');
+    const got = hooks.pushes.ok.map((p) => JSON.parse(p.body).data).sort();
+    expect(JSON.stringify(got) === JSON.stringify(bodies), `the receiver got the three messages, got ${JSON.stringify(got)}`);
+    expect(hooks.pushes.ok.every((p) => p.signed && p.id), 'every push signed');
+    await page.screenshot({ path: path.join(shots, 'push-group.png'), fullPage: true });
+  });
+
+  await check('push: a failing endpoint (503, Retry-After) shows its last error and failures live', async () => {
+    await page.click('nav a:has-text("Groups")');
+    await page.waitForSelector('[data-delivery="console-hooked"]');
+    await page.fill('input[name=name]', 'console-hooked-busy');
+    await page.fill('input[name=topic]', 'console-hooks');
+    await page.selectOption('select[name=start_from]', 'latest');
+    await page.fill('input[name=push_url]', `${hooks.base}/hooks/busy`);
+    await page.click('button:has-text("Create group")');
+    await page.waitForSelector('#push-secret');
+    await page.click('a[href="#/groups/console-hooked-busy"]');
+    await page.waitForSelector('#push-failed:text-is("0")');
+    await page.waitForSelector('#push-last-error:text-is("none")');
+    await page.evaluate(() => { window.notReloaded = true; });
+    await call('POST', '/v1/topics/console-hooks/messages', { messages: [{ body: 'hook-busy' }] });
+    await page.waitForSelector('#push-last-error:has-text("503")', { timeout: 20000 });
+    await page.waitForSelector('#push-failed.bad');
+    expect(Number(await page.textContent('#push-failed')) >= 1, 'the failure counted');
+    expect(await page.textContent('#push-delivered') === '0', 'nothing delivered');
+    expect(/\d/.test(await page.textContent('#push-last-error-time')), 'when the error happened');
+    expect(await page.evaluate(() => window.notReloaded === true), 'the same page (live refresh)');
+    expect(hooks.pushes.busy.some((p) => p.body === 'hook-busy'), 'the receiver was asked (binary: the body as is)');
+    await page.screenshot({ path: path.join(shots, 'push-failing.png'), fullPage: true });
+  });
+
+  await check('push: a URL outside --push-allow shows the refusal and creates nothing', async () => {
+    await page.click('nav a:has-text("Groups")');
+    await page.waitForSelector('[data-delivery="console-hooked"]');
+    await page.fill('input[name=name]', 'console-hooked-elsewhere');
+    await page.fill('input[name=topic]', 'console-hooks');
+    await page.fill('input[name=push_url]', `${hooks.base}/elsewhere`);
+    await page.click('button:has-text("Create group")');
+    await page.waitForSelector('#notice:has-text("push-allow")');
+    const text = await page.textContent('#notice');
+    expect(text.includes('Error 400') && text.includes(`${hooks.base}/elsewhere`), `the API's refusal, got ${JSON.stringify(text)}`);
+    expect(await page.$('#push-secret') === null, 'no secret shown');
+    expect(await page.inputValue('input[name=push_url]') === `${hooks.base}/elsewhere`, 'the form kept for a fix');
+    const { groups } = await call('GET', '/v1/groups');
+    expect(!groups.some((g) => g.group === 'console-hooked-elsewhere'), 'no such group in GET /v1/groups');
+    expect(groups.some((g) => g.group === 'console-hooked'), 'the other push group still there');
+    // One more refresh of the list (its stamp changes): still not there.
+    const stampBefore = await page.textContent('.updated');
+    await page.waitForFunction((t) => document.querySelector('.updated').textContent !== t, stampBefore);
+    expect(await page.$('a[href="#/groups/console-hooked-elsewhere"]') === null, 'not listed in the console');
+  });
+
   await check('a phone-sized screen: no sideways scrolling of the page', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const view of ['groups', 'groups/console-billing', 'topics', 'messages']) {
+    for (const view of ['groups', 'groups/console-billing', 'groups/console-hooked', 'topics', 'messages']) {
       await page.goto(`${base}/console/#/${view}`);
       await page.waitForSelector('main h1');
       await sleep(300);
@@ -302,6 +432,7 @@ try {
 } finally {
   if (browser) await browser.close().catch(() => {});
   if (gateway) gateway.kill('SIGKILL');
+  if (hooks) { hooks.server.closeAllConnections(); hooks.server.close(); }
   if (!failed && !process.env.CONSOLE_SCREENSHOTS) rmSync(tmp, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);

@@ -9,14 +9,16 @@
 #   rate: messages/s in all; batch: messages per publish (default 100); producers (default 8).
 # env: SAMPLE=<s> (default 30); INTERVAL=<duration> between passes (default 60s);
 #   OUT=<file> the CSV (default /tmp/archive-lag.csv); MESSAGE_SIZE=<bytes> (bench default
-#   1024); DATA=<dir> (default a fresh /tmp/ferrymq-lag.XXXXXX, deleted afterwards unless KEEP=1);
+#   1024); VARIED=1 sends every message a different random body (default: the same `x`s,
+#   which compress to nothing); DATA=<dir> (default a fresh /tmp/ferrymq-lag.XXXXXX, deleted afterwards unless KEEP=1);
 #   EXTRA="..." adds serve flags (default "--segment-grace 2m": segments a pass may delete
 #   go after 2 minutes instead of an hour, so that the disk holds minutes of segments, not the run).
 # The topic has retention_hours 0 and no group, so a pass frees the segments it archived:
 #   the disk holds about the lag's segments plus the Parquet archive.
 #
 # CSV columns: elapsed_s, published (messages), archived (rows), lag (messages), passes (done so
-# far, from the log), last_pass_s (the newest pass's duration), iceberg_version, rss_kb,
+# far, from the log), last_pass_s (the newest pass's duration), last_pass_mb_s (its message bytes
+# per second), iceberg_version, rss_kb,
 # segments_bytes, archive_bytes.
 set -euo pipefail
 if [ $# -lt 3 ]; then
@@ -43,15 +45,14 @@ trap cleanup EXIT
 for _ in $(seq 100); do curl -sf "$URL/readyz" > /dev/null && break; sleep 0.1; done
 TOKEN=$("$BIN" token --jwt-secret "$SECRET" | tail -1)
 H=(-H "authorization: Bearer $TOKEN" -H 'content-type: application/json')
-curl -sf "${H[@]}" -X PUT "$URL/v1/topics/$TOPIC" -d '{"queues": 8, "retention_hours": 0}' > /dev/null
 
 SIZE_ARGS=()
 [ -n "${MESSAGE_SIZE:-}" ] && SIZE_ARGS=(--message-size "$MESSAGE_SIZE")
-"$BIN" bench --url "$URL" --token "$TOKEN" --topic "$TOPIC" --producers "$PRODUCERS" \
+"$BIN" bench --url "$URL" --token "$TOKEN" --topic "$TOPIC" --retention-hours 0 ${VARIED:+--varied-bodies} --producers "$PRODUCERS" \
   --batch "$BATCH" --rate "$RATE" --duration "${MINUTES}m" "${SIZE_ARGS[@]}" > "$D.bench" 2>&1 &
 BENCH=$!
 START=$(date +%s)
-echo "elapsed_s,published,archived,lag,passes,last_pass_s,iceberg_version,rss_kb,segments_bytes,archive_bytes" > "$OUT"
+echo "elapsed_s,published,archived,lag,passes,last_pass_s,last_pass_mb_s,iceberg_version,rss_kb,segments_bytes,archive_bytes" > "$OUT"
 while kill -0 "$BENCH" 2>/dev/null; do
   sleep "$SAMPLE"
   published=$(curl -sf "${H[@]}" "$URL/v1/topics/$TOPIC" | python3 -c \
@@ -59,15 +60,19 @@ while kill -0 "$BENCH" 2>/dev/null; do
   archived=$(curl -sf "${H[@]}" "$URL/v1/archive?topic=$TOPIC" | python3 -c \
     'import json,sys; print(sum(f["rows"] for f in json.load(sys.stdin)["files"]))')
   passes=$(grep -c "compaction pass done" "$LOG" || true)
-  last=$(grep "compaction pass done" "$LOG" | tail -1 | sed -n 's/.*elapsed=\([0-9.]*\)\(m\?s\).*/\1 \2/p' |
-    awk '{ if ($2 == "ms") print $1 / 1000; else print $1 }')
+  # The newest pass's duration and rate of message bytes (the log without its colours).
+  read -r last mbs < <({ grep "compaction pass done" "$LOG" || true; } | tail -1 |
+    sed 's/\x1b\[[0-9;]*m//g' |
+    sed -n 's/.*message_bytes=\([0-9]*\).*elapsed=\([0-9.]*\)\(m\?s\).*/\1 \2 \3/p' |
+    awk '{ s = ($3 == "ms") ? $2 / 1000 : $2; printf "%.1f %.1f\n", s, $1 / 1e6 / s }') || true
   hint="$D/archive/metadata/version-hint.text"
   ice=$(cat "$hint" 2>/dev/null || echo 0)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$GW/status")
-  seg=$(du -sb "$D/segments" 2>/dev/null | cut -f1 || echo 0)
-  arc=$(du -sb "$D/archive" 2>/dev/null | cut -f1 || echo 0)
-  line="$(( $(date +%s) - START )),$published,$archived,$((published - archived)),$passes,${last:-},$ice,$rss,${seg:-0},${arc:-0}"
+  # du complains (and fails) when a pass deletes files under it: keep its figure.
+  seg=$(du -sb "$D/segments" 2>/dev/null | cut -f1 || true)
+  arc=$(du -sb "$D/archive" 2>/dev/null | cut -f1 || true)
+  line="$(( $(date +%s) - START )),$published,$archived,$((published - archived)),$passes,${last:-},${mbs:-},$ice,$rss,${seg:-0},${arc:-0}"
   echo "$line" | tee -a "$OUT"
 done
 wait "$BENCH" || true
-tail -8 "$D.bench"
+tr "\r" "\n" < "$D.bench" | grep -v " sent " | tail -6

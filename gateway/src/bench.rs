@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// Queues of the topic when created.
     #[arg(long, default_value_t = 8)]
     pub queues: u32,
+    /// The topic's `retention_hours` when created (default: the gateway's, 72). 0 lets a
+    /// compaction pass free the segments it archived at once (`scripts/archive-lag.sh`).
+    #[arg(long)]
+    pub retention_hours: Option<u32>,
     /// Concurrent producer connections.
     #[arg(long, default_value_t = 64)]
     pub producers: usize,
@@ -42,6 +46,11 @@ pub struct BenchArgs {
     /// Message body size in bytes.
     #[arg(long, default_value_t = 1024)]
     pub message_size: usize,
+    /// Every message a different body of random letters, digits, `-` and `_` (which compress
+    /// about as little as base64 data), instead of the same `x`s in every message, which
+    /// compress to nothing in the archive.
+    #[arg(long)]
+    pub varied_bodies: bool,
     /// Messages per publish request.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -76,18 +85,80 @@ pub enum ConsumerMode {
 /// The property that carries a message's send time (µs since the Unix epoch).
 const SENT_PROPERTY: &str = "bench_sent_us";
 
+/// The bodies a producer sends: one repeated, or slices of a pool of random text.
+#[derive(Debug, Clone)]
+enum Bodies {
+    Same(Arc<str>),
+    /// `size` bytes from a pseudo-random offset of `pool` (16 MiB: larger than zstd's window
+    /// at the archive's level, so no two messages near each other share a body).
+    Varied {
+        pool: Arc<str>,
+        size: usize,
+    },
+}
+
+/// splitmix64: the bench's cheap, deterministic mixing of counters into offsets and letters.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Bodies {
+    const POOL_BYTES: usize = 16 << 20;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    fn new(size: usize, varied: bool) -> Self {
+        if !varied {
+            return Bodies::Same("x".repeat(size).into());
+        }
+        let len = Self::POOL_BYTES.max(2 * size);
+        let pool: String = (0..len)
+            .map(|i| Self::ALPHABET[(mix(i as u64) & 63) as usize] as char)
+            .collect();
+        Bodies::Varied {
+            pool: pool.into(),
+            size,
+        }
+    }
+
+    /// The body of a request's `i`-th message (`seed` differs from request to request).
+    fn pick(&self, seed: u64, i: usize) -> &str {
+        match self {
+            Bodies::Same(body) => body,
+            Bodies::Varied { pool, size } => {
+                let at = (mix(seed ^ mix(i as u64)) % (pool.len() - size + 1) as u64) as usize;
+                &pool[at..at + size]
+            }
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Bodies::Same(body) => body.len(),
+            Bodies::Varied { size, .. } => *size,
+        }
+    }
+}
+
 /// One publish request's JSON, written directly: the bench must cost the shared CPU as little
-/// as it can (bodies are `x`s, so nothing needs escaping).
-fn publish_body(body: &str, batch: usize, sent_us: i64, groups: Option<(u64, usize)>) -> String {
+/// as it can (bodies are `x`s or letters and digits, so nothing needs escaping).
+fn publish_body(
+    bodies: &Bodies,
+    batch: usize,
+    sent_us: i64,
+    groups: Option<(u64, usize)>,
+) -> String {
     let props = format!(r#""properties":{{"{SENT_PROPERTY}":"{sent_us}"}}"#);
-    let mut s = String::with_capacity(16 + batch * (body.len() + props.len() + 40));
+    let mut s = String::with_capacity(16 + batch * (bodies.size() + props.len() + 40));
     s.push_str(r#"{"messages":["#);
     for i in 0..batch {
         if i > 0 {
             s.push(',');
         }
         s.push_str(r#"{"body":""#);
-        s.push_str(body);
+        s.push_str(bodies.pick(sent_us as u64, i));
         s.push_str("\",");
         if let Some((first, n)) = groups {
             // Message groups in turn: `first` counts the messages this producer sent before.
@@ -160,10 +231,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let r = client
         .put(format!("{url}/v1/topics/{}", args.topic))
         .header("authorization", &auth)
-        .json(&json!({
-            "type": if args.message_groups > 0 { "fifo" } else { "normal" },
-            "queues": args.queues,
-        }))
+        .json(&{
+            let mut topic = json!({
+                "type": if args.message_groups > 0 { "fifo" } else { "normal" },
+                "queues": args.queues,
+            });
+            if let Some(hours) = args.retention_hours {
+                topic["retention_hours"] = hours.into();
+            }
+            topic
+        })
         .send()
         .await?;
     anyhow::ensure!(
@@ -245,7 +322,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sent = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let ack_hist = Arc::new(Mutex::new(hist()));
-    let body = "x".repeat(args.message_size);
+    let body = Bodies::new(args.message_size, args.varied_bodies);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..args.producers {
@@ -433,7 +510,7 @@ struct Producer<'a> {
     period: Option<Duration>,
     url: &'a str,
     auth: &'a str,
-    body: &'a str,
+    body: &'a Bodies,
     batch: usize,
     /// FIFO message groups to cycle through, if any.
     groups: Option<usize>,
@@ -680,17 +757,20 @@ async fn pull_consumer(
 
 #[cfg(test)]
 mod tests {
+    use super::Bodies;
+
     #[test]
     fn publish_bodies_are_the_json_the_api_expects() {
+        let xx = Bodies::new(2, false);
         let v: serde_json::Value =
-            serde_json::from_str(&super::publish_body("xx", 3, 42, None)).expect("valid JSON");
+            serde_json::from_str(&super::publish_body(&xx, 3, 42, None)).expect("valid JSON");
         let msgs = v["messages"].as_array().expect("messages");
         assert_eq!(msgs.len(), 3);
         assert_eq!(msgs[2]["body"], "xx");
         assert_eq!(msgs[2]["properties"][super::SENT_PROPERTY], "42");
         assert!(msgs[2].get("message_group").is_none());
         let v: serde_json::Value =
-            serde_json::from_str(&super::publish_body("xx", 3, 42, Some((9, 10))))
+            serde_json::from_str(&super::publish_body(&xx, 3, 42, Some((9, 10))))
                 .expect("valid JSON");
         let groups: Vec<&str> = v["messages"]
             .as_array()
@@ -699,5 +779,26 @@ mod tests {
             .map(|m| m["message_group"].as_str().expect("group"))
             .collect();
         assert_eq!(groups, ["g9", "g0", "g1"]);
+    }
+
+    #[test]
+    fn varied_bodies_differ_and_stay_plain_text() {
+        let bodies = Bodies::new(1024, true);
+        let mut seen = std::collections::HashSet::new();
+        for request in 0..50u64 {
+            let v: serde_json::Value =
+                serde_json::from_str(&super::publish_body(&bodies, 20, request as i64, None))
+                    .expect("valid JSON");
+            for m in v["messages"].as_array().expect("messages") {
+                let body = m["body"].as_str().expect("body");
+                assert_eq!(body.len(), 1024);
+                assert!(
+                    body.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                );
+                seen.insert(body.to_string());
+            }
+        }
+        assert_eq!(seen.len(), 1000, "every message its own body");
     }
 }

@@ -56,6 +56,7 @@ use iceberg::spec::{
 };
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use segment_writer::clock::{Clock, new_ulid};
 use segment_writer::manifest::archive::ArchivedFile;
 use segment_writer::node::Node;
 use segment_writer::paths::{IcebergObject, Paths};
@@ -384,6 +385,8 @@ fn data_file(
 /// Objects written into memory by the crate's Avro writers, then PUT to the store.
 struct Writer<'a> {
     store: &'a Store,
+    /// Names of the manifests and lists written carry its time.
+    clock: &'a dyn Clock,
     at: &'a Locations,
     io: FileIO,
     snapshot_id: i64,
@@ -415,7 +418,7 @@ impl Writer<'_> {
     }
 
     async fn manifest(&self, k: usize, entries: Vec<Entry>) -> Result<ManifestFile> {
-        let name = Paths::iceberg_manifest_name(self.snapshot_id, k, &ulid::Ulid::new());
+        let name = Paths::iceberg_manifest_name(self.snapshot_id, k, &new_ulid(self.clock));
         let uri = self.at.absolute(&name);
         let output = self
             .io
@@ -463,7 +466,7 @@ impl Writer<'_> {
         parent: Option<i64>,
         manifests: Vec<ManifestFile>,
     ) -> Result<String> {
-        let name = Paths::iceberg_manifest_list_name(self.snapshot_id, &ulid::Ulid::new());
+        let name = Paths::iceberg_manifest_list_name(self.snapshot_id, &new_ulid(self.clock));
         let uri = self.at.absolute(&name);
         let out = self
             .io
@@ -522,9 +525,9 @@ pub(crate) async fn read_snapshot(
 }
 
 /// A snapshot id no snapshot of `metadata` has: positive, random.
-fn new_snapshot_id(metadata: Option<&TableMetadata>) -> i64 {
+fn new_snapshot_id(metadata: Option<&TableMetadata>, clock: &dyn Clock) -> i64 {
     loop {
-        let id = (ulid::Ulid::new().random() as u64 & i64::MAX as u64) as i64;
+        let id = (new_ulid(clock).random() as u64 & i64::MAX as u64) as i64;
         if id != 0 && metadata.is_none_or(|m| m.snapshot_by_id(id).is_none()) {
             return id;
         }
@@ -628,11 +631,12 @@ pub async fn sync(
     let schema = base.current_schema().clone();
     let spec = (**base.default_partition_spec()).clone();
     let existing = current.as_ref().map(|c| &c.metadata);
-    let snapshot_id = new_snapshot_id(existing);
+    let snapshot_id = new_snapshot_id(existing, &**node.clock());
     let parent = existing.and_then(|m| m.current_snapshot_id());
     let sequence = existing.map_or(1, |m| m.next_sequence_number());
     let w = Writer {
         store: &store,
+        clock: &**node.clock(),
         at: &at,
         io: FileIO::new_with_memory(),
         snapshot_id,

@@ -32,6 +32,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use object_store::ObjectStoreExt;
+use segment_writer::clock::new_ulid;
 use segment_writer::manifest::index::{IndexCache, QueueSnapshot};
 use segment_writer::manifest::{Command, OffsetRange, Outcome, Rejection, State};
 use segment_writer::node::Node;
@@ -588,7 +589,7 @@ async fn archive_range(
                 *ctx.last_lease = node.clock().instant();
             }
             let (date, hour) = date_hour(m.publish_time_ms);
-            let id = ulid::Ulid::new().to_string();
+            let id = new_ulid(&**node.clock()).to_string();
             let name = Paths::archive_name(&w.topic, &date, hour, &id);
             ctx.observer.step("open file");
             let f = FileWriter::create(&store, name, &w.topic, w.queue, c.at, &s.file)?;

@@ -77,6 +77,7 @@ async fn publish(
                 msgs.push(m);
             }
         }
+        #[allow(clippy::disallowed_methods)] // a test segment needs no injected time
         let name = Paths::segment_name("2026-01-01", &ulid::Ulid::new());
         segment_store::put_segment(&store, &name, segment::encode(&msgs))
             .await
@@ -282,6 +283,7 @@ async fn retention_deletes_exactly_the_segments_no_one_needs() {
     .await
     .expect("group");
     // A stray segment that nothing references (a failed publish) goes.
+    #[allow(clippy::disallowed_methods)] // a test segment needs no injected time
     let stray = Paths::segment_name("2026-01-01", &ulid::Ulid::new());
     segment_store::put_segment(&store, &stray, segment::encode(&[msg("t", 1, 0)]))
         .await
@@ -384,6 +386,7 @@ async fn segments_of_pending_timers_and_half_messages_are_kept() {
             check_immunity_ms: Some(86_400_000),
         },
     ] {
+        #[allow(clippy::disallowed_methods)] // a test segment needs no injected time
         let name = Paths::segment_name("2026-01-01", &ulid::Ulid::new());
         segment_store::put_segment(&store, &name, segment::encode(&[msg("t", 1, 0)]))
             .await

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use segment_writer::clock::new_ulid;
 use segment_writer::hedge::Hedger;
 use segment_writer::manifest::{Command, DedupRecord, Outcome, PublishMode};
 use segment_writer::node::Node;
@@ -242,7 +243,7 @@ async fn flush(
     }
     let bytes = builder.finish();
     let now = node.clock().now_ms();
-    let name = Paths::segment_name(&date_of(now), &ulid::Ulid::new());
+    let name = Paths::segment_name(&date_of(now), &new_ulid(&**node.clock()));
     for c in &mut commands {
         if let Command::Append { segment, .. } | Command::PublishOne { segment, .. } = c {
             segment.clone_from(&name);

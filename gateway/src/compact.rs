@@ -183,7 +183,7 @@ pub async fn run(args: CompactArgs) -> anyhow::Result<()> {
         ForwardKey::new(&secret),
         Duration::from_secs(10),
     )?);
-    let id = format!("compact-{}", ulid::Ulid::new());
+    let id = format!("compact-{}", segment_writer::clock::new_ulid(&*clock));
     let mut ns = NodeSettings::new(id.clone(), String::new());
     ns.submit_timeout = Duration::from_secs(30);
     info!(store = %url, id = %id, "compaction pass starting");

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::clock::new_ulid;
 use segment_writer::manifest::index::{self, IndexCache, IndexSettings};
 use segment_writer::manifest::timers::{self, SpillSettings};
 use segment_writer::manifest::{CheckDue, Command, Outcome};
@@ -224,7 +225,7 @@ async fn keep_timers(
             timers: file.timers,
         }
     } else if let Some(file) = plan {
-        let object = Paths::timer_spill_name(&ulid::Ulid::new());
+        let object = Paths::timer_spill_name(&new_ulid(&**node.clock()));
         timers::put_spill(node.store(), &object, &file)
             .await
             .map_err(|e| (None, e))?;
@@ -298,7 +299,7 @@ async fn keep_index(
     if work.is_empty() {
         return Ok(());
     }
-    let object = Paths::index_name(&ulid::Ulid::new());
+    let object = Paths::index_name(&new_ulid(&**node.clock()));
     let Some((bytes, command)) = index::build(node.store(), cache, &object, &work).await? else {
         return Ok(());
     };

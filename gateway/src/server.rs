@@ -285,7 +285,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         forward_key.clone(),
         Duration::from_secs(10),
     )?);
-    let gateway_id = ulid::Ulid::new().to_string();
+    let gateway_id = segment_writer::clock::new_ulid(&*clock).to_string();
     let mut ns = NodeSettings::new(gateway_id.clone(), address.clone());
     ns.lease_ttl = args.lease_ttl;
     ns.heartbeat = (args.lease_ttl / 3).min(Duration::from_secs(1));

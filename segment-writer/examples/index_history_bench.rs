@@ -120,6 +120,7 @@ async fn main() {
             if work.is_empty() {
                 continue;
             }
+            #[allow(clippy::disallowed_methods)] // a benchmark: the name needs no injected time
             let object = segment_writer::paths::Paths::index_name(&ulid::Ulid::new());
             let (bytes, command) = index::build(&store, &keeper_cache, &object, &work)
                 .await

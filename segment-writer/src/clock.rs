@@ -1,5 +1,7 @@
 //! Injected time. Library code asks a [`Clock`] for the wall time and for sleeps, so tests can
-//! run on tokio's paused clock (virtual time) and simulations stay deterministic.
+//! run on tokio's paused clock (virtual time) and simulations stay deterministic. Ids that carry
+//! a time (ULIDs: message and transaction ids, object names) come from [`new_ulid`], so they
+//! carry the clock's time too; `clippy.toml` bans `ulid::Ulid::new`, which reads the system clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn instant(&self) -> tokio::time::Instant;
     /// Sleep for `d`.
     fn sleep(&self, d: Duration) -> futures::future::BoxFuture<'static, ()>;
+}
+
+/// A new ULID: the time part is `clock`'s wall time (clamped at the epoch), the 80 random bits
+/// from `rand::random`.
+pub fn new_ulid(clock: &dyn Clock) -> ulid::Ulid {
+    ulid::Ulid::from_parts(clock.now_ms().max(0) as u64, rand::random())
 }
 
 /// The clock of a real process: wall time read once at start, then advanced by tokio's
@@ -66,5 +74,24 @@ impl Clock for TokioClock {
     #[allow(clippy::disallowed_methods)] // the one place that sleeps
     fn sleep(&self, d: Duration) -> futures::future::BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn ulids_carry_the_time_of_the_clock_they_are_made_with() {
+        let clock = TokioClock::starting_at(1_700_000_000_123);
+        let a = new_ulid(&clock);
+        assert_eq!(a.timestamp_ms(), 1_700_000_000_123);
+        clock.sleep(Duration::from_millis(5)).await;
+        let b = new_ulid(&clock);
+        assert_eq!(b.timestamp_ms(), 1_700_000_000_128);
+        assert!(a < b, "later ids sort after earlier ones");
+        assert_ne!(new_ulid(&clock), new_ulid(&clock), "random bits differ");
+        // A clock before the epoch (a bad mock) still makes an id, at time 0.
+        assert_eq!(new_ulid(&TokioClock::starting_at(-5)).timestamp_ms(), 0);
     }
 }

@@ -226,7 +226,7 @@ async fn materialize_round(node: &Node, known: &InlineBytes) -> Result<usize> {
         let now = node.clock().now_ms();
         let pack = crate::paths::Paths::segment_name(
             &crate::paths::utc_date_hour(now).0,
-            &ulid::Ulid::new(),
+            &crate::clock::new_ulid(&**node.clock()),
         );
         let (bytes, parts) = encode_pack(&store, to_pack)?;
         put_once(&store, &pack, bytes).await?;
@@ -328,7 +328,7 @@ mod tests {
                 ..Message::default()
             })
             .collect();
-        let name = Paths::segment_name("2026-12-01", &ulid::Ulid::new());
+        let name = Paths::segment_name("2026-12-01", &crate::clock::new_ulid(&*clock));
         let committed = node
             .submit(vec![
                 Command::InlineSegment {

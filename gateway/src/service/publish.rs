@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use segment_writer::clock::new_ulid;
 use segment_writer::manifest::messaging::DEDUP_WINDOW_MS;
 use segment_writer::manifest::{DedupRecord, PublishMode, TopicKind};
 use segment_writer::segment::Message;
@@ -220,7 +221,7 @@ pub async fn publish(st: &AppState, topic: &str, raw: bytes::Bytes) -> Result<Pu
                 )));
             }
         }
-        let message_id = ulid::Ulid::new().to_string();
+        let message_id = new_ulid(&**st.node.clock()).to_string();
         let queue = match &m.message_group {
             Some(g) => (fnv1a(g.as_bytes()) % u64::from(queues)) as u32,
             None => (st.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(queues)) as u32,
@@ -233,7 +234,7 @@ pub async fn publish(st: &AppState, topic: &str, raw: bytes::Bytes) -> Result<Pu
                 })?),
             };
             PublishMode::Half {
-                transaction_id: ulid::Ulid::new().to_string(),
+                transaction_id: new_ulid(&**st.node.clock()).to_string(),
                 producer_group: b.producer_group.clone().unwrap_or_default(),
                 check_immunity_ms: immunity,
             }

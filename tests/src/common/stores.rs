@@ -70,6 +70,7 @@ pub fn fresh(backend: Backend) -> Option<TestStore> {
                 );
                 return None;
             };
+            #[allow(clippy::disallowed_methods)] // a test prefix needs no injected time
             let url = format!("s3://{bucket}/t-{}", ulid::Ulid::new());
             Some(TestStore {
                 store: Store::open(&url).expect("open S3 store"),

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod compact;
 pub mod console;
+pub mod fifo_groups;
 pub mod filter;
 pub mod forward;
 pub mod http;

@@ -364,6 +364,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         round_robin: AtomicU64::new(rand::random::<u32>().into()),
         long_polls: tokio::sync::Semaphore::new(args.max_long_polls),
         claims: Default::default(),
+        fifo_groups: Default::default(),
         ready: AtomicBool::new(true),
         store_url: url.clone(),
         metrics_per_queue: args.metrics_per_queue,

@@ -329,6 +329,65 @@ async fn a_receive_acks_the_previous_batch(backend: Backend) {
 }
 on_real_stores!(a_receive_acks_the_previous_batch);
 
+/// A gateway remembers the message groups of FIFO messages it read, to pass over groups in
+/// flight without reading them again. A deleted and re-created topic reuses offsets: what was
+/// remembered of the old topic's offset must not make a receive pass over the new topic's
+/// message there (which would lease the next message of its group first).
+async fn fifo_groups_remembered_do_not_outlive_their_topic(backend: Backend) {
+    let Some(ts) = stores::fresh(backend) else {
+        return;
+    };
+    let gw = Gateway::start(&ts.url, &[]).await;
+    let api = Api::admin(&gw);
+    let group = json!({"subscriptions": [{"topic": "f"}], "start_from": "earliest"});
+    fifo_topic_and_group(&api, 1, group.clone()).await;
+    let publish = |bodies: &'static [(&'static str, &'static str)]| {
+        let api = api.clone();
+        async move {
+            let msgs: Vec<Value> = bodies
+                .iter()
+                .map(|(b, g)| json!({"body": b, "message_group": g}))
+                .collect();
+            let r = api
+                .post("/v1/topics/f/messages", json!({"messages": msgs}))
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    let bodies = |msgs: &[Value]| -> Vec<String> {
+        msgs.iter()
+            .map(|m| m["body"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The old topic: offsets 0-2, with offset 2 in group A, read (and passed over) while A's
+    // offset 0 is in flight.
+    publish(&[("old-0", "A"), ("old-1", "B"), ("old-2", "A")]).await;
+    let got = receive(&api, "fg", json!({"max_messages": 10})).await;
+    assert_eq!(bodies(&got), ["old-0", "old-1"]);
+    let got = receive(&api, "fg", json!({"max_messages": 10, "wait_ms": 0})).await;
+    assert!(got.is_empty(), "{got:?}");
+
+    let r = api.call("DELETE", "/v1/topics/f", None).await;
+    assert!(r.status == 200 || r.status == 204, "{:?}", r.body);
+    let r = api
+        .put("/v1/topics/f", json!({"type": "fifo", "queues": 1}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // The new topic: group A in flight at offset 0 again, then offset 2 is group D's first
+    // message and offset 3 its second.
+    publish(&[("new-0", "A")]).await;
+    let got = receive(&api, "fg", json!({"max_messages": 10})).await;
+    assert_eq!(bodies(&got), ["new-0"]);
+    publish(&[("new-1", "B"), ("new-2", "D"), ("new-3", "D")]).await;
+    let got = receive(&api, "fg", json!({"max_messages": 10, "wait_ms": 0})).await;
+    assert_eq!(
+        bodies(&got),
+        ["new-1", "new-2"],
+        "D's first message before its second"
+    );
+}
+on_real_stores!(fifo_groups_remembered_do_not_outlive_their_topic);
+
 // ---------- delayed ----------
 
 /// Creates the delay topic `d` (2 queues) and the group `dg` on it, from the earliest.

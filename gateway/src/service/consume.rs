@@ -19,6 +19,7 @@ use super::{
     AppState, Error, Result, check_name, long_poll_slot, one, refresh_unless, submit, unexpected,
     wait_longer,
 };
+use crate::fifo_groups::{self, Identity};
 use crate::reader::Stored;
 use crate::receipt::Receipt;
 use crate::wire::{ReceiveRequest, SettleResult};
@@ -26,6 +27,53 @@ use crate::wire::{ReceiveRequest, SettleResult};
 /// Candidates a receive considers per queue of a FIFO topic (past message groups that have
 /// one in flight).
 const FIFO_LOOK_AHEAD: usize = 512;
+
+/// Message groups of ordered topics with one in flight, by topic and queue.
+type Blocked = BTreeMap<(String, u32), BTreeMap<String, u64>>;
+
+/// The ordered candidates a look reads: without those whose message group is known here
+/// (`fifo_groups`) and either has another message in flight (the look passes over the whole
+/// group) or has an earlier candidate in this look (at most one message of a group is leased
+/// per receive; at worst this one waits for the next look). Each kept candidate's identity
+/// comes with whether its group was known (`true`: nothing to remember after reading it).
+fn pass_over_known_groups(
+    st: &AppState,
+    candidates: Vec<QueueOffset>,
+    identities: Vec<Option<Identity>>,
+    blocked: &Blocked,
+) -> (Vec<QueueOffset>, Vec<Option<(Identity, bool)>>) {
+    let mut keep = vec![true; candidates.len()];
+    let mut kept_identities = Vec::with_capacity(candidates.len());
+    let mut seen: std::collections::HashSet<(&str, u32, std::sync::Arc<str>)> =
+        Default::default();
+    for (i, (c, identity)) in candidates.iter().zip(identities).enumerate() {
+        let Some(identity) = identity else {
+            kept_identities.push(None);
+            continue;
+        };
+        let Some(group) = st.fifo_groups.known(&c.topic, c.queue, c.offset, identity) else {
+            kept_identities.push(Some((identity, false)));
+            continue;
+        };
+        let in_flight = blocked
+            .iter()
+            .find(|((t, q), _)| *q == c.queue && *t == c.topic)
+            .and_then(|(_, b)| b.get(&*group));
+        if in_flight.is_some_and(|&o| o != c.offset) || !seen.insert((&c.topic, c.queue, group))
+        {
+            keep[i] = false;
+            continue;
+        }
+        kept_identities.push(Some((identity, true)));
+    }
+    drop(seen);
+    let kept = candidates
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(c, keep)| keep.then_some(c))
+        .collect();
+    (kept, kept_identities)
+}
 
 /// A leased message, as a receive answers it.
 #[derive(Debug)]
@@ -197,7 +245,7 @@ pub async fn receive_as(
         let now = st.node.clock().now_ms();
         // Ordered topics look further ahead in each queue: a message group with one in flight
         // is passed over.
-        let (candidates, blocked, mut claim) = {
+        let (candidates, identities, blocked, mut claim) = {
             let mut held = st.claims.lock();
             let s = st.node.state();
             let mine = held.get(&claim_key);
@@ -216,7 +264,20 @@ pub async fn receive_as(
             );
             let unordered = candidates.iter().filter(|c| !ordered.contains(&c.topic));
             let claim = st.claims.claim(&mut held, &claim_key, unordered);
-            let mut blocked: BTreeMap<(String, u32), BTreeMap<String, u64>> = BTreeMap::new();
+            // Which stored message each ordered candidate is, where the state holds its range
+            // inline (`fifo_groups`).
+            let identities: Vec<Option<Identity>> = candidates
+                .iter()
+                .map(|c| {
+                    if !ordered.contains(&c.topic) {
+                        return None;
+                    }
+                    let q = s.topics.get(&c.topic)?.queues.get(c.queue as usize)?;
+                    let (range, ordinal) = q.locate(c.offset)?;
+                    Some(fifo_groups::identity(&range.segment, ordinal))
+                })
+                .collect();
+            let mut blocked: Blocked = BTreeMap::new();
             for c in candidates.iter().filter(|c| ordered.contains(&c.topic)) {
                 let key = (c.topic.clone(), c.queue);
                 blocked.entry(key).or_insert_with(|| {
@@ -234,7 +295,7 @@ pub async fn receive_as(
                     }
                 }
             }
-            (candidates, blocked, claim)
+            (candidates, identities, blocked, claim)
         };
         // What this look found, when it found nothing to lease: the same candidates with the
         // same message groups in flight (and no group claim released here since) will find
@@ -251,6 +312,12 @@ pub async fn receive_as(
             if candidates.is_empty() || fruitless_look == Some(look) {
                 break 'lease;
             }
+            let (candidates, identities) = if ordered.is_empty() {
+                let none = identities.iter().map(|_| None).collect();
+                (candidates, none)
+            } else {
+                pass_over_known_groups(st, candidates, identities, &blocked)
+            };
             // Read the candidates and apply the tag filters.
             let mut by_queue: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
             for c in &candidates {
@@ -304,6 +371,14 @@ pub async fn receive_as(
                 Some((q, i))
             };
             let read_at = |at: &QueueOffset| position(at).map(|(q, i)| &read[q].1[i]);
+            for (c, identity) in candidates.iter().zip(&identities) {
+                if let (Some((identity, false)), Some(m)) = (identity, read_at(c)) {
+                    if let Some(g) = &m.message.message_group {
+                        st.fifo_groups
+                            .remember(&c.topic, c.queue, c.offset, *identity, g);
+                    }
+                }
+            }
             let mut wanted = Vec::new();
             let mut located = Vec::new();
             let mut message_groups = Vec::new();

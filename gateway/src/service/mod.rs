@@ -68,6 +68,8 @@ pub struct AppState {
     pub long_polls: tokio::sync::Semaphore,
     /// Offsets this gateway's receives are leasing right now (`claims`).
     pub claims: Arc<crate::claims::Claims>,
+    /// Message groups of FIFO messages read here, so looks pass over blocked groups unread.
+    pub fifo_groups: crate::fifo_groups::FifoGroups,
     pub ready: AtomicBool,
     pub store_url: String,
     /// `--metrics-per-queue`: backlog gauges with a `queue` label.

@@ -57,7 +57,7 @@ use iceberg::spec::{
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
 use segment_writer::clock::{Clock, new_ulid};
-use segment_writer::manifest::archive::ArchivedFile;
+use segment_writer::manifest::ArchivedFile;
 use segment_writer::node::Node;
 use segment_writer::paths::{IcebergObject, Paths};
 use segment_writer::store::Store;

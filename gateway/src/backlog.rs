@@ -18,9 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex};
 
-use segment_writer::manifest::backlog;
-use segment_writer::manifest::state::dlq_topic;
-use segment_writer::manifest::{AppliedDelta, Command, Outcome, State};
+use segment_writer::manifest::{AppliedDelta, Command, Outcome, State, backlog, dlq_topic};
 
 /// (group, topic) → count.
 type Counts = BTreeMap<(String, String), u64>;

@@ -123,7 +123,7 @@ pub struct Committed {
 type Reply = oneshot::Sender<Result<Committed>>;
 
 /// Forwards one follower keeps in flight at least (else as many as the pipeline is deep). The
-/// sequencer remembers the last [`crate::manifest::state::REQUESTS_PER_ORIGIN`] request ids
+/// sequencer remembers the last [`crate::manifest::model::REQUESTS_PER_ORIGIN`] request ids
 /// per origin, far more than this.
 const MIN_FORWARDS_IN_FLIGHT: usize = 4;
 

@@ -23,8 +23,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use segment_writer::manifest::state::PUSH_CONSUMER;
-use segment_writer::manifest::{Command, GroupDef, SettleAction};
+use segment_writer::manifest::{Command, GroupDef, PUSH_CONSUMER, SettleAction};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};

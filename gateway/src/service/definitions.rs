@@ -400,7 +400,7 @@ pub fn groups(st: &AppState) -> Vec<GroupSummary> {
         .map(|(name, g)| {
             let dead_letters = s
                 .topics
-                .get(&segment_writer::manifest::state::dlq_topic(name))
+                .get(&segment_writer::manifest::dlq_topic(name))
                 .and_then(|t| t.queues.first())
                 .map_or(0, |q| q.next_offset - q.min_offset.min(q.next_offset));
             GroupSummary {
@@ -460,7 +460,7 @@ pub async fn reset(st: &AppState, group: &str, topic: &str, to: Position) -> Res
 /// offsets) that are folded into index objects: a re-drive carries them, as apply cannot read
 /// objects.
 async fn folded_dead_letters(st: &AppState, group: &str, max: u32) -> Result<Vec<OffsetRange>> {
-    let dlq = segment_writer::manifest::state::dlq_topic(group);
+    let dlq = segment_writer::manifest::dlq_topic(group);
     let (snap, inline_from) = {
         let s = st.node.state();
         match s.topics.get(&dlq).and_then(|t| t.queues.first()) {

@@ -14,8 +14,7 @@ use std::sync::atomic::Ordering;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use segment_writer::clock::new_ulid;
-use segment_writer::manifest::messaging::DEDUP_WINDOW_MS;
-use segment_writer::manifest::{DedupRecord, PublishMode, TopicKind};
+use segment_writer::manifest::{DEDUP_WINDOW_MS, DedupRecord, PublishMode, TopicKind};
 use segment_writer::segment::Message;
 use serde::Deserialize;
 

@@ -9,8 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::command::GroupMode;
-use super::state::{Cursor, Group, QueueLog, State};
+use super::model::{Cursor, Group, GroupMode, QueueLog, State};
 
 /// One queue's backlog for one cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -241,7 +240,8 @@ pub fn pending_transactions(state: &State) -> BTreeMap<(String, String), u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::command::{Command, GroupDef, Outcome, SettleAction};
+    use crate::manifest::command::{Command, SettleAction};
+    use crate::manifest::model::{GroupDef, Outcome};
     use crate::manifest::sim::{Sim, group_def, topic};
 
     fn setup(max_retries: u32) -> Sim {

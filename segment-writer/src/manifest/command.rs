@@ -4,152 +4,18 @@
 //! entry may carry a [`RequestId`] (a forwarded request); an entry whose id was already applied
 //! is not applied again and answers the recorded outcome. Encoded as JSON (`serde_json`), which
 //! is deterministic here because every map in the state is a `BTreeMap`.
+//!
+//! Plain data: the stored format of deltas (pinned by `manifest::samples`). Imports only the
+//! model types a command carries.
 
 use serde::{Deserialize, Serialize};
 
+use super::model::{
+    DeltaId, GroupDef, NewRun, OffsetRange, QueueOffset, SpilledTimer, TimerSpill, TopicDef,
+};
+
 /// The format version of deltas and checkpoints this code writes.
 pub const FORMAT: u32 = 1;
-
-/// RocketMQ 5 topic message types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TopicKind {
-    Normal,
-    Fifo,
-    Delay,
-    Transaction,
-}
-
-/// A topic's definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicDef {
-    pub kind: TopicKind,
-    pub queues: u32,
-    pub retention_hours: u32,
-}
-
-/// How a consumer group consumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupMode {
-    /// Each message to one consumer of the group, with retries and dead letters.
-    Clustering,
-    /// Every consumer instance gets every message; offsets per instance.
-    Broadcast,
-}
-
-/// Where a new cursor starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartFrom {
-    Earliest,
-    Latest,
-    Timestamp(i64),
-}
-
-/// One subscription of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subscription {
-    pub topic: String,
-    /// A RocketMQ tag expression (`*`, `A || B`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<String>,
-    /// A SQL92 filter over properties.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<String>,
-}
-
-/// A consumer group's definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupDef {
-    pub subscriptions: Vec<Subscription>,
-    pub mode: GroupMode,
-    pub start_from: StartFrom,
-    pub max_retries: u32,
-    pub invisible_ms: i64,
-    pub retry_backoff_ms: Vec<i64>,
-    /// Push delivery (API.md "Push subscriptions"): the gateways POST the group's messages to
-    /// a URL instead of waiting for receives. Clustering groups only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub push: Option<PushDef>,
-}
-
-/// A push group's endpoint and limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushDef {
-    pub url: String,
-    /// Pushes outstanding at once across all gateways (leases of the group), enforced at apply.
-    pub max_in_flight: u32,
-    /// Leases granted per second across all gateways (0: no cap), enforced at apply.
-    pub rate_per_s: u32,
-    /// How long a push may take before it counts as failed.
-    pub timeout_ms: u64,
-    pub format: PushFormat,
-    /// The gateways derive the group's signing secret from this and the cluster secret; the
-    /// secret itself is never stored in the bucket. A new nonce is a new secret.
-    pub secret_nonce: String,
-}
-
-impl PushDef {
-    /// Whether `other` asks for the same delivery (the nonce aside).
-    pub fn same_settings(&self, other: &PushDef) -> bool {
-        PushDef {
-            secret_nonce: String::new(),
-            ..self.clone()
-        } == PushDef {
-            secret_nonce: String::new(),
-            ..other.clone()
-        }
-    }
-}
-
-/// How a push carries a message: a CloudEvents 1.0 HTTP binding mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PushFormat {
-    /// The body as is, attributes as `ce-*` headers.
-    Binary,
-    /// `application/cloudevents+json`.
-    Structured,
-}
-
-impl GroupDef {
-    /// Which cursors a consumer reads: clustering groups share one (key `""`), each consumer of
-    /// a broadcast group has its own (key: the consumer).
-    pub fn cursor_key(mode: GroupMode, consumer: &str) -> &str {
-        match mode {
-            GroupMode::Clustering => "",
-            GroupMode::Broadcast => consumer,
-        }
-    }
-
-    /// The wait before delivery attempt `attempt + 1`, after `attempt` deliveries.
-    pub fn backoff_ms(&self, attempt: u32) -> i64 {
-        let i = (attempt.max(1) - 1) as usize;
-        self.retry_backoff_ms
-            .get(i)
-            .or(self.retry_backoff_ms.last())
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Deliveries allowed before a message is dead-lettered.
-    pub fn max_deliveries(&self) -> u32 {
-        self.max_retries.saturating_add(1)
-    }
-
-    /// Whether `other` differs from this definition in its push settings alone (switching
-    /// between pull and push, or changing the endpoint or limits, keeps the cursors).
-    pub fn differs_only_in_push(&self, other: &GroupDef) -> bool {
-        GroupDef {
-            push: None,
-            ..self.clone()
-        } == GroupDef {
-            push: None,
-            ..other.clone()
-        }
-    }
-}
 
 /// One inline segment inside a pack ([`Command::Packed`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,14 +24,6 @@ pub struct PackedPart {
     pub segment: String,
     /// The pack's ordinal of its first message.
     pub first_ordinal: u32,
-}
-
-/// A message position.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct QueueOffset {
-    pub topic: String,
-    pub queue: u32,
-    pub offset: u64,
 }
 
 /// Where a reset moves a group's offsets.
@@ -229,9 +87,9 @@ pub enum Command {
         /// offset, as the receiving gateway read it, parallel to `candidates` (empty: none).
         /// A folded candidate without one is passed over.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        located: Vec<Option<super::state::OffsetRange>>,
+        located: Vec<Option<OffsetRange>>,
         /// The group's cap on messages leased or waiting for a retry (`None`: the default,
-        /// [`super::state::DEFAULT_MAX_IN_FLIGHT`]).
+        /// [`DEFAULT_MAX_IN_FLIGHT`](super::model::DEFAULT_MAX_IN_FLIGHT)).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_in_flight: Option<u32>,
     },
@@ -259,7 +117,7 @@ pub enum Command {
     /// [`Command::Settle`] for several offsets of one queue leased at one version (the receipts
     /// of one receive): one command per queue instead of one per message. Each offset is settled
     /// on its own; those whose lease expired or was superseded are answered in
-    /// [`Outcome::SettledMany::expired`].
+    /// [`Outcome::SettledMany::expired`](super::model::Outcome::SettledMany::expired).
     SettleMany {
         group: String,
         consumer: String,
@@ -336,14 +194,11 @@ pub enum Command {
     },
     /// Move the inline timers of `spill`'s key range to the spill object `object`
     /// (`manifest::timers`); refused unless they match `spill` exactly.
-    SpillTimers {
-        object: String,
-        spill: super::timers::TimerSpill,
-    },
+    SpillTimers { object: String, spill: TimerSpill },
     /// Put the timers of spill object `object` back inline (all of them, as read from it).
     LoadTimers {
         object: String,
-        timers: Vec<super::timers::SpilledTimer>,
+        timers: Vec<SpilledTimer>,
     },
     /// Commit or roll back a half message.
     Decide {
@@ -377,15 +232,12 @@ pub enum Command {
         /// The dead-letter queue's ranges from its first readable offset on that are folded
         /// into index objects, as the gateway read them (apply cannot read objects).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        folded: Vec<super::state::OffsetRange>,
+        folded: Vec<OffsetRange>,
     },
     /// Install index runs written to `object` (`manifest::index`): folds of queues' oldest
     /// inline ranges and merges of runs; each is checked against the state and applied or
     /// passed over on its own.
-    FoldIndex {
-        object: String,
-        runs: Vec<super::index::NewRun>,
-    },
+    FoldIndex { object: String, runs: Vec<NewRun> },
     /// Catalogue a Parquet file holding offsets `min_offset..max_offset` of a queue; refused
     /// unless `min_offset` is the queue's archived-up-to offset (see `manifest::archive`).
     ArchiveFile {
@@ -443,111 +295,6 @@ pub enum PublishMode {
     },
 }
 
-/// One granted lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    pub at: QueueOffset,
-    /// 1 for the first delivery.
-    pub attempt: u32,
-}
-
-/// Why a command changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "code", content = "message")]
-pub enum Rejection {
-    #[error("topic {0} does not exist")]
-    TopicNotFound(String),
-    #[error("group {0} does not exist")]
-    GroupNotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("the receipt's lease expired or was superseded")]
-    ReceiptExpired,
-    #[error("transaction {0} does not exist")]
-    TransactionNotFound(String),
-    #[error("message {0} does not exist")]
-    MessageNotFound(String),
-    #[error("stale sequencer claim: epoch {claimed} is not above {current}")]
-    StaleEpoch { claimed: u64, current: u64 },
-    /// A bounded part of the state is full; retry once it has drained.
-    #[error("{0}")]
-    Full(String),
-}
-
-/// What applying a command answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Done, nothing to report.
-    Done,
-    /// A topic or group definition: `created` is false when an identical one existed.
-    Defined { created: bool },
-    /// Messages appended at `base_offset..base_offset + count`.
-    Appended { base_offset: u64 },
-    /// Leases granted at this delta's version; `capped` when the group's in-flight cap kept
-    /// any from being granted.
-    Leased {
-        version: u64,
-        grants: Vec<Grant>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        capped: bool,
-    },
-    /// A settle applied; for an extend, the new lease version.
-    Settled { lease_version: u64 },
-    /// A [`Command::SettleMany`] applied: every offset settled except `expired` (their receipts
-    /// had expired or been superseded); for an extend, the new lease version.
-    SettledMany {
-        lease_version: u64,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        expired: Vec<u64>,
-    },
-    /// Nothing changed, for this reason.
-    Rejected { rejection: Rejection },
-    /// A repeated `dedup_id`: nothing stored, this was the first result.
-    Duplicate { first: DedupRecord },
-    /// A transaction's decision.
-    Decided { committed: bool },
-    /// Half messages handed out for a check-back.
-    Checks { checks: Vec<CheckDue> },
-    /// Dead letters made visible again.
-    Redriven { moved: u32 },
-    /// Index runs installed.
-    Indexed { runs: u32 },
-}
-
-/// The first result of a deduplicated publish.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DedupRecord {
-    pub time_ms: i64,
-    pub message_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transaction_id: Option<String>,
-}
-
-/// One check-back to make.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckDue {
-    pub transaction_id: String,
-    pub producer_group: String,
-    /// 1 on the first check.
-    pub check_times: u32,
-    /// Whether a live registered instance should be called (else it waits for a poller).
-    pub webhook: bool,
-}
-
-impl Outcome {
-    /// A rejected outcome.
-    pub fn rejected(rejection: Rejection) -> Self {
-        Outcome::Rejected { rejection }
-    }
-}
-
 /// The idempotency id of a forwarded request: the gateway incarnation and its sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId {
@@ -561,14 +308,6 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestId>,
     pub commands: Vec<Command>,
-}
-
-/// Names one written delta: its writer and nonce. A delta names its parent this way
-/// ([`Delta::parent`]), so that a writer can have several deltas in flight at once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DeltaId {
-    pub writer: String,
-    pub nonce: u64,
 }
 
 /// One version of the log.

@@ -22,8 +22,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::command::{Delta, Entry, FORMAT, Outcome};
-use super::state::State;
+use super::command::{Delta, Entry, FORMAT};
+use super::model::{Outcome, State};
 use crate::clock::Clock;
 use crate::hedge::Hedger;
 use crate::paths::Paths;

@@ -1,28 +1,28 @@
 //! The manifest: a replicated state machine whose log lives in the bucket.
 //!
-//! - [`command`]: what a delta carries and what applying it answers.
-//! - [`state`]: the state and its deterministic [`State::apply`].
-//! - [`messaging`]: timers, half messages, producer groups, dedup and re-drive.
-//! - [`timers`]: timers due far ahead spilled to objects and loaded back.
-//! - [`index`]: old offset ranges folded into index objects, summaries in the state.
-//! - [`intervals`]: offset sets as intervals (cursors' consumed offsets).
+//! Its rooms, each depending only on those above it:
+//!
+//! - [`model`]: the plain data: the replicated [`State`] and the types it is made of (their
+//!   encoding is the checkpoint format); no behaviour, no I/O.
+//! - [`command`]: what a delta carries (its encoding is the delta format).
+//! - [`state`]: every `impl State`: the deterministic [`State::apply`] and the queries, by
+//!   area (delivery, messaging, timers, index, archive, ledger); pure, no I/O.
 //! - [`backlog`]: backlog figures of consumer groups, derived from the state.
-//! - [`ledger`]: delivery-ledger events pending in the state until written to `ledger/`.
-//! - [`archive`]: the archive catalogue, retention of offset ranges, the compactor lease.
+//! - [`index`], [`timers`]: the objects the state summarises (index runs, timer spills), read
+//!   and written in the bucket.
 //! - [`log`]: reading, committing (create-if-absent) and checkpointing the log.
+//!
+//! So edges run one way: model ← command ← state ← (index, timers, log) ← `crate::node`.
 //!
 //! Invariant: the state at version `v` is a pure function of versions `1..=v` (or of a
 //! checkpoint at `c` and versions `c+1..=v`). Times come from the deltas, never from the clock
 //! of the replica that applies them.
 
-pub mod archive;
 pub mod backlog;
 pub mod command;
 pub mod index;
-pub mod intervals;
-pub mod ledger;
 pub mod log;
-pub mod messaging;
+pub mod model;
 #[cfg(test)]
 mod samples;
 #[cfg(test)]
@@ -30,14 +30,17 @@ mod sim;
 pub mod state;
 pub mod timers;
 
-pub use archive::{Archive, ArchivedFile, QueueArchive};
-pub use command::Grant;
 pub use command::{
-    CheckDue, Command, DedupRecord, Delta, DeltaId, Entry, GroupDef, GroupMode, Outcome,
-    PackedPart, PublishMode, PushDef, PushFormat, QueueOffset, Rejection, RequestId, ResetTarget,
-    SettleAction, StartFrom, Subscription, TopicDef, TopicKind,
+    Command, Delta, Entry, FORMAT, PackedPart, PublishMode, RequestId, ResetTarget, SettleAction,
 };
-pub use ledger::{EventKind, Ledger, LedgerEvent};
+pub use index::{IndexCache, IndexSettings, IndexWork, QueueSnapshot};
 pub use log::{AppliedDelta, CommitAttempt, Created, LogSettings, ManifestLog, PreparedDelta};
-pub use messaging::{Half, Pending, ProducerGroup, ProducerSettings, timer_key};
-pub use state::{Cursor, Lease, OffsetRange, PushProgress, QueueLog, Retry, State, Topic};
+pub use model::{
+    Archive, ArchivedFile, CheckDue, Cursor, DEDUP_WINDOW_MS, DedupRecord, DeltaId, EventKind,
+    Grant, GroupDef, GroupMode, Half, IndexRun, Lease, Ledger, LedgerEvent, NewRun, OffsetRange,
+    Outcome, PUSH_CONSUMER, Pending, ProducerGroup, ProducerSettings, PushDef, PushFormat,
+    PushProgress, QueueArchive, QueueLog, QueueOffset, Rejection, Retry, SpillFile, StartFrom,
+    State, Subscription, Topic, TopicDef, TopicKind, dlq_topic, timer_key,
+};
+pub use state::VersionGap;
+pub use timers::SpillSettings;

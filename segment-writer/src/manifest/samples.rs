@@ -5,14 +5,13 @@
 
 use std::path::PathBuf;
 
-use super::command::{
-    Command, Delta, Entry, FORMAT, GroupDef, GroupMode, PublishMode, QueueOffset, RequestId,
-    StartFrom, Subscription, TopicDef, TopicKind,
-};
-use super::index::{IndexRun, NewRun};
+use super::command::{Command, Delta, Entry, FORMAT, PublishMode, RequestId};
 use super::log::{CHECKPOINT_MAGIC, checkpoint_json, decode_checkpoint, encode_checkpoint};
+use super::model::{
+    GroupDef, GroupMode, IndexRun, NewRun, OffsetRange, QueueOffset, StartFrom, Subscription,
+    TopicDef, TopicKind,
+};
 use super::sim::Sim;
-use super::state::OffsetRange;
 
 fn fixture(name: &str) -> PathBuf {
     // Found when the test runs: a shared target directory may hold a binary built elsewhere.
@@ -123,7 +122,7 @@ fn sample_delta() -> Delta {
 
 /// A state with topics, folded runs, a group with intervals and a folded lease, a timer, a
 /// half message and dedup ids.
-fn sample_state() -> super::state::State {
+fn sample_state() -> super::model::State {
     let mut s = Sim::new();
     for (topic, kind) in [
         ("orders", TopicKind::Normal),

@@ -1,11 +1,10 @@
 //! For the manifest's unit tests: a state and a delta clock that applies commands as the next
 //! version at `now`, as the sequencer would.
 
-use super::command::{
-    Command, Delta, Entry, FORMAT, GroupDef, GroupMode, Outcome, StartFrom, Subscription, TopicDef,
-    TopicKind,
+use super::command::{Command, Delta, Entry, FORMAT};
+use super::model::{
+    GroupDef, GroupMode, Outcome, StartFrom, State, Subscription, TopicDef, TopicKind,
 };
-use super::state::State;
 
 /// One delta of `commands` as version `version` at `time_ms`.
 pub(crate) fn delta(version: u64, time_ms: i64, commands: Vec<Command>) -> Delta {

@@ -6,7 +6,7 @@
 //! Why in the state: an event is then exactly as durable as the delta that caused it. It is in
 //! every replica and every checkpoint until the sequencer has written it to a ledger object
 //! (`ledger/…`, Parquet, by `compactor::ledger`) and committed
-//! [`super::Command::LedgerFlushed`], which drops the events it covers. A sequencer killed between the
+//! [`Command::LedgerFlushed`](crate::manifest::Command::LedgerFlushed), which drops the events it covers. A sequencer killed between the
 //! object write and that commit loses nothing: the next one writes the same events again
 //! (readers drop the duplicate rows by `seq`), and log garbage collection needs no new rule
 //! because a checkpoint carries whatever is not flushed yet.
@@ -16,9 +16,11 @@
 //! exceeds [`MAX_PENDING_BYTES`]: past it, new events are counted in `dropped` and not kept
 //! (only if ledger writes fail for long while commits succeed).
 
-use serde::{Deserialize, Serialize};
+//!
+//! Plain data: part of the stored format of checkpoints. The state records events through
+//! `manifest::state::ledger`.
 
-use super::state::State;
+use serde::{Deserialize, Serialize};
 
 /// Bytes of pending events kept at most (about 70,000 events of ~120 bytes): the bound on what the ledger
 /// adds to the state and its checkpoints while the sequencer cannot write ledger objects.
@@ -254,7 +256,7 @@ pub struct Ledger {
     pub dropped: u64,
     /// The gateway of the entry being applied (set and cleared around each entry).
     #[serde(skip)]
-    pub(super) origin: Option<String>,
+    pub(crate) origin: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -273,7 +275,7 @@ impl Ledger {
     }
 
     /// Records `event` at `now` (unless it carries its own time), with the next `seq`.
-    pub(super) fn push(&mut self, mut event: LedgerEvent, now: i64) {
+    pub(crate) fn push(&mut self, mut event: LedgerEvent, now: i64) {
         let seq = self.next_seq;
         self.next_seq += 1;
         if event.time_ms == 0 {
@@ -293,34 +295,10 @@ impl Ledger {
     }
 
     /// Drops the events below `through_seq` (written to ledger objects).
-    pub(super) fn flushed(&mut self, through_seq: u64) {
+    pub(crate) fn flushed(&mut self, through_seq: u64) {
         let n = self.events.partition_point(|e| e.seq < through_seq);
         let freed: u64 = self.events.drain(..n).map(|e| e.approx_bytes()).sum();
         self.bytes = self.bytes.saturating_sub(freed);
-    }
-}
-
-impl State {
-    /// Records a ledger event at the current delta time.
-    pub(super) fn record(&mut self, event: LedgerEvent) {
-        let now = self.time_ms;
-        self.ledger.push(event, now);
-    }
-
-    /// The pending (not yet flushed) events about `message_id` of `topic` (at `position` when
-    /// known), in order.
-    pub fn pending_events(
-        &self,
-        topic: &str,
-        message_id: &str,
-        position: Option<(u32, u64)>,
-    ) -> Vec<LedgerEvent> {
-        self.ledger
-            .events
-            .iter()
-            .filter(|e| e.concerns(topic, message_id, position))
-            .cloned()
-            .collect()
     }
 }
 
@@ -354,121 +332,6 @@ mod tests {
         l.flushed(100);
         assert_eq!(l.events.first().map(|e| e.seq), Some(100));
         assert_eq!(l.bytes, (fits - 100) * each);
-    }
-
-    #[test]
-    fn a_message_life_is_recorded_in_order_and_dropped_once_flushed() {
-        use crate::manifest::command::{Command, Grant, Outcome, QueueOffset, SettleAction};
-        use crate::manifest::sim::{Sim, group_def, topic};
-        let mut s = Sim::new();
-        s.one(topic("t", 1));
-        s.one(Command::CreateGroup {
-            group: "g".into(),
-            def: group_def(1),
-        });
-        s.one(Command::Append {
-            topic: "t".into(),
-            queue: 0,
-            segment: "s".into(),
-            first_ordinal: 0,
-            count: 3,
-            publish_time_ms: 1_000,
-        });
-        let at = QueueOffset {
-            topic: "t".into(),
-            queue: 0,
-            offset: 1,
-        };
-        let lease = |s: &mut Sim| match s.one(Command::Lease {
-            group: "g".into(),
-            consumer: "c1".into(),
-            invisible_ms: 1_000,
-            max: 1,
-            candidates: vec![at.clone()],
-            skipped: vec![],
-            message_groups: vec![],
-            located: vec![],
-            max_in_flight: None,
-        }) {
-            Outcome::Leased {
-                version, grants, ..
-            } => (version, grants),
-            other => panic!("{other:?}"),
-        };
-        let (v1, grants) = lease(&mut s);
-        assert_eq!(
-            grants,
-            vec![Grant {
-                at: at.clone(),
-                attempt: 1
-            }]
-        );
-        s.now += 10;
-        s.one(Command::Settle {
-            group: "g".into(),
-            consumer: "c1".into(),
-            at: at.clone(),
-            lease_version: v1,
-            action: SettleAction::Nack { delay_ms: 0 },
-        });
-        let (_, grants) = lease(&mut s);
-        assert_eq!(grants[0].attempt, 2);
-        // The second (last) lease runs out: expired, then dead-lettered.
-        s.now += 5_000;
-        s.one(Command::ExpireLeases);
-        s.now += 10;
-        s.one(Command::Redrive {
-            group: "g".into(),
-            max: 10,
-            folded: vec![],
-        });
-        let (v3, grants) = lease(&mut s);
-        assert_eq!(grants[0].attempt, 1, "attempts reset by the re-drive");
-        s.one(Command::Settle {
-            group: "g".into(),
-            consumer: "c1".into(),
-            at: at.clone(),
-            lease_version: v3,
-            action: SettleAction::Ack,
-        });
-        let events = s.state.pending_events("t", "unknown-id", Some((0, 1)));
-        let story: Vec<(EventKind, Option<u32>)> =
-            events.iter().map(|e| (e.event, e.attempt)).collect();
-        assert_eq!(
-            story,
-            vec![
-                (EventKind::Published, None),
-                (EventKind::Delivered, Some(1)),
-                (EventKind::Nacked, Some(1)),
-                (EventKind::Delivered, Some(2)),
-                (EventKind::LeaseExpired, Some(2)),
-                (EventKind::DeadLettered, None),
-                (EventKind::Redriven, None),
-                (EventKind::Delivered, Some(1)),
-                (EventKind::Acked, Some(1)),
-            ]
-        );
-        assert!(events.iter().all(|e| e.gateway.as_deref() == Some("w")));
-        assert_eq!(events[1].consumer.as_deref(), Some("c1"));
-        assert_eq!(
-            events[3].time_ms + 1_000,
-            events[4].time_ms,
-            "expired at its deadline"
-        );
-        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
-        // Another offset of the same batch is not this message's story beyond the publish.
-        assert_eq!(s.state.pending_events("t", "x", Some((0, 2))).len(), 1);
-        // The dead letter's own topic has its publish.
-        let dlq = s.state.pending_events("DLQ.g", "x", Some((0, 0)));
-        assert_eq!(dlq.len(), 1);
-        assert_eq!(dlq[0].event, EventKind::Published);
-        let through = s.state.ledger.next_seq;
-        s.one(Command::LedgerFlushed {
-            through_seq: through,
-            objects: vec![],
-        });
-        assert!(s.state.ledger.events.is_empty());
-        assert_eq!(s.state.ledger.bytes, 0);
     }
 
     #[test]

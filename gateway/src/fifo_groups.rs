@@ -19,9 +19,10 @@
 //! fills up, the older is dropped (a hit in the older moves the entry to the newer). About 100
 //! bytes an entry: at most ~50 MB.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustc_hash::FxHashMap;
 
 /// Entries per generation.
 pub const GENERATION_ENTRIES: usize = 262_144;
@@ -44,8 +45,9 @@ struct Entry {
     group: Arc<str>,
 }
 
-/// topic → (queue, offset) → entry.
-type Generation = HashMap<String, HashMap<(u32, u64), Entry>>;
+/// topic → (queue, offset) → entry (Fx hashing: these keys are short and not chosen by
+/// clients in a way that matters, and a look makes thousands of lookups).
+type Generation = FxHashMap<String, FxHashMap<(u32, u64), Entry>>;
 
 #[derive(Debug, Default)]
 struct Generations {
@@ -60,17 +62,36 @@ pub struct FifoGroups {
     inner: Mutex<Generations>,
 }
 
+/// The map, locked: a look makes all its lookups (or all its inserts) under one lock.
+pub struct Locked<'a>(MutexGuard<'a, Generations>);
+
 impl FifoGroups {
+    pub fn lock(&self) -> Locked<'_> {
+        Locked(self.inner.lock().expect("fifo groups lock poisoned"))
+    }
+
+    /// Entries held now (both generations).
+    pub fn len(&self) -> usize {
+        let g = self.lock();
+        g.0.current_len + g.0.previous.values().map(|t| t.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Locked<'_> {
     /// The group of the message at `offset`, if it was read here and `identity` is still the
     /// message's.
     pub fn known(
-        &self,
+        &mut self,
         topic: &str,
         queue: u32,
         offset: u64,
         identity: Identity,
     ) -> Option<Arc<str>> {
-        let mut g = self.inner.lock().expect("fifo groups lock poisoned");
+        let g = &mut *self.0;
         let key = (queue, offset);
         if let Some(e) = g.current.get(topic).and_then(|t| t.get(&key)) {
             return (e.identity == identity).then(|| e.group.clone());
@@ -85,23 +106,19 @@ impl FifoGroups {
     }
 
     /// Remembers the group of the message read at `offset`.
-    pub fn remember(&self, topic: &str, queue: u32, offset: u64, identity: Identity, group: &str) {
-        let mut g = self.inner.lock().expect("fifo groups lock poisoned");
+    pub fn remember(
+        &mut self,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        identity: Identity,
+        group: &str,
+    ) {
         let entry = Entry {
             identity,
             group: group.into(),
         };
-        g.insert(topic, (queue, offset), entry);
-    }
-
-    /// Entries held now (both generations).
-    pub fn len(&self) -> usize {
-        let g = self.inner.lock().expect("fifo groups lock poisoned");
-        g.current_len + g.previous.values().map(HashMap::len).sum::<usize>()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.insert(topic, (queue, offset), entry);
     }
 }
 
@@ -129,16 +146,25 @@ mod tests {
     fn a_group_is_known_only_for_the_same_stored_message() {
         let groups = FifoGroups::default();
         let id = identity("seg-a", 7);
-        assert_eq!(groups.known("orders", 0, 10, id), None);
-        groups.remember("orders", 0, 10, id, "g1");
-        assert_eq!(groups.known("orders", 0, 10, id).as_deref(), Some("g1"));
+        assert_eq!(groups.lock().known("orders", 0, 10, id), None);
+        groups.lock().remember("orders", 0, 10, id, "g1");
+        assert_eq!(
+            groups.lock().known("orders", 0, 10, id).as_deref(),
+            Some("g1")
+        );
         // Another queue, topic or offset: unknown.
-        assert_eq!(groups.known("orders", 1, 10, id), None);
-        assert_eq!(groups.known("other", 0, 10, id), None);
-        assert_eq!(groups.known("orders", 0, 11, id), None);
+        assert_eq!(groups.lock().known("orders", 1, 10, id), None);
+        assert_eq!(groups.lock().known("other", 0, 10, id), None);
+        assert_eq!(groups.lock().known("orders", 0, 11, id), None);
         // The topic was re-created: offset 10 is now another segment's message.
-        assert_eq!(groups.known("orders", 0, 10, identity("seg-b", 7)), None);
-        assert_eq!(groups.known("orders", 0, 10, identity("seg-a", 8)), None);
+        assert_eq!(
+            groups.lock().known("orders", 0, 10, identity("seg-b", 7)),
+            None
+        );
+        assert_eq!(
+            groups.lock().known("orders", 0, 10, identity("seg-a", 8)),
+            None
+        );
         assert_ne!(identity("seg-a", 7), identity("seg-a", 8));
     }
 
@@ -148,24 +174,24 @@ mod tests {
         let id = |o: u64| identity("seg", o as u32);
         let n = GENERATION_ENTRIES as u64;
         for o in 0..n {
-            groups.remember("t", 0, o, id(o), "g");
+            groups.lock().remember("t", 0, o, id(o), "g");
         }
         assert_eq!(groups.len(), GENERATION_ENTRIES);
         // The next insert starts a generation; the first one is still readable...
-        groups.remember("t", 0, n, id(n), "g");
+        groups.lock().remember("t", 0, n, id(n), "g");
         assert_eq!(groups.len(), GENERATION_ENTRIES + 1);
         // ...and a hit moves it to the newer generation.
-        assert!(groups.known("t", 0, 0, id(0)).is_some());
+        assert!(groups.lock().known("t", 0, 0, id(0)).is_some());
         for o in n + 1..2 * n + 10 {
-            groups.remember("t", 0, o, id(o), "g");
+            groups.lock().remember("t", 0, o, id(o), "g");
         }
         assert!(groups.len() <= 2 * GENERATION_ENTRIES);
         // Offset 0 was moved into the generation that is now the older one; offset 1 was
         // never used again and is gone with the generation dropped.
-        assert!(groups.known("t", 0, 0, id(0)).is_some());
-        assert!(groups.known("t", 0, 1, id(1)).is_none());
+        assert!(groups.lock().known("t", 0, 0, id(0)).is_some());
+        assert!(groups.lock().known("t", 0, 1, id(1)).is_none());
         for o in 2 * n + 10..4 * n {
-            groups.remember("t", 0, o, id(o), "g");
+            groups.lock().remember("t", 0, o, id(o), "g");
         }
         assert!(groups.len() <= 2 * GENERATION_ENTRIES);
     }

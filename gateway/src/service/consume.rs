@@ -29,7 +29,10 @@ use crate::wire::{ReceiveRequest, SettleResult};
 const FIFO_LOOK_AHEAD: usize = 512;
 
 /// Message groups of ordered topics with one in flight, by topic and queue.
-type Blocked = BTreeMap<(String, u32), BTreeMap<String, u64>>;
+type Blocked = BTreeMap<(String, u32), InFlight>;
+
+/// One queue's message groups with one in flight: group → its offset in flight.
+type InFlight = BTreeMap<String, u64>;
 
 /// The ordered candidates a look reads: without those whose message group is known here
 /// (`fifo_groups`) and either has another message in flight (the look passes over the whole
@@ -44,29 +47,38 @@ fn pass_over_known_groups(
 ) -> (Vec<QueueOffset>, Vec<Option<(Identity, bool)>>) {
     let mut keep = vec![true; candidates.len()];
     let mut kept_identities = Vec::with_capacity(candidates.len());
-    let mut seen: std::collections::HashSet<(&str, u32, std::sync::Arc<str>)> =
-        Default::default();
+    let mut seen: rustc_hash::FxHashSet<(&str, u32, std::sync::Arc<str>)> = Default::default();
+    let mut known = st.fifo_groups.lock();
+    // The in-flight groups of the queue of the previous candidate (candidates come by queue).
+    let mut queue_blocked: Option<(&str, u32, Option<&InFlight>)> = None;
     for (i, (c, identity)) in candidates.iter().zip(identities).enumerate() {
         let Some(identity) = identity else {
             kept_identities.push(None);
             continue;
         };
-        let Some(group) = st.fifo_groups.known(&c.topic, c.queue, c.offset, identity) else {
+        let Some(group) = known.known(&c.topic, c.queue, c.offset, identity) else {
             kept_identities.push(Some((identity, false)));
             continue;
         };
-        let in_flight = blocked
-            .iter()
-            .find(|((t, q), _)| *q == c.queue && *t == c.topic)
-            .and_then(|(_, b)| b.get(&*group));
-        if in_flight.is_some_and(|&o| o != c.offset) || !seen.insert((&c.topic, c.queue, group))
-        {
+        let in_queue = match queue_blocked {
+            Some((t, q, b)) if q == c.queue && t == c.topic => b,
+            _ => {
+                let b = blocked
+                    .iter()
+                    .find(|((t, q), _)| *q == c.queue && *t == c.topic)
+                    .map(|(_, b)| b);
+                queue_blocked = Some((&c.topic, c.queue, b));
+                b
+            }
+        };
+        let in_flight = in_queue.and_then(|b| b.get(&*group));
+        if in_flight.is_some_and(|&o| o != c.offset) || !seen.insert((&c.topic, c.queue, group)) {
             keep[i] = false;
             continue;
         }
         kept_identities.push(Some((identity, true)));
     }
-    drop(seen);
+    drop((seen, known, queue_blocked));
     let kept = candidates
         .into_iter()
         .zip(keep)
@@ -371,11 +383,13 @@ pub async fn receive_as(
                 Some((q, i))
             };
             let read_at = |at: &QueueOffset| position(at).map(|(q, i)| &read[q].1[i]);
-            for (c, identity) in candidates.iter().zip(&identities) {
-                if let (Some((identity, false)), Some(m)) = (identity, read_at(c)) {
-                    if let Some(g) = &m.message.message_group {
-                        st.fifo_groups
-                            .remember(&c.topic, c.queue, c.offset, *identity, g);
+            if identities.iter().any(|i| matches!(i, Some((_, false)))) {
+                let mut known = st.fifo_groups.lock();
+                for (c, identity) in candidates.iter().zip(&identities) {
+                    if let (Some((identity, false)), Some(m)) = (identity, read_at(c)) {
+                        if let Some(g) = &m.message.message_group {
+                            known.remember(&c.topic, c.queue, c.offset, *identity, g);
+                        }
                     }
                 }
             }

@@ -196,6 +196,14 @@ for topic, queue, offset, mid, body in con.execute(
     print(f"row\t{topic}\t{queue}\t{offset}\t{mid}\t{body}")
 "#;
 
+/// Bytes from the hex the DuckDB and pyiceberg scripts print bodies as.
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 /// Runs the DuckDB `script` (after [`DUCKDB_CONNECT`]) on the archive under `root`; its stdout.
 fn run_duckdb(script: &str, root: &str) -> String {
     let python = std::env::var("FERRYMQ_TEST_PYTHON").unwrap_or_else(|_| {
@@ -229,10 +237,7 @@ fn duckdb(root: &str) -> (BTreeMap<String, (u64, u64)>, Published) {
                 );
             }
             "row" => {
-                let body = (0..f[5].len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&f[5][i..i + 2], 16).unwrap())
-                    .collect();
+                let body = unhex(f[5]);
                 rows.insert(
                     (
                         f[1].to_string(),
@@ -302,10 +307,7 @@ fn iceberg(root: &str, filter: (&str, u64)) -> IcebergView {
                 );
             }
             "row" => {
-                let body = (0..f[5].len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&f[5][i..i + 2], 16).unwrap())
-                    .collect();
+                let body = unhex(f[5]);
                 let key = (
                     f[1].to_string(),
                     f[2].parse().unwrap(),

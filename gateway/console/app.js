@@ -404,7 +404,10 @@ function pushCard(g) {
           : h('span', { id: 'push-failed' }, '0')),
         h('dt', {}, 'Last error'), h('dd', {}, lastError),
         h('dt', {}, 'Last error at'), h('dd', { id: 'push-last-error-time' }, s.last_error_time_ms
-          ? `${when(s.last_error_time_ms)} (${age(Math.max(0, Date.now() - s.last_error_time_ms))} ago)` : '–')),
+          ? `${when(s.last_error_time_ms)} (${age(Math.max(0, Date.now() - s.last_error_time_ms))} ago)` : '–'),
+        h('dt', {}, 'Paused'), h('dd', { id: 'push-paused' }, s.paused_until_ms
+          ? h('span', { class: 'pill warn' }, `until ${when(s.paused_until_ms)} (the endpoint's Retry-After)`)
+          : 'no')),
       h('p', { class: 'muted' }, 'Counted over all gateways since push was turned on.')));
 }
 

@@ -555,6 +555,10 @@ pub struct PushStatus {
     pub failed_total: u64,
     pub last_error: Option<String>,
     pub last_error_time_ms: Option<i64>,
+    /// While an endpoint's `Retry-After` (a 429 or 503) holds a gateway's pushes of the
+    /// group: until when (the latest such pause any gateway reported); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until_ms: Option<i64>,
 }
 
 /// `PUT /v1/groups/{group}`: omitted fields take the server's defaults (clustering, latest,

@@ -777,7 +777,7 @@ async fn retry_after_and_rate_per_s_slow_the_group() {
         if std::mem::take(&mut *f) {
             Reply {
                 status: 429,
-                retry_after_s: Some(2),
+                retry_after_s: Some(3),
                 delay: Duration::ZERO,
             }
         } else {
@@ -802,6 +802,30 @@ async fn retry_after_and_rate_per_s_slow_the_group() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     publish(&api, "t", json!([{"body": "a"}, {"body": "b"}])).await;
     receiver
+        .wait_for(Duration::from_secs(20), "the 429", |hits| !hits.is_empty())
+        .await;
+    // The pause shows in push_status while it lasts, and ends with it.
+    let paused_seen = Instant::now();
+    let until = loop {
+        let g = api.get("/v1/groups/slow").await.body;
+        if let Some(t) = g["push_status"]["paused_until_ms"].as_i64() {
+            break t;
+        }
+        assert!(
+            paused_seen.elapsed() < Duration::from_secs(2),
+            "no paused_until_ms in {g:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        until > now_ms && until <= now_ms + 3_500,
+        "paused until {until}, now {now_ms}"
+    );
+    receiver
         .wait_for(Duration::from_secs(20), "a and b delivered", |hits| {
             hits.iter().filter(|h| h.status == 200).count() >= 2
         })
@@ -810,8 +834,13 @@ async fn retry_after_and_rate_per_s_slow_the_group() {
     assert_eq!(hits[0].status, 429);
     let gap = hits[1].at - hits[0].at;
     assert!(
-        gap >= Duration::from_millis(1800),
-        "Retry-After 2 s, next push after {gap:?}"
+        gap >= Duration::from_millis(2800),
+        "Retry-After 3 s, next push after {gap:?}"
+    );
+    let g = api.get("/v1/groups/slow").await.body;
+    assert!(
+        g["push_status"].get("paused_until_ms").is_none(),
+        "the pause is over: {g:?}"
     );
 
     // rate_per_s 10 over 40 messages: the first second's burst, then 10 a second.

@@ -290,13 +290,16 @@ fn definition(g: &GroupInfo) -> String {
         rows.push((
             "push_status",
             format!(
-                "in_flight {}, delivered {}, failed {}{}",
+                "in_flight {}, delivered {}, failed {}{}{}",
                 s.in_flight,
                 s.delivered_total,
                 s.failed_total,
                 s.last_error
                     .as_ref()
                     .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default(),
+                s.paused_until_ms
+                    .map(|t| format!(", paused by Retry-After until {t} ms"))
                     .unwrap_or_default()
             ),
         ));

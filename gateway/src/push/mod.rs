@@ -366,6 +366,7 @@ impl Pusher {
             delivered,
             failed: 0,
             last_error: None,
+            paused_until_ms: paused(&self.paused_until_ms, now),
         };
         match crate::service::submit(&self.st, vec![report]).await {
             Ok(_) => self.last_report_ms.store(now, Ordering::Relaxed),
@@ -579,6 +580,7 @@ async fn settle_loop(
             delivered,
             failed,
             last_error,
+            paused_until_ms: paused(&paused_until_ms, now),
         });
         let mut committed = false;
         for attempt in 1..=5u32 {
@@ -607,6 +609,11 @@ async fn settle_loop(
         drop(batch);
         settled.notify_one();
     }
+}
+
+/// The end of this gateway's pause of a group, if it is still ahead of `now`.
+fn paused(until: &AtomicI64, now: i64) -> Option<i64> {
+    Some(until.load(Ordering::Relaxed)).filter(|&t| t > now)
 }
 
 /// A `Retry-After` value (RFC 9110 §10.2.3) as milliseconds from `now_ms`: delay-seconds or an

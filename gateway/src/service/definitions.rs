@@ -226,6 +226,7 @@ pub fn push_status(st: &AppState, group: &str) -> Option<PushStatus> {
         failed_total: p.failed_total,
         last_error: p.last_error,
         last_error_time_ms: p.last_error_time_ms,
+        paused_until_ms: p.paused_until_ms.filter(|&t| t > st.node.clock().now_ms()),
     })
 }
 

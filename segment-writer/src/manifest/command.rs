@@ -105,6 +105,10 @@ pub enum Command {
         /// The newest failure's description, if any failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_error: Option<String>,
+        /// Until when this gateway holds the group's pushes after an endpoint's `Retry-After`
+        /// (a 429 or 503), if it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        paused_until_ms: Option<i64>,
     },
     /// Ack, nack or extend the lease granted at `lease_version`.
     Settle {

@@ -154,6 +154,10 @@ pub struct PushProgress {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_time_ms: Option<i64>,
+    /// The latest end of a pause a pusher reported (an endpoint's `Retry-After`): until then
+    /// that gateway pushes none of the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until_ms: Option<i64>,
     /// Leases the rate cap allows, in thousandths, as of `refilled_ms` (a token bucket of one
     /// second's worth).
     #[serde(default)]

@@ -222,6 +222,7 @@ impl State {
                 delivered,
                 failed,
                 last_error,
+                paused_until_ms,
             } => {
                 let g = self
                     .groups
@@ -243,6 +244,9 @@ impl State {
                         }
                         p.last_error = Some(e[..end].to_string());
                         p.last_error_time_ms = Some(now);
+                    }
+                    if let Some(until) = paused_until_ms {
+                        p.paused_until_ms = p.paused_until_ms.max(Some(*until));
                     }
                 }
                 Ok(Outcome::Done)

@@ -198,6 +198,7 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
         delivered: 3,
         failed: 1,
         last_error: Some("é".repeat(400)),
+        paused_until_ms: Some(s.now + 5_000),
     });
     let progress = s.state.groups["g"].push.clone().expect("progress");
     assert_eq!((progress.delivered_total, progress.failed_total), (3, 1));
@@ -210,6 +211,18 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
     );
     assert_eq!(progress.last_error.map(|e| e.len()), Some(512));
     assert_eq!(progress.last_error_time_ms, Some(s.now));
+    // The latest pause end reported is kept; an earlier one does not shorten it.
+    assert_eq!(progress.paused_until_ms, Some(s.now + 5_000));
+    s.one(Command::PushReport {
+        group: "g".into(),
+        gateway: "gw2".into(),
+        delivered: 0,
+        failed: 1,
+        last_error: None,
+        paused_until_ms: Some(s.now + 1_000),
+    });
+    let progress = s.state.groups["g"].push.clone().expect("progress");
+    assert_eq!(progress.paused_until_ms, Some(s.now + 5_000));
     // Back to pull: the cursors are still those of before; a late report is dropped.
     s.one(Command::CreateGroup {
         group: "g".into(),
@@ -223,6 +236,7 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
         delivered: 1,
         failed: 0,
         last_error: None,
+        paused_until_ms: None,
     });
     assert_eq!(s.state.groups["g"].push, None);
     // Anything but push still conflicts, and a broadcast group cannot push.

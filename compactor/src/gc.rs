@@ -11,8 +11,9 @@
 //!   state no longer references (loaded back, or their commit failed), older than a grace; on
 //!   a local directory also the staging files (`x#1`) of puts a crash interrupted.
 //! - **Archive retention** (off by default): the oldest files of a queue whose newest message
-//!   is older than the setting are removed from the catalogue ([`expire`]), then, once the
-//!   Iceberg table no longer names them, deleted ([`delete_expired`]).
+//!   is older than the setting are removed from the catalogue ([`expire`]; a catalogue run
+//!   goes whole, once its newest message is), then, once the Iceberg table no longer names
+//!   them, deleted ([`delete_expired`]).
 //! - **The Iceberg table's metadata** under `archive/metadata/` is not the catalogue's: orphan
 //!   collection leaves it to [`crate::iceberg`].
 
@@ -21,6 +22,7 @@ use std::collections::BTreeSet;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
+use segment_writer::manifest::catalogue::{self, CatalogueCache};
 use segment_writer::manifest::index::IndexCache;
 use segment_writer::manifest::{Command, Outcome, State};
 use segment_writer::node::Node;
@@ -65,6 +67,7 @@ async fn delete(node: &Node, paths: Vec<Path>) -> Result<u64> {
 pub async fn collect_orphans(
     node: &Node,
     s: &CompactSettings,
+    catalogues: &CatalogueCache,
     observer: &dyn Observer,
 ) -> Result<u64> {
     let paths = node.store().paths.clone();
@@ -75,8 +78,15 @@ pub async fn collect_orphans(
         what: "orphan archive files",
         keep_under: Some(Paths::ICEBERG_METADATA),
     };
+    let store = node.store().clone();
     let deleted = archive
-        .collect(node, s, observer, async |st| Ok(st.archive.paths()))
+        .collect(node, s, observer, async |st| {
+            Ok(catalogue::all_files(&store, catalogues, &st.archive)
+                .await?
+                .into_iter()
+                .map(|(_, _, f)| f.path)
+                .collect())
+        })
         .await?;
     // Timer spill objects loaded back, or written by a spill whose commit failed.
     let spills = Unreferenced {
@@ -184,6 +194,7 @@ impl Unreferenced {
 pub async fn expire(
     node: &Node,
     s: &CompactSettings,
+    catalogues: &CatalogueCache,
     observer: &dyn Observer,
     report: &mut PassReport,
 ) -> Result<Vec<Path>> {
@@ -219,36 +230,63 @@ pub async fn expire(
     let Some(keep) = s.archive_retention else {
         return Ok(Vec::new());
     };
-    let (commands, paths): (Vec<Command>, Vec<String>) = {
+    // Oldest first: a queue's runs (whole, once their newest message is past the cutoff),
+    // then its listed files, each command with the files it forgets.
+    let (runs, files): (Vec<_>, Vec<_>) = {
         let state = node.state();
         let cutoff = state.time_ms.max(node.clock().now_ms()) - keep.as_millis() as i64;
-        let mut out = (Vec::new(), Vec::new());
+        let mut runs = Vec::new();
+        let mut files = Vec::new();
         for (topic, qs) in &state.archive.queues {
             for (queue, qa) in qs {
+                let expired = qa.runs.iter().take_while(|r| r.max_time_ms < cutoff);
+                runs.extend(expired.map(|r| (topic.clone(), *queue, r.clone())));
+                if qa.runs.iter().any(|r| r.max_time_ms >= cutoff) {
+                    continue;
+                }
                 for f in qa.files.iter().take_while(|f| f.max_time_ms < cutoff) {
-                    out.0.push(Command::ExpireArchive {
-                        topic: topic.clone(),
-                        queue: *queue,
-                        path: f.path.clone(),
-                    });
-                    out.1.push(f.path.clone());
+                    files.push((
+                        Command::ExpireArchive {
+                            topic: topic.clone(),
+                            queue: *queue,
+                            path: f.path.clone(),
+                        },
+                        vec![f.path.clone()],
+                    ));
                 }
             }
         }
-        out
+        (runs, files)
     };
-    if commands.is_empty() {
+    let store = node.store().clone();
+    let mut doomed = Vec::with_capacity(runs.len() + files.len());
+    for (topic, queue, run) in runs {
+        let paths = catalogues.files(&store, &topic, queue, &run).await?;
+        doomed.push((
+            Command::ExpireCatalogueRun {
+                topic,
+                queue,
+                object: run.object.clone(),
+            },
+            paths.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+        ));
+    }
+    doomed.extend(files);
+    if doomed.is_empty() {
         return Ok(Vec::new());
     }
     observer.step("expire archive");
+    let (commands, paths): (Vec<Command>, Vec<Vec<String>>) = doomed.into_iter().unzip();
     let (_, outcomes) = submit(node, commands).await?;
-    let store = node.store().clone();
+    // A file still catalogued (listed: runs and files never share one) is not deleted.
     let catalogued = node.state().archive.paths();
     Ok(paths
         .iter()
         .zip(&outcomes)
-        .filter(|(p, o)| matches!(o, Outcome::Done) && !catalogued.contains(*p))
-        .map(|(p, _)| store.paths.relative(p))
+        .filter(|(_, o)| matches!(o, Outcome::Done))
+        .flat_map(|(ps, _)| ps.iter())
+        .filter(|p| !catalogued.contains(*p))
+        .map(|p| store.paths.relative(p))
         .collect())
 }
 

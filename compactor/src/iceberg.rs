@@ -58,6 +58,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
 use segment_writer::clock::{Clock, new_ulid};
 use segment_writer::manifest::ArchivedFile;
+use segment_writer::manifest::catalogue::{self, CatalogueCache};
 use segment_writer::node::Node;
 use segment_writer::paths::{IcebergObject, Paths};
 use segment_writer::store::Store;
@@ -295,34 +296,22 @@ struct Catalogued<'a> {
     file: &'a ArchivedFile,
 }
 
-/// The catalogue's files (attached and detached) by their names relative to the prefix.
-fn catalogue(state: &segment_writer::manifest::State) -> BTreeMap<&str, Catalogued<'_>> {
-    let mut out = BTreeMap::new();
-    for (topic, qs) in &state.archive.queues {
-        for (queue, qa) in qs {
-            for f in &qa.files {
-                out.insert(
-                    f.path.as_str(),
-                    Catalogued {
-                        topic,
-                        queue: *queue,
-                        file: f,
-                    },
-                );
-            }
-        }
-    }
-    for d in &state.archive.detached {
-        out.insert(
-            d.file.path.as_str(),
-            Catalogued {
-                topic: &d.topic,
-                queue: d.queue,
-                file: &d.file,
-            },
-        );
-    }
-    out
+/// The catalogue's files (attached and detached, listed and in runs) by their names
+/// relative to the prefix.
+fn catalogue(files: &[(String, u32, ArchivedFile)]) -> BTreeMap<&str, Catalogued<'_>> {
+    files
+        .iter()
+        .map(|(topic, queue, file)| {
+            (
+                file.path.as_str(),
+                Catalogued {
+                    topic,
+                    queue: *queue,
+                    file,
+                },
+            )
+        })
+        .collect()
 }
 
 /// The Iceberg data file of a catalogued archive file, with the bounds the catalogue knows
@@ -564,6 +553,7 @@ fn properties(schema: &Schema, s: &IcebergSettings) -> Result<HashMap<String, St
 pub async fn sync(
     node: &Node,
     s: &IcebergSettings,
+    catalogues: &CatalogueCache,
     archive_retention: Option<Duration>,
     grace: Duration,
     observer: &dyn Observer,
@@ -588,8 +578,9 @@ pub async fn sync(
         }
     }
     let (added, removed, total) = {
-        let state = node.state();
-        let live = catalogue(&state);
+        let archive = node.state().archive.clone();
+        let files = catalogue::all_files(&store, catalogues, &archive).await?;
+        let live = catalogue(&files);
         let removed: HashSet<String> = in_table
             .iter()
             .filter(|n| !live.contains_key(**n))

@@ -14,7 +14,9 @@
 //!    ([`CheckedSegment::decode`]: only the blocks holding the queue's messages are read,
 //!    their checksums checked once per segment), and
 //!    each open file's encoder runs on its own task, on any core.
-//! 3. Retention ([`crate::gc::expire`]): offset ranges past retention are dropped, archive
+//! 3. A queue's oldest listed files fold into catalogue objects, whose runs merge by levels
+//!    ([`segment_writer::manifest::catalogue`]), so the manifest's catalogue stays small.
+//!    Retention ([`crate::gc::expire`]): offset ranges past retention are dropped, archive
 //!    files past the archive retention leave the catalogue.
 //! 4. The Iceberg table is made equal to the catalogue ([`crate::iceberg::sync`]).
 //! 5. Only then are files deleted: orphans (archive files no catalogue entry names, older than
@@ -33,6 +35,7 @@ use futures::StreamExt;
 
 use object_store::ObjectStoreExt;
 use segment_writer::clock::new_ulid;
+use segment_writer::manifest::catalogue::{self, CatalogueCache, CatalogueSettings};
 use segment_writer::manifest::index::{IndexCache, QueueSnapshot};
 use segment_writer::manifest::{Command, OffsetRange, Outcome, Rejection, State};
 use segment_writer::node::Node;
@@ -79,6 +82,9 @@ pub struct CompactSettings {
     /// Keep the archive's Iceberg table ([`crate::iceberg`]) equal to the catalogue; `None`
     /// leaves the table as it is. Default on.
     pub iceberg: Option<IcebergSettings>,
+    /// When a queue's listed archive files fold into catalogue objects, so the manifest's
+    /// catalogue stays small ([`segment_writer::manifest::catalogue`]). Default 64, 64, 8.
+    pub catalogue: CatalogueSettings,
 }
 
 impl CompactSettings {
@@ -96,6 +102,7 @@ impl CompactSettings {
             archive_retention: None,
             retention: true,
             iceberg: Some(IcebergSettings::default()),
+            catalogue: CatalogueSettings::default(),
         }
     }
 }
@@ -130,6 +137,8 @@ pub struct PassReport {
     pub segments_deleted: u64,
     pub orphans_deleted: u64,
     pub archive_files_expired: u64,
+    /// Catalogue runs installed (folds and merges).
+    pub catalogue_runs: u64,
     /// What the Iceberg sync did.
     pub iceberg: SyncReport,
     /// The manifest version the pass archived up to.
@@ -374,8 +383,10 @@ pub async fn run_pass(
         archive_group(&mut ctx, group).await?;
     }
 
+    let catalogues = CatalogueCache::new(CATALOGUE_CACHE_BYTES);
+    fold_catalogue(node, settings, &catalogues, observer, &mut report).await?;
     let expired = if settings.retention {
-        crate::gc::expire(node, settings, observer, &mut report).await?
+        crate::gc::expire(node, settings, &catalogues, observer, &mut report).await?
     } else {
         Vec::new()
     };
@@ -386,6 +397,7 @@ pub async fn run_pass(
         report.iceberg = crate::iceberg::sync(
             node,
             iceberg,
+            &catalogues,
             settings.archive_retention,
             settings.orphan_grace,
             observer,
@@ -395,7 +407,8 @@ pub async fn run_pass(
     if settings.retention {
         crate::gc::delete_expired(node, observer, expired, &mut report).await?;
     }
-    report.orphans_deleted = crate::gc::collect_orphans(node, settings, observer).await?;
+    report.orphans_deleted =
+        crate::gc::collect_orphans(node, settings, &catalogues, observer).await?;
     if settings.retention {
         crate::gc::collect_segments(node, settings, observer, &mut report).await?;
     }
@@ -420,6 +433,39 @@ pub async fn run_pass(
         "compaction pass done"
     );
     Ok(report)
+}
+
+/// Catalogue objects' file lists kept in memory during a pass (reading every run's once for
+/// the Iceberg sync and orphan collection, and the runs a merge replaces).
+const CATALOGUE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Folds queues' oldest listed archive files into catalogue objects and merges their runs
+/// ([`segment_writer::manifest::catalogue`]): objects written first, then committed; a
+/// refused run's object is left to index collection.
+async fn fold_catalogue(
+    node: &Node,
+    settings: &CompactSettings,
+    catalogues: &CatalogueCache,
+    observer: &dyn Observer,
+    report: &mut PassReport,
+) -> Result<()> {
+    let plan = catalogue::plan(&node.state(), &settings.catalogue);
+    if plan.is_empty() {
+        return Ok(());
+    }
+    observer.step("fold catalogue");
+    take_lease(node, settings).await?;
+    let clock = node.clock().clone();
+    let commands = catalogue::build(node.store(), catalogues, plan, || {
+        Paths::catalogue_name(&new_ulid(&*clock))
+    })
+    .await?;
+    let (_, outcomes) = submit(node, commands).await?;
+    report.catalogue_runs = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Done))
+        .count() as u64;
+    Ok(())
 }
 
 /// What archiving needs besides the queue at hand.

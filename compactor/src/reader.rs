@@ -23,6 +23,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use segment_writer::manifest::catalogue::CatalogueCache;
 use segment_writer::manifest::{ArchivedFile, QueueArchive};
 use segment_writer::store::Store;
 
@@ -89,7 +90,12 @@ impl AsyncFileReader for ObjectReader {
 pub struct ArchiveReader {
     store: Store,
     metadata: Mutex<HashMap<String, ArrowReaderMetadata>>,
+    /// File lists of catalogue runs (older files), at most [`CATALOGUE_CACHE_BYTES`].
+    catalogues: CatalogueCache,
 }
+
+/// Bytes of catalogue runs' file lists a reader keeps (about 30,000 files).
+const CATALOGUE_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 impl ArchiveReader {
     /// A reader over `store`.
@@ -97,6 +103,7 @@ impl ArchiveReader {
         ArchiveReader {
             store,
             metadata: Mutex::new(HashMap::new()),
+            catalogues: CatalogueCache::new(CATALOGUE_CACHE_BYTES),
         }
     }
 
@@ -200,9 +207,12 @@ impl ArchiveReader {
         Ok(out)
     }
 
-    /// Up to `max` messages of a queue's archive from `from`, stopping before `end`.
+    /// Up to `max` messages of `topic`/`queue`'s archive from `from`, stopping before `end`.
+    /// A file in a catalogue run costs one GET of its catalogue object first (cached).
     pub async fn read(
         &self,
+        topic: &str,
+        queue: u32,
         archive: &QueueArchive,
         from: u64,
         end: u64,
@@ -211,11 +221,15 @@ impl ArchiveReader {
         let mut out = Vec::new();
         let mut at = from;
         while out.len() < max && at < end {
-            let Some(file) = archive.file_for(at) else {
+            let Some(file) = self
+                .catalogues
+                .file_for(&self.store, topic, queue, archive, at)
+                .await?
+            else {
                 break;
             };
             let stop = end.min(at + (max - out.len()) as u64);
-            let got = self.read_file(file, at..stop).await?;
+            let got = self.read_file(&file, at..stop).await?;
             at = got.last().map_or(stop, |r| r.offset + 1);
             out.extend(got);
         }

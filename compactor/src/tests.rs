@@ -160,12 +160,18 @@ async fn a_pass_archives_every_offset_once_and_reads_back_identical_bytes() {
                 .contains("topic=t/date=2026-01-01/hour=00/")
         );
         assert!(qa.files[1].path.contains("/hour=01/"));
-        let all = reader.read(&qa, 0, 250, 1000).await.expect("read all");
+        let all = reader
+            .read("t", q, &qa, 0, 250, 1000)
+            .await
+            .expect("read all");
         let got: Vec<Message> = all.iter().map(|r| r.message.clone()).collect();
         assert!(all.iter().all(|r| r.original_topic.is_none()));
         assert_eq!(got, published[q as usize]);
         // A few offsets from the middle of a row group, across a file boundary.
-        let some = reader.read(&qa, 120, 250, 10).await.expect("read some");
+        let some = reader
+            .read("t", q, &qa, 120, 250, 10)
+            .await
+            .expect("read some");
         assert_eq!(
             some.iter().map(|r| r.offset).collect::<Vec<_>>(),
             (120..130).collect::<Vec<_>>()
@@ -303,7 +309,7 @@ async fn retention_deletes_exactly_the_segments_no_one_needs() {
     // t's dropped offsets are still readable from the archive.
     let qa = st.archive.queue("t", 0).cloned().expect("archived");
     let got = ArchiveReader::new(store.clone())
-        .read(&qa, 0, 30, 100)
+        .read("t", 0, &qa, 0, 30, 100)
         .await
         .expect("read");
     assert_eq!(got.len(), 30);
@@ -686,5 +692,155 @@ async fn a_corrupt_table_version_fails_the_pass_before_anything_is_deleted() {
     assert_eq!(r.iceberg.version, 2);
     assert!(r.segments_deleted > 0);
     assert_eq!(table(&store).await.1, catalogued(&n));
+    n.shutdown().await;
+}
+
+/// Every catalogued file with its rows, topic and hour, runs' files read from their objects.
+async fn catalogued_all(n: &Node) -> BTreeMap<String, (u64, String, i32)> {
+    let archive = n.state().archive.clone();
+    let cache = segment_writer::manifest::catalogue::CatalogueCache::new(1 << 20);
+    segment_writer::manifest::catalogue::all_files(n.store(), &cache, &archive)
+        .await
+        .expect("catalogue objects")
+        .into_iter()
+        .map(|(topic, _, f)| {
+            let hour = (f.min_time_ms / 3_600_000) as i32;
+            (f.path, (f.rows, topic, hour))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn catalogue_runs_keep_every_file_readable_tabled_kept_and_expirable() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 1_000_000).await;
+    let mut s = settings();
+    s.catalogue = segment_writer::manifest::catalogue::CatalogueSettings {
+        keep_listed: 2,
+        chunk: 2,
+        fan_in: 2,
+    };
+    let mut published = Vec::new();
+    let mut files = 0;
+    let mut runs_installed = 0;
+    for _ in 0..9 {
+        published.extend(publish(&n, "t", 1, 10, 10).await.remove(0));
+        let r = run_pass(&n, &s, &Quiet).await.expect("pass");
+        files += r.files;
+        runs_installed += r.catalogue_runs;
+    }
+    assert_eq!(files, 18, "two hours a pass");
+    assert!(runs_installed >= 8, "{runs_installed} runs installed");
+    let qa = n.state().archive.queue("t", 0).cloned().expect("archived");
+    assert!(qa.files.len() < 4, "{} listed", qa.files.len());
+    assert!(!qa.runs.is_empty() && qa.runs.len() <= 4, "{:?}", qa.runs);
+    assert_eq!(qa.file_count(), 18);
+
+    // Every offset reads back from the files the runs list.
+    let got = ArchiveReader::new(store.clone())
+        .read("t", 0, &qa, 0, 90, 1_000)
+        .await
+        .expect("read");
+    let got: Vec<Message> = got.into_iter().map(|r| r.message).collect();
+    assert_eq!(got, published);
+
+    // The table holds every file; none was collected as an orphan; merged-away catalogue
+    // objects were, the referenced ones kept.
+    let all = catalogued_all(&n).await;
+    assert_eq!(all.len(), 18);
+    let (_, tabled, _) = table(&store).await;
+    assert_eq!(tabled, all);
+    let on_disk = keys(&store, store.paths.archive_dir()).await;
+    let expected: Vec<String> = all
+        .keys()
+        .map(|p| store.paths.relative(p).to_string())
+        .collect();
+    assert_eq!(on_disk, expected);
+    let objects: Vec<String> = keys(&store, store.paths.index_dir())
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".cat"))
+        .collect();
+    let mut referenced: Vec<String> = qa
+        .runs
+        .iter()
+        .map(|r| store.paths.relative(&r.object).to_string())
+        .collect();
+    referenced.sort();
+    assert_eq!(objects, referenced);
+
+    // Archive retention (every message is from January 2026) expires the runs and the listed
+    // files, the table first.
+    let mut expire = s.clone();
+    expire.archive_retention = Some(Duration::from_secs(1));
+    let r = run_pass(&n, &expire, &Quiet).await.expect("pass");
+    assert_eq!(r.archive_files_expired, 18);
+    assert_eq!(r.iceberg.removed, 18);
+    let qa = n.state().archive.queue("t", 0).cloned().expect("archived");
+    assert_eq!((qa.files.len(), qa.runs.len()), (0, 0));
+    assert!(keys(&store, store.paths.archive_dir()).await.is_empty());
+    let (_, tabled, _) = table(&store).await;
+    assert!(tabled.is_empty());
+    // The next pass collects the expired runs' objects.
+    run_pass(&n, &expire, &Quiet).await.expect("pass");
+    let objects = keys(&store, store.paths.index_dir()).await;
+    assert!(objects.iter().all(|k| !k.ends_with(".cat")), "{objects:?}");
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_damaged_catalogue_object_fails_the_pass_before_anything_is_deleted() {
+    let store = Store::memory();
+    let n = node(&store).await;
+    create_topic(&n, "t", 1, 1_000_000).await;
+    let mut s = settings();
+    s.catalogue = segment_writer::manifest::catalogue::CatalogueSettings {
+        keep_listed: 1,
+        chunk: 1,
+        fan_in: 4,
+    };
+    for _ in 0..3 {
+        publish(&n, "t", 1, 10, 10).await;
+        run_pass(&n, &s, &Quiet).await.expect("pass");
+    }
+    let qa = n.state().archive.queue("t", 0).cloned().expect("archived");
+    let run = qa.runs.first().expect("a run").clone();
+    let path = store.paths.relative(&run.object);
+    let good = store
+        .inner
+        .get(&path)
+        .await
+        .expect("object")
+        .bytes()
+        .await
+        .expect("bytes");
+    let mut bad = good.to_vec();
+    let last = bad.len() - 2;
+    bad[last] ^= 0x01;
+    store
+        .inner
+        .put(&path, PutPayload::from(bad))
+        .await
+        .expect("put");
+    let archive_before = keys(&store, store.paths.archive_dir()).await;
+    let state_before = n.state().archive.clone();
+
+    let mut expire = s.clone();
+    expire.archive_retention = Some(Duration::from_secs(1));
+    let err = run_pass(&n, &expire, &Quiet)
+        .await
+        .expect_err("a damaged object");
+    assert!(err.to_string().contains(run.object.as_str()), "{err}");
+    assert_eq!(
+        keys(&store, store.paths.archive_dir()).await,
+        archive_before
+    );
+    assert_eq!(n.state().archive.queues, state_before.queues);
+    // Reads of its offsets fail as corrupt, never answer wrong messages.
+    let read = ArchiveReader::new(store.clone())
+        .read("t", 0, &qa, run.min_offset, run.max_offset, 10)
+        .await;
+    assert!(read.is_err());
     n.shutdown().await;
 }

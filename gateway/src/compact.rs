@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::TypedValueParser;
 use compactor::{CompactSettings, Observer, PassReport, Quiet};
 use segment_writer::clock::{Clock, TokioClock};
+use segment_writer::manifest::catalogue::CatalogueSettings;
 use segment_writer::node::{Node, NodeSettings};
 use segment_writer::store::{Store, StoreKind, kind_of};
 use serde_json::json;
@@ -45,6 +47,18 @@ pub struct CompactorFlags {
     /// a table left behind stops following the archive.
     #[arg(long, env = "FERRYMQ_NO_ICEBERG")]
     pub no_iceberg: bool,
+    /// Newest archive files of each queue listed in the manifest one by one; older ones are
+    /// folded into catalogue objects (`index/*.cat`), so the manifest does not grow with the
+    /// archive's age.
+    #[arg(long, env = "FERRYMQ_CATALOGUE_KEEP_LISTED", default_value_t = 64)]
+    pub catalogue_keep_listed: usize,
+    /// Files folded into one catalogue object, once `--catalogue-keep-listed` plus this many
+    /// are listed.
+    #[arg(long, env = "FERRYMQ_CATALOGUE_CHUNK", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub catalogue_chunk: usize,
+    /// Catalogue objects of one level merged into one of the next.
+    #[arg(long, env = "FERRYMQ_CATALOGUE_FAN_IN", default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..).map(|n| n as usize))]
+    pub catalogue_fan_in: usize,
 }
 
 impl CompactorFlags {
@@ -54,6 +68,11 @@ impl CompactorFlags {
         s.orphan_grace = self.orphan_grace;
         s.archive_retention = self.archive_retention;
         s.lease_ttl = self.compact_lease_ttl;
+        s.catalogue = CatalogueSettings {
+            keep_listed: self.catalogue_keep_listed,
+            chunk: self.catalogue_chunk,
+            fan_in: self.catalogue_fan_in,
+        };
         if self.no_iceberg {
             s.iceberg = None;
         }
@@ -154,6 +173,7 @@ fn summary(r: &PassReport) -> serde_json::Value {
         "segments_deleted": r.segments_deleted,
         "orphans_deleted": r.orphans_deleted,
         "archive_files_expired": r.archive_files_expired,
+        "catalogue_runs": r.catalogue_runs,
         "cut_version": r.cut_version,
         "iceberg": {
             "version": r.iceberg.version,

@@ -487,7 +487,7 @@ impl Reader {
             let end = segments_from.min(next);
             let got = self
                 .archive
-                .read(qa, from, end, max)
+                .read(topic, queue, qa, from, end, max)
                 .await
                 .map_err(segment_writer::Error::from)?;
             for r in got {
@@ -530,7 +530,7 @@ impl Reader {
                     match fresh.filter(archived) {
                         Some(qa) => self
                             .archive
-                            .read(&qa, p.first_offset, end, n as usize)
+                            .read(topic, queue, &qa, p.first_offset, end, n as usize)
                             .await
                             .map_err(segment_writer::Error::from)?
                             .into_iter()

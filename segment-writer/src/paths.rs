@@ -117,6 +117,12 @@ impl Paths {
         format!("{INDEX}/{id}.idx")
     }
 
+    /// `index/<ulid>.cat`: an archive catalogue object, relative to the prefix (beside the
+    /// index objects, and collected with them).
+    pub fn catalogue_name(id: &ulid::Ulid) -> String {
+        format!("{INDEX}/{id}.cat")
+    }
+
     /// The folder of index objects, for LIST (garbage collection).
     pub fn index_dir(&self) -> Path {
         self.join(INDEX)

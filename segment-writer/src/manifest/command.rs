@@ -11,7 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{
-    DeltaId, GroupDef, NewRun, OffsetRange, QueueOffset, SpilledTimer, TimerSpill, TopicDef,
+    CatalogueRun, DeltaId, GroupDef, NewRun, OffsetRange, QueueOffset, SpilledTimer, TimerSpill,
+    TopicDef,
 };
 
 /// The format version of deltas and checkpoints this code writes.
@@ -278,6 +279,24 @@ pub enum Command {
         topic: String,
         queue: u32,
         path: String,
+    },
+    /// Install a catalogue run written to `run.object` (`manifest::catalogue`): with
+    /// `replaces` empty, a fold of the queue's oldest listed files; otherwise a merge of the
+    /// consecutive runs whose objects `replaces` names. Refused when the state no longer
+    /// matches (a stale plan); the object then waits for garbage collection.
+    FoldCatalogue {
+        topic: String,
+        queue: u32,
+        run: CatalogueRun,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replaces: Vec<String>,
+    },
+    /// Forget the queue's oldest catalogue run, which lists its oldest files (archive
+    /// retention, as [`Command::ExpireArchive`] for a listed file).
+    ExpireCatalogueRun {
+        topic: String,
+        queue: u32,
+        object: String,
     },
 }
 

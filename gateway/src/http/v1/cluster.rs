@@ -11,6 +11,8 @@ use crate::auth::Action;
 use crate::http::auth::{Caller, Resource};
 use crate::http::error::ApiError;
 use crate::service::{self, AppState};
+use segment_writer::manifest::catalogue::{self, CatalogueCache};
+
 use crate::wire::{
     ArchiveFile, ArchiveList, ArchiveQuery, ClusterInfo, ErrorBody, GatewayInfo, TimerCounts,
 };
@@ -73,27 +75,31 @@ pub(crate) async fn archive(
     if let Some(t) = &q.topic {
         service::check_name("topic", t, 127)?;
     }
-    let s = st.node.state();
     let wanted = |t: &str| q.topic.as_deref().is_none_or(|w| w == t);
-    let file = |topic: &str, queue: u32, f: &segment_writer::manifest::ArchivedFile| ArchiveFile {
-        path: f.path.clone(),
-        topic: topic.to_string(),
-        queue,
-        min_offset: f.min_offset,
-        max_offset: f.max_offset,
-        min_time_ms: f.min_time_ms,
-        max_time_ms: f.max_time_ms,
-        rows: f.rows,
-        bytes: f.bytes,
+    // The wanted part of the catalogue; older files are in catalogue objects, read here.
+    let archive = {
+        let s = st.node.state();
+        let mut a = s.archive.clone();
+        a.queues.retain(|t, _| wanted(t));
+        a.detached.retain(|d| wanted(&d.topic));
+        a.detached_runs.retain(|d| wanted(&d.topic));
+        a
     };
-    let mut files = Vec::new();
-    for (topic, queues) in s.archive.queues.iter().filter(|(t, _)| wanted(t)) {
-        for (queue, qa) in queues {
-            files.extend(qa.files.iter().map(|f| file(topic, *queue, f)));
-        }
-    }
-    for d in s.archive.detached.iter().filter(|d| wanted(&d.topic)) {
-        files.push(file(&d.topic, d.queue, &d.file));
-    }
+    let cache = CatalogueCache::new(16 * 1024 * 1024);
+    let all = catalogue::all_files(st.node.store(), &cache, &archive).await?;
+    let files = all
+        .into_iter()
+        .map(|(topic, queue, f)| ArchiveFile {
+            path: f.path,
+            topic,
+            queue,
+            min_offset: f.min_offset,
+            max_offset: f.max_offset,
+            min_time_ms: f.min_time_ms,
+            max_time_ms: f.max_time_ms,
+            rows: f.rows,
+            bytes: f.bytes,
+        })
+        .collect();
     Ok(Json(ArchiveList { files }))
 }

@@ -24,7 +24,10 @@ pub mod range;
 pub mod state;
 pub mod timers;
 
-pub use archive::{Archive, ArchivedFile, CompactorLease, DetachedFile, QueueArchive};
+pub use archive::{
+    Archive, ArchivedFile, CatalogueRun, CompactorLease, DetachedFile, DetachedRun, QueueArchive,
+    files_digest,
+};
 pub use cursor::{Cursor, DEFAULT_MAX_IN_FLIGHT, Group, Lease, PUSH_CONSUMER, PushProgress, Retry};
 pub use defs::{
     GroupDef, GroupMode, PushDef, PushFormat, StartFrom, Subscription, TopicDef, TopicKind,

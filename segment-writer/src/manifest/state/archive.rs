@@ -12,12 +12,17 @@
 //!   ranges, only ranges that are wholly archived, past the topic's retention (by delta time)
 //!   and below every cursor's committed offset on that queue.
 //! - A segment may be deleted only if no state pointer names it: [`State::referenced_segments`].
+//! - **Catalogue runs replace exactly what they list.** [`Command::FoldCatalogue`] folds a
+//!   queue's oldest listed files only if the run's count, span and digest match them, and a
+//!   merge replaces only consecutive runs of the same span, files and rows; anything else is a
+//!   stale plan, refused. Archive retention expires runs oldest first, before any listed file.
 
 use std::collections::BTreeSet;
 
 use crate::manifest::command::Command;
 use crate::manifest::model::{
-    ArchivedFile, CompactorLease, DetachedFile, Outcome, Rejection, State,
+    ArchivedFile, CatalogueRun, CompactorLease, DetachedFile, DetachedRun, Outcome, QueueArchive,
+    Rejection, State, files_digest,
 };
 
 /// Milliseconds in an hour.
@@ -239,7 +244,8 @@ impl State {
                     .and_then(|qs| qs.get_mut(queue))
                     .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))?;
                 match qa.files.first() {
-                    Some(f) if f.path == *path => {}
+                    // Runs hold older files: those expire first, as runs.
+                    Some(f) if f.path == *path && qa.runs.is_empty() => {}
                     _ => {
                         return Err(Rejection::Conflict(format!(
                             "{path} is not the oldest archive file of {topic}/{queue}"
@@ -255,6 +261,53 @@ impl State {
                 }
                 Ok(Outcome::Done)
             }
+            Command::FoldCatalogue {
+                topic,
+                queue,
+                run,
+                replaces,
+            } => {
+                let qa = self
+                    .archive
+                    .queues
+                    .get_mut(topic)
+                    .and_then(|qs| qs.get_mut(queue))
+                    .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))?;
+                install_catalogue_run(qa, run, replaces)?;
+                Ok(Outcome::Done)
+            }
+            Command::ExpireCatalogueRun {
+                topic,
+                queue,
+                object,
+            } => {
+                let first_range = self
+                    .topics
+                    .get(topic)
+                    .and_then(|t| t.queues.get(*queue as usize))
+                    .map(|q| q.first_held());
+                let qa = self
+                    .archive
+                    .queues
+                    .get_mut(topic)
+                    .and_then(|qs| qs.get_mut(queue))
+                    .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))?;
+                match qa.runs.first() {
+                    Some(r) if r.object == *object => {}
+                    _ => {
+                        return Err(Rejection::Conflict(format!(
+                            "{object} is not the oldest catalogue run of {topic}/{queue}"
+                        )));
+                    }
+                }
+                let r = qa.runs.remove(0);
+                if let (Some(first), Some(t)) = (first_range, self.topics.get_mut(topic)) {
+                    if let Some(q) = t.queues.get_mut(*queue as usize) {
+                        q.min_offset = q.min_offset.max(r.max_offset.min(first));
+                    }
+                }
+                Ok(Outcome::Done)
+            }
             _ => Err(Rejection::Invalid("not an archive command".into())),
         }
     }
@@ -264,6 +317,13 @@ impl State {
     pub(crate) fn detach_archive(&mut self, topic: &str) {
         if let Some(qs) = self.archive.queues.remove(topic) {
             for (queue, qa) in qs {
+                for run in qa.runs {
+                    self.archive.detached_runs.push(DetachedRun {
+                        topic: topic.to_string(),
+                        queue,
+                        run,
+                    });
+                }
                 for file in qa.files {
                     self.archive.detached.push(DetachedFile {
                         topic: topic.to_string(),
@@ -274,6 +334,69 @@ impl State {
             }
         }
     }
+}
+
+/// Installs `run` in `qa`: a fold of its oldest listed files (`replaces` empty) or a merge
+/// of its consecutive runs named by `replaces`. Checked against the state first, so a stale
+/// or repeated command changes nothing.
+fn install_catalogue_run(
+    qa: &mut QueueArchive,
+    run: &CatalogueRun,
+    replaces: &[String],
+) -> Result<(), Rejection> {
+    let stale = |why: &str| {
+        Rejection::Conflict(format!(
+            "catalogue run {} no longer matches: {why}",
+            run.object
+        ))
+    };
+    if run.files == 0 || run.max_offset <= run.min_offset {
+        return Err(Rejection::Invalid(format!(
+            "catalogue run {} is empty",
+            run.object
+        )));
+    }
+    if replaces.is_empty() {
+        let n = run.files as usize;
+        let Some(folded) = qa.files.get(..n) else {
+            return Err(stale("fewer files are listed"));
+        };
+        if files_digest(folded) != run.digest
+            || folded[0].min_offset != run.min_offset
+            || folded[n - 1].max_offset != run.max_offset
+        {
+            return Err(stale("the oldest listed files differ"));
+        }
+        if qa
+            .runs
+            .last()
+            .is_some_and(|r| r.max_offset != run.min_offset)
+        {
+            return Err(stale("it does not follow the newest run"));
+        }
+        qa.files.drain(..n);
+        qa.runs.push(run.clone());
+        return Ok(());
+    }
+    let Some(i) = qa.runs.iter().position(|r| r.object == replaces[0]) else {
+        return Err(stale("a run it replaces is gone"));
+    };
+    let merged = qa
+        .runs
+        .get(i..i + replaces.len())
+        .filter(|rs| rs.iter().zip(replaces).all(|(r, o)| r.object == *o))
+        .ok_or_else(|| stale("the runs it replaces are not consecutive"))?;
+    let files: u32 = merged.iter().map(|r| r.files).sum();
+    let rows: u64 = merged.iter().map(|r| r.rows).sum();
+    if merged[0].min_offset != run.min_offset
+        || merged[merged.len() - 1].max_offset != run.max_offset
+        || files != run.files
+        || rows != run.rows
+    {
+        return Err(stale("its span differs from the runs it replaces"));
+    }
+    qa.runs.splice(i..i + replaces.len(), [run.clone()]);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -462,5 +585,244 @@ mod tests {
         assert_eq!(s.one(expire("f")), Outcome::Done);
         // Segments still hold 0..5, so they stay readable.
         assert_eq!(s.state.topics["t"].queues[0].min_offset, 0);
+    }
+
+    /// The summary and command folding `files` (the queue's oldest listed) into `object`.
+    fn fold_of(object: &str, files: &[ArchivedFile]) -> Command {
+        Command::FoldCatalogue {
+            topic: "t".into(),
+            queue: 0,
+            run: CatalogueRun::summarize(object, 0, files),
+            replaces: Vec::new(),
+        }
+    }
+
+    fn listed(s: &Sim) -> Vec<ArchivedFile> {
+        s.state
+            .archive
+            .queue("t", 0)
+            .expect("archived")
+            .files
+            .clone()
+    }
+
+    #[test]
+    fn a_fold_replaces_exactly_the_oldest_listed_files() {
+        let mut s = Sim::new();
+        s.one(topic());
+        s.one(append("a", 10, 0));
+        for i in 0..5 {
+            s.one(file(&format!("f{i}"), i * 2, i * 2 + 2));
+        }
+        let files = listed(&s);
+        let before = s.state.archive.clone();
+        // Stale or wrong folds change nothing.
+        assert!(
+            rejected(&s.one(fold_of("index/x.cat", &files[1..3]))),
+            "not the oldest"
+        );
+        let mut other = files[..2].to_vec();
+        other[1].rows += 1;
+        assert!(
+            rejected(&s.one(fold_of("index/x.cat", &other))),
+            "digest differs"
+        );
+        assert!(rejected(&s.one(fold_of("index/x.cat", &[]))), "empty");
+        assert_eq!(s.state.archive, before);
+
+        assert_eq!(s.one(fold_of("index/a.cat", &files[..2])), Outcome::Done);
+        assert!(
+            rejected(&s.one(fold_of("index/a.cat", &files[..2]))),
+            "repeated"
+        );
+        assert_eq!(s.one(fold_of("index/b.cat", &files[2..4])), Outcome::Done);
+        let qa = s.state.archive.queue("t", 0).expect("archived");
+        assert_eq!(qa.files, files[4..].to_vec());
+        assert_eq!(qa.runs.len(), 2);
+        assert_eq!(
+            qa.run_for(3).map(|r| r.object.as_str()),
+            Some("index/a.cat")
+        );
+        assert_eq!(
+            qa.run_for(7).map(|r| r.object.as_str()),
+            Some("index/b.cat")
+        );
+        assert_eq!(qa.run_for(8), None, "listed, not in a run");
+        assert_eq!(qa.file_count(), 5);
+        assert!(
+            s.state.referenced_index_objects().contains("index/b.cat"),
+            "index collection keeps catalogue objects"
+        );
+
+        // A merge replaces consecutive runs with the same span, files and rows.
+        let merged = CatalogueRun::summarize("index/m.cat", 1, &files[..4]);
+        let merge = |replaces: &[&str], run: &CatalogueRun| Command::FoldCatalogue {
+            topic: "t".into(),
+            queue: 0,
+            run: run.clone(),
+            replaces: replaces.iter().map(|r| r.to_string()).collect(),
+        };
+        let before = s.state.archive.clone();
+        assert!(rejected(
+            &s.one(merge(&["index/b.cat", "index/a.cat"], &merged))
+        ));
+        assert!(
+            rejected(&s.one(merge(&["index/a.cat"], &merged))),
+            "span differs"
+        );
+        assert!(rejected(
+            &s.one(merge(&["index/a.cat", "index/zz.cat"], &merged))
+        ));
+        assert_eq!(s.state.archive, before);
+        assert_eq!(
+            s.one(merge(&["index/a.cat", "index/b.cat"], &merged)),
+            Outcome::Done
+        );
+        let qa = s.state.archive.queue("t", 0).expect("archived");
+        assert_eq!(qa.runs, vec![merged]);
+        assert_eq!(qa.file_count(), 5);
+    }
+
+    #[test]
+    fn archive_retention_expires_runs_before_listed_files() {
+        let mut s = Sim::new();
+        s.one(topic());
+        s.one(append("a", 10, 0));
+        for i in 0..5 {
+            s.one(file(&format!("f{i}"), i * 2, i * 2 + 2));
+        }
+        s.one(drop_all());
+        let files = listed(&s);
+        s.one(fold_of("index/a.cat", &files[..2]));
+        let expire_run = |o: &str| Command::ExpireCatalogueRun {
+            topic: "t".into(),
+            queue: 0,
+            object: o.into(),
+        };
+        let expire_file = |p: &str| Command::ExpireArchive {
+            topic: "t".into(),
+            queue: 0,
+            path: p.into(),
+        };
+        assert!(rejected(&s.one(expire_file("f2"))), "a run is older");
+        assert!(rejected(&s.one(expire_run("index/zz.cat"))));
+        assert_eq!(s.one(expire_run("index/a.cat")), Outcome::Done);
+        let qa = s.state.archive.queue("t", 0).expect("archived");
+        assert!(qa.runs.is_empty());
+        assert_eq!(qa.files.len(), 3);
+        assert_eq!(s.one(expire_file("f2")), Outcome::Done);
+    }
+
+    #[test]
+    fn a_deleted_topic_keeps_its_runs_detached() {
+        let mut s = Sim::new();
+        s.one(topic());
+        s.one(append("a", 10, 0));
+        for i in 0..3 {
+            s.one(file(&format!("f{i}"), i * 2, i * 2 + 2));
+        }
+        let files = listed(&s);
+        s.one(fold_of("index/a.cat", &files[..2]));
+        s.one(Command::DeleteTopic { topic: "t".into() });
+        assert_eq!(s.state.archive.detached.len(), 1);
+        assert_eq!(s.state.archive.detached_runs.len(), 1);
+        assert_eq!(
+            s.state
+                .archive
+                .all_runs()
+                .map(|(t, q, r)| (t, q, r.object.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("t", 0, "index/a.cat")]
+        );
+        assert!(s.state.referenced_index_objects().contains("index/a.cat"));
+    }
+
+    /// Ten years of a queue archived every 5 minutes, through apply and the compactor's plan:
+    /// the catalogue the state holds stays a few dozen entries.
+    #[test]
+    fn years_of_files_keep_the_catalogue_small() {
+        use crate::manifest::catalogue::{CatalogueSettings, plan};
+        let settings = CatalogueSettings::default();
+        let mut s = Sim::new();
+        s.one(topic());
+        let passes: u64 = 10 * 365 * 24 * 12;
+        let mut peak_entries = 0;
+        let mut peak_bytes = 0;
+        s.one(append("a", passes as u32, 0));
+        for i in 0..passes {
+            let f = file(
+                &format!("archive/topic=t/date=x/hour=00/{i:026}.parquet"),
+                i,
+                i + 1,
+            );
+            assert_eq!(s.one(f), Outcome::Done);
+            let work = plan(&s.state, &settings);
+            if work.is_empty() {
+                continue;
+            }
+            // What `catalogue::build` would commit: a merge's summary from the runs it
+            // replaces (apply checks spans and counts; the digest only of folds).
+            let mut written: Vec<CatalogueRun> = Vec::new();
+            for (k, w) in work.into_iter().enumerate() {
+                let object = format!("index/{i}-{k}.cat");
+                let (run, replaces) = if w.replaces.is_empty() {
+                    (CatalogueRun::summarize(&object, 0, &w.files), Vec::new())
+                } else {
+                    let fresh = w.replaces.iter().filter(|r| r.object.is_empty()).count();
+                    let mut taken = written.drain(written.len() - fresh..);
+                    let runs: Vec<CatalogueRun> = w
+                        .replaces
+                        .iter()
+                        .map(|r| {
+                            if r.object.is_empty() {
+                                taken.next().expect("a placeholder per run written")
+                            } else {
+                                r.clone()
+                            }
+                        })
+                        .collect();
+                    drop(taken);
+                    let run = CatalogueRun {
+                        object: object.clone(),
+                        min_offset: runs[0].min_offset,
+                        max_offset: runs[runs.len() - 1].max_offset,
+                        min_time_ms: 0,
+                        max_time_ms: 0,
+                        files: runs.iter().map(|r| r.files).sum(),
+                        rows: runs.iter().map(|r| r.rows).sum(),
+                        bytes: runs.iter().map(|r| r.bytes).sum(),
+                        level: w.level,
+                        digest: 0,
+                    };
+                    (run, runs.into_iter().map(|r| r.object).collect())
+                };
+                let cmd = Command::FoldCatalogue {
+                    topic: "t".into(),
+                    queue: 0,
+                    run: run.clone(),
+                    replaces,
+                };
+                assert_eq!(s.one(cmd), Outcome::Done);
+                written.push(run);
+            }
+            let qa = s.state.archive.queue("t", 0).expect("archived");
+            assert_eq!(qa.file_count(), i + 1);
+            peak_entries = peak_entries.max(qa.files.len() + qa.runs.len());
+            if i % 100_000 == 0 || i + 1 == passes {
+                peak_bytes = peak_bytes.max(serde_json::to_vec(&s.state.archive).unwrap().len());
+            }
+        }
+        let qa = s.state.archive.queue("t", 0).expect("archived");
+        println!(
+            "{passes} files: {} listed, {} runs (levels {:?}), peak {peak_entries} entries, \
+             catalogue at most {peak_bytes} bytes of JSON",
+            qa.files.len(),
+            qa.runs.len(),
+            qa.runs.iter().map(|r| r.level).collect::<Vec<_>>()
+        );
+        assert!(qa.files.len() < 128, "{} listed", qa.files.len());
+        assert!(qa.runs.len() <= 7 * 5, "{} runs", qa.runs.len());
+        assert!(peak_entries < 128 + 35, "{peak_entries} entries");
+        assert!(peak_bytes < 64 * 1024, "{peak_bytes} bytes");
     }
 }

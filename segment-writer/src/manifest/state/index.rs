@@ -146,6 +146,8 @@ impl State {
             .flat_map(|t| t.queues.iter())
             .flat_map(|q| q.index.iter())
             .map(|r| r.object.clone())
+            // The archive's catalogue objects live beside index objects.
+            .chain(self.archive.all_runs().map(|(_, _, r)| r.object.clone()))
             .collect()
     }
 

@@ -443,7 +443,9 @@ impl State {
             | Command::DropRanges { .. }
             | Command::CompactorLease { .. }
             | Command::ReleaseCompactorLease { .. }
-            | Command::ExpireArchive { .. } => self.apply_archive(command, now),
+            | Command::ExpireArchive { .. }
+            | Command::FoldCatalogue { .. }
+            | Command::ExpireCatalogueRun { .. } => self.apply_archive(command, now),
         }
     }
 }

@@ -22,8 +22,10 @@ use std::collections::BTreeSet;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
+use segment_writer::clock::new_ulid;
+use segment_writer::manifest::CatalogueRun;
 use segment_writer::manifest::catalogue::{self, CatalogueCache};
-use segment_writer::manifest::index::IndexCache;
+use segment_writer::manifest::index::{IndexCache, put_object};
 use segment_writer::manifest::{Command, Outcome, State};
 use segment_writer::node::Node;
 use segment_writer::paths::Paths;
@@ -230,18 +232,27 @@ pub async fn expire(
     let Some(keep) = s.archive_retention else {
         return Ok(Vec::new());
     };
-    // Oldest first: a queue's runs (whole, once their newest message is past the cutoff),
-    // then its listed files, each command with the files it forgets.
-    let (runs, files): (Vec<_>, Vec<_>) = {
+    // Oldest first: a queue's runs (whole once their newest message is past the cutoff; the
+    // first run still holding newer files is cut, what is left written as a run of its own),
+    // then its listed files; each command with the files it forgets.
+    let (cutoff, runs, files) = {
         let state = node.state();
         let cutoff = state.time_ms.max(node.clock().now_ms()) - keep.as_millis() as i64;
         let mut runs = Vec::new();
         let mut files = Vec::new();
         for (topic, qs) in &state.archive.queues {
             for (queue, qa) in qs {
-                let expired = qa.runs.iter().take_while(|r| r.max_time_ms < cutoff);
-                runs.extend(expired.map(|r| (topic.clone(), *queue, r.clone())));
-                if qa.runs.iter().any(|r| r.max_time_ms >= cutoff) {
+                let mut expired = 0;
+                for r in qa.runs.iter().take_while(|r| r.min_time_ms < cutoff) {
+                    runs.push((topic.clone(), *queue, r.clone()));
+                    expired += 1;
+                    if r.max_time_ms >= cutoff {
+                        break;
+                    }
+                }
+                if expired < qa.runs.len()
+                    || qa.runs.last().is_some_and(|r| r.max_time_ms >= cutoff)
+                {
                     continue;
                 }
                 for f in qa.files.iter().take_while(|f| f.max_time_ms < cutoff) {
@@ -256,19 +267,35 @@ pub async fn expire(
                 }
             }
         }
-        (runs, files)
+        (cutoff, runs, files)
     };
     let store = node.store().clone();
     let mut doomed = Vec::with_capacity(runs.len() + files.len());
     for (topic, queue, run) in runs {
-        let paths = catalogues.files(&store, &topic, queue, &run).await?;
+        let listed = catalogues.files(&store, &topic, queue, &run).await?;
+        let gone = listed.iter().take_while(|f| f.max_time_ms < cutoff).count();
+        if gone == 0 {
+            continue;
+        }
+        let rest = if gone < listed.len() {
+            let object = Paths::catalogue_name(&new_ulid(&**node.clock()));
+            let left = &listed[gone..];
+            put_object(&store, &object, catalogue::encode(&topic, queue, left)).await?;
+            Some(CatalogueRun::summarize(&object, run.level, left))
+        } else {
+            None
+        };
         doomed.push((
             Command::ExpireCatalogueRun {
                 topic,
                 queue,
                 object: run.object.clone(),
+                rest,
             },
-            paths.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+            listed[..gone]
+                .iter()
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>(),
         ));
     }
     doomed.extend(files);

@@ -625,14 +625,49 @@ async fn the_iceberg_table_follows_passes_and_archive_retention(backend: Backend
     let api = Api::admin(&gw);
     setup(&api, 1_000_000).await;
     let root = archive_root(&ts);
+    // Every file but the newest of a queue folds into catalogue objects, merged two by two:
+    // the table, the archive listing and retention must see through them.
+    let fold = [
+        "--catalogue-keep-listed",
+        "1",
+        "--catalogue-chunk",
+        "1",
+        "--catalogue-fan-in",
+        "2",
+    ];
     let mut published = Published::new();
+    let mut runs = 0;
     for round in 0..3u64 {
         publish(&api, 2, 300, 200 + round, &mut published).await;
-        let summary = compact_ok(&ts.url, &[]).await;
+        let summary = compact_ok(&ts.url, &fold).await;
         assert_eq!(summary["iceberg"]["version"], round + 1, "{summary}");
+        runs += summary["catalogue_runs"].as_u64().unwrap();
     }
+    assert!(runs > 0, "nothing folded");
+    let state = manifest(&ts.store).await;
+    assert!(
+        state
+            .archive
+            .queues
+            .values()
+            .flat_map(|qs| qs.values())
+            .all(|qa| qa.files.len() <= 1),
+        "{:?}",
+        state.archive
+    );
     let view = assert_iceberg_holds(&root, &published, "three passes");
     assert_eq!(view.version, 3);
+    let listed: u64 = api.get("/v1/archive").await.body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        listed,
+        published.len() as u64,
+        "the listing sees runs' files"
+    );
 
     // The messages so far are 12 s old when newer ones are published; a pass keeping 6 s of
     // archive then expires exactly the older files, and the table drops them first.
@@ -641,7 +676,11 @@ async fn the_iceberg_table_follows_passes_and_archive_retention(backend: Backend
     publish(&api, 2, 300, 300, &mut newer).await;
     let summary = compact_ok(
         &ts.url,
-        &["--archive-retention", "6s", "--orphan-grace", "0s"],
+        &[
+            &fold[..],
+            &["--archive-retention", "6s", "--orphan-grace", "0s"],
+        ]
+        .concat(),
     )
     .await;
     assert!(

@@ -292,11 +292,15 @@ pub enum Command {
         replaces: Vec<String>,
     },
     /// Forget the queue's oldest catalogue run, which lists its oldest files (archive
-    /// retention, as [`Command::ExpireArchive`] for a listed file).
+    /// retention, as [`Command::ExpireArchive`] for a listed file); with `rest`, only the
+    /// files before it: `rest` (written to its own object) lists the newer ones and takes the
+    /// run's place.
     ExpireCatalogueRun {
         topic: String,
         queue: u32,
         object: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rest: Option<CatalogueRun>,
     },
 }
 

@@ -280,6 +280,7 @@ impl State {
                 topic,
                 queue,
                 object,
+                rest,
             } => {
                 let first_range = self
                     .topics
@@ -292,18 +293,34 @@ impl State {
                     .get_mut(topic)
                     .and_then(|qs| qs.get_mut(queue))
                     .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))?;
-                match qa.runs.first() {
-                    Some(r) if r.object == *object => {}
+                let expired_to = match (qa.runs.first(), rest) {
+                    (Some(r), None) if r.object == *object => r.max_offset,
+                    (Some(r), Some(rest))
+                        if r.object == *object
+                            && rest.max_offset == r.max_offset
+                            && rest.min_offset > r.min_offset
+                            && rest.files > 0
+                            && rest.files < r.files
+                            && rest.rows == r.max_offset - rest.min_offset =>
+                    {
+                        rest.min_offset
+                    }
                     _ => {
                         return Err(Rejection::Conflict(format!(
-                            "{object} is not the oldest catalogue run of {topic}/{queue}"
+                            "{object} is not the oldest catalogue run of {topic}/{queue}, \
+                             or what is left of it does not end it"
                         )));
                     }
+                };
+                match rest {
+                    Some(rest) => qa.runs[0] = rest.clone(),
+                    None => {
+                        qa.runs.remove(0);
+                    }
                 }
-                let r = qa.runs.remove(0);
                 if let (Some(first), Some(t)) = (first_range, self.topics.get_mut(topic)) {
                     if let Some(q) = t.queues.get_mut(*queue as usize) {
-                        q.min_offset = q.min_offset.max(r.max_offset.min(first));
+                        q.min_offset = q.min_offset.max(expired_to.min(first));
                     }
                 }
                 Ok(Outcome::Done)
@@ -691,6 +708,7 @@ mod tests {
         for i in 0..5 {
             s.one(file(&format!("f{i}"), i * 2, i * 2 + 2));
         }
+        s.now = 10 * HOUR_MS;
         s.one(drop_all());
         let files = listed(&s);
         s.one(fold_of("index/a.cat", &files[..2]));
@@ -698,6 +716,7 @@ mod tests {
             topic: "t".into(),
             queue: 0,
             object: o.into(),
+            rest: None,
         };
         let expire_file = |p: &str| Command::ExpireArchive {
             topic: "t".into(),
@@ -706,7 +725,24 @@ mod tests {
         };
         assert!(rejected(&s.one(expire_file("f2"))), "a run is older");
         assert!(rejected(&s.one(expire_run("index/zz.cat"))));
-        assert_eq!(s.one(expire_run("index/a.cat")), Outcome::Done);
+        // Part of a run: what is left must end it and list fewer files.
+        let trim = |rest: &[ArchivedFile]| Command::ExpireCatalogueRun {
+            topic: "t".into(),
+            queue: 0,
+            object: "index/a.cat".into(),
+            rest: Some(CatalogueRun::summarize("index/r.cat", 0, rest)),
+        };
+        let before = s.state.archive.clone();
+        assert!(rejected(&s.one(trim(&files[..1]))), "does not end the run");
+        assert!(rejected(&s.one(trim(&files[..2]))), "all of it");
+        assert!(rejected(&s.one(trim(&files[1..3]))), "past the run");
+        assert_eq!(s.state.archive, before);
+        assert_eq!(s.one(trim(&files[1..2])), Outcome::Done);
+        let qa = s.state.archive.queue("t", 0).expect("archived");
+        assert_eq!(qa.runs[0].object, "index/r.cat");
+        assert_eq!(qa.run_for(1), None);
+        assert_eq!(s.state.topics["t"].queues[0].min_offset, 2);
+        assert_eq!(s.one(expire_run("index/r.cat")), Outcome::Done);
         let qa = s.state.archive.queue("t", 0).expect("archived");
         assert!(qa.runs.is_empty());
         assert_eq!(qa.files.len(), 3);

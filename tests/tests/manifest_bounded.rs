@@ -87,7 +87,14 @@ async fn old_offsets_fold_into_index_objects_and_stay_readable(backend: Backend)
     // One publish at a time: each is its own batch, so each is its own range.
     let mut published: BTreeMap<String, (u32, u64, String)> = BTreeMap::new();
     let started_ms = chrono_ms();
+    let mut mid_ms = 0;
     for i in 0..160 {
+        if i == 80 {
+            // Every message before is stored before this time, every one from here after it.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            mid_ms = chrono_ms();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let body = format!("message {i}");
         let r = api
             .post(
@@ -229,6 +236,36 @@ async fn old_offsets_fold_into_index_objects_and_stay_readable(backend: Backend)
         }
     }
     assert_eq!(again.len() + ack.len(), published.len());
+    // Reset to a time in the middle, which falls inside folded runs: each queue's offset is
+    // exactly its first message published after that time, not the start of the run.
+    let mut expected = [u64::MAX; 2];
+    for (queue, offset, body) in published.values() {
+        let i: u64 = body.trim_start_matches("message ").parse().unwrap();
+        if i >= 80 {
+            expected[*queue as usize] = expected[*queue as usize].min(*offset);
+        }
+    }
+    let state = manifest(&ts.store).await;
+    for (q, want) in expected.iter().enumerate() {
+        let run = state.topics["t"].queues[q].run_at_time(mid_ms);
+        assert!(
+            run.is_some_and(|r| r.base <= *want && *want < r.end),
+            "queue {q}: offset {want} should be folded: {run:?}"
+        );
+    }
+    let r = api
+        .post(
+            "/v1/groups/g/reset",
+            json!({"topic": "t", "to": {"timestamp_ms": mid_ms}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let lag = api.get("/v1/groups/g").await;
+    let mut committed = [u64::MAX; 2];
+    for l in lag.body["lag"].as_array().unwrap() {
+        committed[l["queue"].as_u64().unwrap() as usize] = l["committed_offset"].as_u64().unwrap();
+    }
+    assert_eq!(committed, expected, "{:?}", lag.body);
     // Reset to a time before everything: the group sees every message again.
     let r = api
         .post(

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use segment_writer::manifest::index::QueueSnapshot;
 use segment_writer::manifest::{
-    Command, GroupDef, GroupMode, OffsetRange, Outcome, PushDef, PushFormat, ResetTarget,
-    StartFrom, Subscription, TopicDef, TopicKind, backlog,
+    Command, GroupDef, GroupMode, IndexRun, OffsetRange, Outcome, PushDef, PushFormat, ResetTarget,
+    ResolvedOffset, StartFrom, Subscription, TopicDef, TopicKind, backlog,
 };
 
 use super::{
@@ -436,14 +436,45 @@ pub async fn reset(st: &AppState, group: &str, topic: &str, to: Position) -> Res
         Position::Named(NamedPosition::Latest) => ResetTarget::Latest,
         Position::Timestamp { timestamp_ms } => ResetTarget::Timestamp(timestamp_ms),
     };
-    {
+    // Queues whose offset at that time lies in a folded index run: the exact offset is read
+    // from the run's object here (apply cannot read objects).
+    let folded: Vec<(u32, QueueSnapshot, IndexRun)> = {
         let s = st.node.state();
         s.groups
             .get(group)
             .ok_or_else(|| Error::group_not_found(group))?;
-        s.topics
+        let t = s
+            .topics
             .get(topic)
             .ok_or_else(|| Error::topic_not_found(topic))?;
+        match to {
+            ResetTarget::Timestamp(ts) => t
+                .queues
+                .iter()
+                .enumerate()
+                .filter_map(|(qi, q)| {
+                    let run = q.run_at_time(ts)?.clone();
+                    Some((qi as u32, QueueSnapshot::of(q, run.base, 0), run))
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut resolved = Vec::with_capacity(folded.len());
+    if let ResetTarget::Timestamp(ts) = to {
+        for (queue, snap, run) in folded {
+            let offset = st
+                .reader
+                .index()
+                .offset_at_time(st.reader.store(), topic, queue, &snap, ts)
+                .await?;
+            resolved.push(ResolvedOffset {
+                queue,
+                run_object: run.object,
+                run_base: run.base,
+                offset,
+            });
+        }
     }
     one(submit_and_apply(
         st,
@@ -451,6 +482,7 @@ pub async fn reset(st: &AppState, group: &str, topic: &str, to: Position) -> Res
             group: group.to_string(),
             topic: topic.to_string(),
             to,
+            resolved,
         }],
     )
     .await?)?;

@@ -36,6 +36,16 @@ pub enum ResetTarget {
     Timestamp(i64),
 }
 
+/// The first offset of `queue` stored at or after a reset's time, found in the index run that
+/// starts at `run_base` in `run_object`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedOffset {
+    pub queue: u32,
+    pub run_object: String,
+    pub run_base: u64,
+    pub offset: u64,
+}
+
 /// What to do with a leased message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,6 +147,11 @@ pub enum Command {
         group: String,
         topic: String,
         to: ResetTarget,
+        /// For a reset to a time that falls in a queue's folded index run, the exact offset
+        /// the gateway read from the run's object (apply cannot read objects); used only if
+        /// the run is still the one the time falls in, else apply resets to the run's start.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resolved: Vec<ResolvedOffset>,
     },
     /// Dead-letter every message whose last allowed lease has expired (issued by the sequencer's ticker).
     ExpireLeases,

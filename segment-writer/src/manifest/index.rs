@@ -821,6 +821,36 @@ mod tests {
             q.offset_at_time(t) <= 140,
             "the state's answer is coarser, never later"
         );
+
+        // A reset to that time carries the exact offset read here; apply takes it while the
+        // run it was read from is still the one the time falls in, else the run's start.
+        let run = q.run_at_time(t).cloned().expect("folded");
+        assert!(run.base < 140, "the time falls inside the run");
+        assert_eq!(
+            s.one(Command::CreateGroup {
+                group: "g".into(),
+                def: crate::manifest::sim::group_def(1),
+            }),
+            Outcome::Defined { created: true }
+        );
+        let reset = |object: &str, offset: u64| Command::ResetOffsets {
+            group: "g".into(),
+            topic: "t".into(),
+            to: ResetTarget::Timestamp(t),
+            resolved: vec![ResolvedOffset {
+                queue: 0,
+                run_object: object.into(),
+                run_base: run.base,
+                offset,
+            }],
+        };
+        let committed = |s: &Sim| s.state.groups["g"].cursors[""]["t"][0].committed;
+        assert_eq!(s.one(reset(&run.object, 140)), Outcome::Done);
+        assert_eq!(committed(&s), 140);
+        s.one(reset("index/another.idx", 140));
+        assert_eq!(committed(&s), run.base, "a stale hint: the run's start");
+        s.one(reset(&run.object, run.end + 5));
+        assert_eq!(committed(&s), run.base, "a hint outside the run is ignored");
     }
 
     #[tokio::test]

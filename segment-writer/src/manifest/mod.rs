@@ -32,7 +32,8 @@ pub mod state;
 pub mod timers;
 
 pub use command::{
-    Command, Delta, Entry, FORMAT, PackedPart, PublishMode, RequestId, ResetTarget, SettleAction,
+    Command, Delta, Entry, FORMAT, PackedPart, PublishMode, RequestId, ResetTarget, ResolvedOffset,
+    SettleAction,
 };
 pub use index::{IndexCache, IndexSettings, IndexWork, QueueSnapshot};
 pub use log::{AppliedDelta, CommitAttempt, Created, LogSettings, ManifestLog, PreparedDelta};

@@ -66,17 +66,25 @@ impl QueueLog {
     /// The first offset stored at or after `time_ms` (range granularity: a publish batch, or
     /// the delayed messages due in one tick), or `next_offset`. Store times grow with offsets
     /// (a delayed message is stored when due), so this is a binary search.
-    /// In folded runs the granularity is the run (a reset may deliver up to one run's earlier
-    /// messages again); gateways resolve the exact offset through the index first.
+    /// In folded runs the granularity is the run: a reset to a time carries the exact offset
+    /// the gateway read from the run's object ([`Command::ResetOffsets`]`::resolved`).
+    ///
+    /// [`Command::ResetOffsets`]: crate::manifest::Command::ResetOffsets
     pub fn offset_at_time(&self, time_ms: i64) -> u64 {
-        let i = self.index.partition_point(|r| r.last_stored_ms < time_ms);
-        if let Some(r) = self.index.get(i) {
+        if let Some(r) = self.run_at_time(time_ms) {
             return r.base.max(self.min_offset);
         }
         let i = self.ranges.partition_point(|r| r.stored_ms() < time_ms);
         self.ranges
             .get(i)
             .map_or(self.next_offset, |r| r.base.max(self.min_offset))
+    }
+
+    /// The folded index run holding the first offset stored at or after `time_ms`, if that
+    /// offset is folded.
+    pub fn run_at_time(&self, time_ms: i64) -> Option<&IndexRun> {
+        let i = self.index.partition_point(|r| r.last_stored_ms < time_ms);
+        self.index.get(i)
     }
 
     pub(crate) fn append(&mut self, range: OffsetRange) -> u64 {

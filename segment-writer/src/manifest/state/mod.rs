@@ -286,7 +286,12 @@ impl State {
                     expired,
                 })
             }
-            Command::ResetOffsets { group, topic, to } => {
+            Command::ResetOffsets {
+                group,
+                topic,
+                to,
+                resolved,
+            } => {
                 let t = self
                     .topics
                     .get(topic)
@@ -294,10 +299,23 @@ impl State {
                 let targets: Vec<u64> = t
                     .queues
                     .iter()
-                    .map(|q| match to {
+                    .enumerate()
+                    .map(|(qi, q)| match to {
                         ResetTarget::Earliest => q.min_offset,
                         ResetTarget::Latest => q.next_offset,
-                        ResetTarget::Timestamp(ts) => q.offset_at_time(*ts),
+                        ResetTarget::Timestamp(ts) => {
+                            let hint = resolved.iter().find(|r| r.queue == qi as u32);
+                            match (q.run_at_time(*ts), hint) {
+                                (Some(run), Some(h))
+                                    if h.run_object == run.object
+                                        && h.run_base == run.base
+                                        && (run.base..run.end).contains(&h.offset) =>
+                                {
+                                    h.offset.max(q.min_offset)
+                                }
+                                _ => q.offset_at_time(*ts),
+                            }
+                        }
                     })
                     .collect();
                 let g = self

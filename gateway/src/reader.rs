@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use compactor::ArchiveReader;
 use futures::StreamExt;
@@ -166,7 +167,17 @@ pub struct Reader {
     packed: Mutex<Packed>,
     archive: ArchiveReader,
     index: Arc<IndexCache>,
+    /// Topics read here lately, and when last: new segments are fetched ahead into the hot
+    /// tail only for these ([`Reader::wants_ahead`]).
+    read_lately: Mutex<HashMap<String, tokio::time::Instant>>,
 }
+
+/// How long after its last read through this gateway a topic's new segments are still fetched
+/// ahead (a gateway serving no consumer of a topic never GETs its segments before a read).
+const READ_LATELY: Duration = Duration::from_secs(300);
+
+/// Topics remembered as read lately at most; beyond it the stale ones are forgotten.
+const READ_LATELY_TOPICS: usize = 4_096;
 
 /// One piece of a read: ordinals of one segment.
 struct Piece {
@@ -187,7 +198,37 @@ impl Reader {
             cache: Mutex::new(Lru::default()),
             packed: Mutex::new(Packed::default()),
             index: Arc::new(IndexCache::new(INDEX_CACHE_BYTES)),
+            read_lately: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes that `topic` is read through this gateway.
+    fn note_read(&self, topic: &str) {
+        let now = tokio::time::Instant::now();
+        let mut m = self.read_lately.lock().expect("read-lately lock poisoned");
+        if let Some(at) = m.get_mut(topic) {
+            *at = now;
+            return;
+        }
+        if m.len() >= READ_LATELY_TOPICS {
+            m.retain(|_, at| now.duration_since(*at) < READ_LATELY);
+            if m.len() >= READ_LATELY_TOPICS {
+                return;
+            }
+        }
+        m.insert(topic.to_string(), now);
+    }
+
+    /// Whether new segments of `topic` should be fetched into the hot tail ahead of any read:
+    /// the topic was read through this gateway within the last five minutes. Prefetching every
+    /// segment on every gateway costs each follower a GET per segment another gateway writes,
+    /// whether or not anything reads it there (the cost-first table's three-gateway GETs).
+    pub fn wants_ahead(&self, topic: &str) -> bool {
+        self.read_lately
+            .lock()
+            .expect("read-lately lock poisoned")
+            .get(topic)
+            .is_some_and(|at| at.elapsed() < READ_LATELY)
     }
 
     /// The cache of index sections (shared with the index keeper).
@@ -364,7 +405,7 @@ impl Reader {
             Err(e) if self.inline_version(segment).is_none() => {
                 use segment_writer::clock::Clock;
                 let clock = segment_writer::clock::TokioClock::starting_at(0);
-                clock.sleep(std::time::Duration::from_millis(100)).await;
+                clock.sleep(Duration::from_millis(100)).await;
                 match self.resolve(segment, ordinals) {
                     (Some(pack), shifted) => self.read_stored(&pack, shifted).await,
                     _ => Err(e),
@@ -392,7 +433,7 @@ impl Reader {
         let read = segment_writer::store::retrying(
             &segment_writer::clock::TokioClock::starting_at(0),
             READ_ATTEMPTS,
-            |_| std::time::Duration::ZERO,
+            |_| Duration::ZERO,
             "segment read",
             || async move {
                 // A segment still inline in the log is small: read whole from its log version.
@@ -452,6 +493,7 @@ impl Reader {
         offset: u64,
         max: usize,
     ) -> segment_writer::Result<Vec<Stored>> {
+        self.note_read(topic);
         let (from, snap, archive) = {
             let s = state.read().expect("state lock poisoned");
             let Some(q) = s
@@ -567,6 +609,7 @@ impl Reader {
         queue: u32,
         offsets: &[u64],
     ) -> segment_writer::Result<Vec<Stored>> {
+        self.note_read(topic);
         let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
             return Ok(Vec::new());
         };

@@ -509,7 +509,8 @@ fn spawn_inline_writer(
     })
 }
 
-/// Followers fill the hot tail with each new segment once; the sequencer dead-letters
+/// Gateways fill the hot tail with each new segment of a topic read through them lately
+/// ([`Reader::wants_ahead`]) once; the sequencer dead-letters
 /// exhausted leases; store call counts feed `/metrics`.
 fn spawn_background(
     node: Node,
@@ -550,9 +551,11 @@ fn spawn_background(
                     if let Command::Packed { pack, parts } = c {
                         prefetch_reader.packed(pack, parts);
                     }
-                    if let Command::Append { segment, .. } | Command::PublishOne { segment, .. } = c
+                    if let Command::Append { topic, segment, .. }
+                    | Command::PublishOne { topic, segment, .. } = c
                     {
-                        if !prefetch_reader.contains(segment) {
+                        if prefetch_reader.wants_ahead(topic) && !prefetch_reader.contains(segment)
+                        {
                             let (r, s) = (prefetch_reader.clone(), segment.clone());
                             tokio::spawn(async move {
                                 if let Err(e) = r.prefetch(&s).await {

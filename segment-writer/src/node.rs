@@ -202,6 +202,10 @@ struct Shared {
     store_ok: std::sync::atomic::AtomicBool,
     /// Tail rounds that read the log to its end without an error.
     tails: watch::Sender<u64>,
+    /// The newest version this node knows exists (from the sequencer's answers to its
+    /// forwards, and versions it was asked to wait for): a tail fetches up to it without
+    /// guessing.
+    known_head: AtomicU64,
 }
 
 /// A handle to a running node (cheap to clone).
@@ -252,6 +256,7 @@ impl Node {
             done,
             store_ok: std::sync::atomic::AtomicBool::new(true),
             tails: watch::channel(0).0,
+            known_head: AtomicU64::new(0),
         });
         let lp = CommitLoop {
             shared: shared.clone(),
@@ -344,6 +349,7 @@ impl Node {
         if self.version() >= version {
             return true;
         }
+        self.shared.known_head.fetch_max(version, Ordering::Relaxed);
         self.nudge();
         let mut rx = self.shared.version.clone();
         tokio::time::timeout(max, rx.wait_for(|v| *v >= version))
@@ -619,7 +625,8 @@ impl CommitLoop {
         let (rx, seq, forwarder) = (&mut self.rx, &self.seq, &self.forwarder);
         let (pending, retry) = (&mut self.pending, &mut self.retry);
         let (forwarding, tail_due) = (&mut self.forwarding, &mut self.tail_due);
-        let catch_up = self.log.catch_up_each(|a| {
+        let known = shared.known_head.load(Ordering::Relaxed);
+        let catch_up = self.log.catch_up_each(known, |a| {
             if !a.orphan {
                 let _ = shared.applied.send(Arc::new(a.clone()));
             }
@@ -950,7 +957,7 @@ fn start_forwards(
     retry: &mut VecDeque<Pending>,
     forwarding: &mut usize,
     seq: &AtomicU64,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     forwarder: &Arc<dyn Forwarder>,
 ) {
     let most = shared
@@ -980,6 +987,7 @@ fn start_forwards(
         let tx = shared.tx.clone();
         let clock = shared.clock.clone();
         let backoff = shared.settings.tail_interval;
+        let known_head = shared.clone();
         tokio::spawn(async move {
             let request = ForwardRequest {
                 id: batch
@@ -993,6 +1001,7 @@ fn start_forwards(
                     version: v,
                     outcomes,
                 }) => {
+                    known_head.known_head.fetch_max(v, Ordering::Relaxed);
                     // Answer at once; a caller that must read its write waits with
                     // `Node::wait_applied`, which asks for a tail.
                     batch.answer(Ok(Committed {

@@ -411,22 +411,32 @@ impl ManifestLog {
     /// GETs the versions after the state's until one is not found.
     pub async fn catch_up(&mut self) -> Result<Vec<AppliedDelta>> {
         let mut applied = Vec::new();
-        self.catch_up_each(|a| applied.push(a.clone())).await?;
+        self.catch_up_each(0, |a| applied.push(a.clone())).await?;
         Ok(applied)
     }
 
-    /// Like [`ManifestLog::catch_up`], calling `on_apply` as each version is applied. The first
-    /// GET is of the next version alone (an idle tail costs one GET); while versions keep
-    /// coming it fetches up to 16 ahead in parallel, so a follower catches up with a busy
-    /// sequencer instead of chasing it one round trip at a time.
+    /// Like [`ManifestLog::catch_up`], calling `on_apply` as each version is applied.
+    /// Versions up to `known` (known to exist) are fetched in parallel, up to 32 at a time.
+    /// Beyond it each version is a guess, and a guess that is not there costs a GET: the
+    /// first round asks for the next version alone (an idle tail costs one GET), the next
+    /// for one more, and only while every round finds all it asked for does the width double
+    /// (to 16), so a follower catches up with a busy sequencer without chasing it one round
+    /// trip at a time, and one that is a version behind wastes one GET, not two.
     pub async fn catch_up_each(
         &mut self,
+        known: u64,
         mut on_apply: impl FnMut(&AppliedDelta),
     ) -> Result<usize> {
-        let mut width = 1u64;
+        let mut guess = 1u64;
+        let mut full_rounds = 0u32;
         let mut n = 0;
         loop {
             let from = self.version() + 1;
+            let width = if known >= from {
+                (known - from + 1).min(32)
+            } else {
+                guess
+            };
             let (store, clock) = (self.store.clone(), self.clock.clone());
             let mut fetched = futures::stream::iter((from..from + width).map(|v| {
                 let (store, clock) = (store.clone(), clock.clone());
@@ -444,7 +454,12 @@ impl ManifestLog {
                 on_apply(&applied);
                 n += 1;
             }
-            width = (width * 2).min(16);
+            if known < from {
+                full_rounds += 1;
+                if full_rounds >= 2 {
+                    guess = (guess * 2).min(16);
+                }
+            }
         }
     }
 

@@ -20,13 +20,14 @@
 //! The object: a 16-byte header (magic `FMQC`, format, payload length, CRC32C of the payload)
 //! and a JSON payload of the topic, the queue and the files in offset order.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
+use super::byte_lru::ByteLru;
 use super::command::Command;
 use super::model::{Archive, ArchivedFile, CatalogueRun, QueueArchive, State, files_digest};
 use crate::store::Store;
@@ -129,19 +130,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(String, u32, Vec<ArchivedFil
 /// an entry never goes stale). Least recently used entries go first.
 #[derive(Debug)]
 pub struct CatalogueCache {
-    max_bytes: usize,
-    inner: Mutex<CacheInner>,
-}
-
-type Cached = (Arc<Vec<ArchivedFile>>, usize, u64);
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    map: HashMap<String, Cached>,
-    by_use: BTreeMap<u64, String>,
-    total: usize,
-    tick: u64,
-    gets: u64,
+    lru: ByteLru<String, Arc<Vec<ArchivedFile>>>,
 }
 
 /// What a cached file list costs, about.
@@ -156,60 +145,18 @@ impl CatalogueCache {
     /// A cache holding at most `max_bytes` of file lists.
     pub fn new(max_bytes: usize) -> Self {
         CatalogueCache {
-            max_bytes,
-            inner: Mutex::new(CacheInner::default()),
+            lru: ByteLru::new(max_bytes),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
-        self.inner.lock().expect("catalogue cache lock poisoned")
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.lock().total
+        self.lru.bytes()
     }
 
     /// Objects read from the store so far.
     pub fn gets(&self) -> u64 {
-        self.lock().gets
-    }
-
-    fn cached(&self, object: &str) -> Option<Arc<Vec<ArchivedFile>>> {
-        let mut c = self.lock();
-        c.tick += 1;
-        let tick = c.tick;
-        let (v, last) = {
-            let e = c.map.get_mut(object)?;
-            (e.0.clone(), std::mem::replace(&mut e.2, tick))
-        };
-        c.by_use.remove(&last);
-        c.by_use.insert(tick, object.to_string());
-        Some(v)
-    }
-
-    fn insert(&self, object: &str, files: Arc<Vec<ArchivedFile>>) {
-        let size = size_of(&files);
-        if size > self.max_bytes {
-            return;
-        }
-        let mut c = self.lock();
-        c.tick += 1;
-        let tick = c.tick;
-        if let Some(old) = c.map.insert(object.to_string(), (files, size, tick)) {
-            c.total -= old.1;
-            c.by_use.remove(&old.2);
-        }
-        c.by_use.insert(tick, object.to_string());
-        c.total += size;
-        while c.total > self.max_bytes {
-            let Some((_, victim)) = c.by_use.pop_first() else {
-                break;
-            };
-            if let Some(v) = c.map.remove(&victim) {
-                c.total -= v.1;
-            }
-        }
+        self.lru.loads()
     }
 
     /// The files of `run` of `topic`/`queue` (one GET when not cached). An object that is
@@ -221,7 +168,7 @@ impl CatalogueCache {
         queue: u32,
         run: &CatalogueRun,
     ) -> Result<Arc<Vec<ArchivedFile>>> {
-        if let Some(v) = self.cached(&run.object) {
+        if let Some(v) = self.lru.get(&run.object) {
             return Ok(v);
         }
         let path = store.paths.relative(&run.object);
@@ -241,7 +188,7 @@ impl CatalogueCache {
             },
         )
         .await?;
-        self.lock().gets += 1;
+        self.lru.loaded();
         let (t, q, files) = decode(&bytes).map_err(|e| Error::corrupt(&path, e))?;
         if t != topic || q != queue || files_digest(&files) != run.digest {
             return Err(Error::corrupt(
@@ -253,7 +200,7 @@ impl CatalogueCache {
             ));
         }
         let v = Arc::new(files);
-        self.insert(&run.object, v.clone());
+        self.lru.insert(run.object.clone(), v.clone(), size_of(&v));
         Ok(v)
     }
 

@@ -4,12 +4,13 @@
 //! ranges fold and runs merge is planned and applied by `manifest::state::index` (which tells
 //! the whole design).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use object_store::ObjectStoreExt;
 
+use super::byte_lru::ByteLru;
 use super::command::Command;
 pub use super::model::index::{IndexRun, NewRun, digest, single};
 use super::model::{OffsetRange, QueueLog, State};
@@ -337,80 +338,25 @@ impl ObjectBuilder {
 /// offset; objects are immutable, so an entry never goes stale).
 #[derive(Debug)]
 pub struct IndexCache {
-    max_bytes: usize,
-    inner: Mutex<CacheInner>,
-}
-
-/// A cached section: its ranges, their size and the tick of their last use.
-type Cached = (Arc<Section>, usize, u64);
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    map: HashMap<(String, u64), Cached>,
-    by_use: BTreeMap<u64, (String, u64)>,
-    total: usize,
-    tick: u64,
-    gets: u64,
+    lru: ByteLru<(String, u64), Arc<Section>>,
 }
 
 impl IndexCache {
     /// A cache holding at most `max_bytes` of decoded ranges.
     pub fn new(max_bytes: usize) -> Self {
         IndexCache {
-            max_bytes,
-            inner: Mutex::new(CacheInner::default()),
+            lru: ByteLru::new(max_bytes),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
-        self.inner.lock().expect("index cache lock poisoned")
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.lock().total
+        self.lru.bytes()
     }
 
     /// Sections read from the store so far.
     pub fn gets(&self) -> u64 {
-        self.lock().gets
-    }
-
-    fn cached(&self, key: &(String, u64)) -> Option<Arc<Section>> {
-        let mut c = self.lock();
-        c.tick += 1;
-        let tick = c.tick;
-        let (v, last) = {
-            let e = c.map.get_mut(key)?;
-            (e.0.clone(), std::mem::replace(&mut e.2, tick))
-        };
-        c.by_use.remove(&last);
-        c.by_use.insert(tick, key.clone());
-        Some(v)
-    }
-
-    fn insert(&self, key: (String, u64), ranges: Arc<Section>) {
-        let size = ranges.size();
-        if size > self.max_bytes {
-            return;
-        }
-        let mut c = self.lock();
-        c.tick += 1;
-        let tick = c.tick;
-        if let Some(old) = c.map.insert(key.clone(), (ranges, size, tick)) {
-            c.total -= old.1;
-            c.by_use.remove(&old.2);
-        }
-        c.by_use.insert(tick, key);
-        c.total += size;
-        while c.total > self.max_bytes {
-            let Some((_, victim)) = c.by_use.pop_first() else {
-                break;
-            };
-            if let Some(v) = c.map.remove(&victim) {
-                c.total -= v.1;
-            }
-        }
+        self.lru.loads()
     }
 
     /// The ranges of `run` of `topic`/`queue` (one ranged GET when not cached). A section that
@@ -423,7 +369,7 @@ impl IndexCache {
         run: &IndexRun,
     ) -> Result<Arc<Section>> {
         let key = (run.object.clone(), run.at);
-        if let Some(v) = self.cached(&key) {
+        if let Some(v) = self.lru.get(&key) {
             return Ok(v);
         }
         let path = store.paths.relative(&run.object);
@@ -446,7 +392,7 @@ impl IndexCache {
             },
         )
         .await?;
-        self.lock().gets += 1;
+        self.lru.loaded();
         let section = decode_section(&bytes).map_err(|e| Error::corrupt(&path, e))?;
         let n = section.len();
         if section.topic != topic
@@ -465,7 +411,7 @@ impl IndexCache {
             ));
         }
         let v = Arc::new(section);
-        self.insert(key, v.clone());
+        self.lru.insert(key, v.clone(), v.size());
         Ok(v)
     }
 

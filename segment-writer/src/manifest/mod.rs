@@ -19,6 +19,7 @@
 //! of the replica that applies them.
 
 pub mod backlog;
+pub mod byte_lru;
 pub mod catalogue;
 pub mod command;
 pub mod index;

@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::index::Fnv1a;
+
 /// One Parquet file of the archive: a contiguous run of one queue's offsets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchivedFile {
@@ -78,13 +80,8 @@ impl CatalogueRun {
 
 /// 64-bit FNV-1a over every field of `files`.
 pub fn files_digest(files: &[ArchivedFile]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = Fnv1a::new();
+    let mut eat = |bytes: &[u8]| h.eat(bytes);
     for f in files {
         eat(&(f.path.len() as u64).to_le_bytes());
         eat(f.path.as_bytes());
@@ -95,7 +92,7 @@ pub fn files_digest(files: &[ArchivedFile]) -> u64 {
         eat(&f.rows.to_le_bytes());
         eat(&f.bytes.to_le_bytes());
     }
-    h
+    h.0
 }
 
 /// One queue's archive.

@@ -70,16 +70,27 @@ pub struct NewRun {
     pub replaces: Vec<String>,
 }
 
+/// 64-bit FNV-1a, fed bytes in pieces (the digests of index and catalogue runs).
+pub(crate) struct Fnv1a(pub(crate) u64);
+
+impl Fnv1a {
+    pub(crate) fn new() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub(crate) fn eat(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// 64-bit FNV-1a over the fields of `ranges` that a reader uses: equal digests mean the same
 /// pointers (a fold's snapshot still matches the state).
 pub fn digest(ranges: &[OffsetRange]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut f = Fnv1a::new();
+    let mut eat = |bytes: &[u8]| f.eat(bytes);
     for r in ranges {
         eat(&r.base.to_le_bytes());
         eat(&r.count.to_le_bytes());
@@ -92,7 +103,7 @@ pub fn digest(ranges: &[OffsetRange]) -> u64 {
         eat(&q.to_le_bytes());
         eat(&o.to_le_bytes());
     }
-    h
+    f.0
 }
 
 /// The range of just `offset`, cut from the contiguous `ranges` holding it.

@@ -232,17 +232,7 @@ impl State {
                 Ok(Outcome::Done)
             }
             Command::ExpireArchive { topic, queue, path } => {
-                let first_range = self
-                    .topics
-                    .get(topic)
-                    .and_then(|t| t.queues.get(*queue as usize))
-                    .map(|q| q.first_held());
-                let qa = self
-                    .archive
-                    .queues
-                    .get_mut(topic)
-                    .and_then(|qs| qs.get_mut(queue))
-                    .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))?;
+                let qa = queue_archive(&mut self.archive, topic, *queue)?;
                 match qa.files.first() {
                     // Runs hold older files: those expire first, as runs.
                     Some(f) if f.path == *path && qa.runs.is_empty() => {}
@@ -253,12 +243,7 @@ impl State {
                     }
                 }
                 let f = qa.files.remove(0);
-                if let (Some(first), Some(t)) = (first_range, self.topics.get_mut(topic)) {
-                    if let Some(q) = t.queues.get_mut(*queue as usize) {
-                        // Offsets below are gone for good (no segment, no file).
-                        q.min_offset = q.min_offset.max(f.max_offset.min(first));
-                    }
-                }
+                self.forget_below(topic, *queue, f.max_offset);
                 Ok(Outcome::Done)
             }
             Command::FoldCatalogue {
@@ -267,13 +252,11 @@ impl State {
                 run,
                 replaces,
             } => {
-                let qa = self
-                    .archive
-                    .queues
-                    .get_mut(topic)
-                    .and_then(|qs| qs.get_mut(queue))
-                    .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))?;
-                install_catalogue_run(qa, run, replaces)?;
+                install_catalogue_run(
+                    queue_archive(&mut self.archive, topic, *queue)?,
+                    run,
+                    replaces,
+                )?;
                 Ok(Outcome::Done)
             }
             Command::ExpireCatalogueRun {
@@ -282,17 +265,7 @@ impl State {
                 object,
                 rest,
             } => {
-                let first_range = self
-                    .topics
-                    .get(topic)
-                    .and_then(|t| t.queues.get(*queue as usize))
-                    .map(|q| q.first_held());
-                let qa = self
-                    .archive
-                    .queues
-                    .get_mut(topic)
-                    .and_then(|qs| qs.get_mut(queue))
-                    .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))?;
+                let qa = queue_archive(&mut self.archive, topic, *queue)?;
                 let expired_to = match (qa.runs.first(), rest) {
                     (Some(r), None) if r.object == *object => r.max_offset,
                     (Some(r), Some(rest))
@@ -318,14 +291,22 @@ impl State {
                         qa.runs.remove(0);
                     }
                 }
-                if let (Some(first), Some(t)) = (first_range, self.topics.get_mut(topic)) {
-                    if let Some(q) = t.queues.get_mut(*queue as usize) {
-                        q.min_offset = q.min_offset.max(expired_to.min(first));
-                    }
-                }
+                self.forget_below(topic, *queue, expired_to);
                 Ok(Outcome::Done)
             }
             _ => Err(Rejection::Invalid("not an archive command".into())),
+        }
+    }
+
+    /// Archive retention forgot the queue's files below `expired_to`: offsets below it that no
+    /// segment holds either are gone for good.
+    fn forget_below(&mut self, topic: &str, queue: u32, expired_to: u64) {
+        if let Some(q) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.queues.get_mut(queue as usize))
+        {
+            q.min_offset = q.min_offset.max(expired_to.min(q.first_held()));
         }
     }
 
@@ -351,6 +332,19 @@ impl State {
             }
         }
     }
+}
+
+/// The archive of `topic`/`queue`, which an archive command needs to exist.
+fn queue_archive<'a>(
+    archive: &'a mut crate::manifest::model::Archive,
+    topic: &str,
+    queue: u32,
+) -> Result<&'a mut QueueArchive, Rejection> {
+    archive
+        .queues
+        .get_mut(topic)
+        .and_then(|qs| qs.get_mut(&queue))
+        .ok_or_else(|| Rejection::Invalid(format!("{topic}/{queue} has no archive")))
 }
 
 /// Installs `run` in `qa`: a fold of its oldest listed files (`replaces` empty) or a merge

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::byte_lru::ByteLru;
 use super::command::Command;
+use super::model::archive::file_holding;
 use super::model::{Archive, ArchivedFile, CatalogueRun, QueueArchive, State, files_digest};
 use crate::store::Store;
 use crate::{Error, Result};
@@ -220,11 +221,7 @@ impl CatalogueCache {
             return Ok(None);
         };
         let files = self.files(store, topic, queue, run).await?;
-        let i = files.partition_point(|f| f.min_offset <= offset);
-        Ok(i.checked_sub(1)
-            .map(|i| &files[i])
-            .filter(|f| offset < f.max_offset)
-            .cloned())
+        Ok(file_holding(&files, offset).cloned())
     }
 }
 

@@ -95,6 +95,15 @@ pub fn files_digest(files: &[ArchivedFile]) -> u64 {
     h.0
 }
 
+/// The file of `files` (consecutive, in offset order) holding `offset`.
+pub fn file_holding(files: &[ArchivedFile], offset: u64) -> Option<&ArchivedFile> {
+    let i = files
+        .partition_point(|f| f.min_offset <= offset)
+        .checked_sub(1)?;
+    let f = &files[i];
+    (offset < f.max_offset).then_some(f)
+}
+
 /// One queue's archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct QueueArchive {
@@ -110,12 +119,7 @@ pub struct QueueArchive {
 impl QueueArchive {
     /// The file holding `offset`, if it is one of the files listed here.
     pub fn file_for(&self, offset: u64) -> Option<&ArchivedFile> {
-        let i = self
-            .files
-            .partition_point(|f| f.min_offset <= offset)
-            .checked_sub(1)?;
-        let f = &self.files[i];
-        (offset < f.max_offset).then_some(f)
+        file_holding(&self.files, offset)
     }
 
     /// The run whose files hold `offset`.

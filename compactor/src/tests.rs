@@ -285,6 +285,7 @@ async fn retention_deletes_exactly_the_segments_no_one_needs() {
             retry_backoff_ms: vec![1],
             push: None,
         },
+        resolved: Default::default(),
     }])
     .await
     .expect("group");

@@ -101,6 +101,7 @@ async fn main() {
             retry_backoff_ms: vec![1_000],
             push: None,
         },
+        resolved: Default::default(),
     }]);
     let mut segment = 0u64;
     let keep = async |b: &mut Bench| {

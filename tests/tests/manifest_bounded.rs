@@ -266,6 +266,20 @@ async fn old_offsets_fold_into_index_objects_and_stay_readable(backend: Backend)
         committed[l["queue"].as_u64().unwrap() as usize] = l["committed_offset"].as_u64().unwrap();
     }
     assert_eq!(committed, expected, "{:?}", lag.body);
+    // A group created to start at that time starts there too.
+    let r = api
+        .put(
+            "/v1/groups/late",
+            json!({"subscriptions": [{"topic": "t"}], "start_from": {"timestamp_ms": mid_ms}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let lag = api.get("/v1/groups/late").await;
+    let mut committed = [u64::MAX; 2];
+    for l in lag.body["lag"].as_array().unwrap() {
+        committed[l["queue"].as_u64().unwrap() as usize] = l["committed_offset"].as_u64().unwrap();
+    }
+    assert_eq!(committed, expected, "{:?}", lag.body);
     // Reset to a time before everything: the group sees every message again.
     let r = api
         .post(

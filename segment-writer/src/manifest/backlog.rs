@@ -254,6 +254,7 @@ mod tests {
                 push: None,
                 ..group_def(max_retries)
             },
+            resolved: Default::default(),
         });
         for (queue, count, at) in [(0, 6, 1_000), (1, 4, 2_000)] {
             s.one(Command::Append {

@@ -8,6 +8,8 @@
 //! Plain data: the stored format of deltas (pinned by `manifest::samples`). Imports only the
 //! model types a command carries.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::model::{
@@ -77,7 +79,16 @@ pub enum Command {
         publish_time_ms: i64,
     },
     /// Create a consumer group (and its dead-letter topic), or confirm an identical one.
-    CreateGroup { group: String, def: GroupDef },
+    CreateGroup {
+        group: String,
+        def: GroupDef,
+        /// For a group starting at a time that falls in folded index runs: per subscribed
+        /// topic, the exact offsets the gateway read from the runs' objects, used as
+        /// [`Command::ResetOffsets`]`::resolved` is (only while each run is still the one the
+        /// time falls in, else the cursor starts at the run's start).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        resolved: BTreeMap<String, Vec<ResolvedOffset>>,
+    },
     /// Delete a group and its cursors.
     DeleteGroup { group: String },
     /// Lease up to `max` of `candidates` to a consumer for `invisible_ms`; mark `skipped`

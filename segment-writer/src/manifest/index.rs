@@ -776,6 +776,7 @@ mod tests {
             s.one(Command::CreateGroup {
                 group: "g".into(),
                 def: crate::manifest::sim::group_def(1),
+                resolved: Default::default(),
             }),
             Outcome::Defined { created: true }
         );
@@ -797,6 +798,41 @@ mod tests {
         assert_eq!(committed(&s), run.base, "a stale hint: the run's start");
         s.one(reset(&run.object, run.end + 5));
         assert_eq!(committed(&s), run.base, "a hint outside the run is ignored");
+
+        // A group created to start at that time takes the same hint, on the same terms.
+        let create = |group: &str, object: &str, offset: u64| Command::CreateGroup {
+            group: group.into(),
+            def: GroupDef {
+                start_from: StartFrom::Timestamp(t),
+                ..crate::manifest::sim::group_def(1)
+            },
+            resolved: [(
+                "t".to_string(),
+                vec![ResolvedOffset {
+                    queue: 0,
+                    run_object: object.into(),
+                    run_base: run.base,
+                    offset,
+                }],
+            )]
+            .into(),
+        };
+        let start = |s: &Sim, group: &str| s.state.groups[group].cursors[""]["t"][0].committed;
+        s.one(create("exact", &run.object, 140));
+        assert_eq!(start(&s, "exact"), 140);
+        s.one(create("stale", "index/another.idx", 140));
+        assert_eq!(
+            start(&s, "stale"),
+            run.base,
+            "a stale hint: the run's start"
+        );
+        let before = s.state.clone();
+        assert_eq!(
+            s.one(create("exact", &run.object, 141)),
+            Outcome::Defined { created: false },
+            "the same definition again: nothing moves, whatever the hint"
+        );
+        assert_eq!(s.state.groups, before.groups);
     }
 
     #[tokio::test]
@@ -835,6 +871,7 @@ mod tests {
                 retry_backoff_ms: vec![10],
                 push: None,
             },
+            resolved: Default::default(),
         }
     }
 

@@ -173,6 +173,7 @@ fn sample_state() -> super::model::State {
             retry_backoff_ms: vec![1_000, 5_000],
             push: None,
         },
+        resolved: Default::default(),
     });
     let at = |offset| QueueOffset {
         topic: "orders".into(),

@@ -505,6 +505,7 @@ mod tests {
                 retry_backoff_ms: vec![1],
                 push: None,
             },
+            resolved: Default::default(),
         });
         s.one(file("f", 0, 15));
         // Before retention: nothing drops.

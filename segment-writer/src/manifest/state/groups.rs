@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::manifest::command::ResolvedOffset;
 use crate::manifest::model::{
     Cursor, Group, GroupDef, GroupMode, Outcome, PushDef, PushProgress, QueueLog, Rejection,
     StartFrom, State, Topic, TopicDef, TopicKind, dlq_topic,
@@ -13,6 +14,7 @@ impl State {
         &mut self,
         group: &str,
         def: &GroupDef,
+        resolved: &BTreeMap<String, Vec<ResolvedOffset>>,
     ) -> Result<Outcome, Rejection> {
         if def.push.is_some() && def.mode != GroupMode::Clustering {
             return Err(Rejection::Invalid(
@@ -57,9 +59,10 @@ impl State {
         if def.mode == GroupMode::Clustering {
             let mut per_topic = BTreeMap::new();
             for s in &def.subscriptions {
+                let resolved = resolved.get(&s.topic).map_or(&[][..], Vec::as_slice);
                 per_topic.insert(
                     s.topic.clone(),
-                    self.start_cursors(&s.topic, def.start_from),
+                    self.start_cursors_resolved(&s.topic, def.start_from, resolved),
                 );
             }
             g.cursors.insert(String::new(), per_topic);
@@ -77,16 +80,31 @@ impl State {
         Ok(Outcome::Defined { created: true })
     }
 
-    /// Where a new cursor on `topic` starts, per queue.
+    /// Where a new cursor on `topic` starts, per queue (inside a folded index run, a start
+    /// time gives the run's start: see [`Self::start_cursors_resolved`]).
     pub fn start_cursors(&self, topic: &str, from: StartFrom) -> Vec<Cursor> {
+        self.start_cursors_resolved(topic, from, &[])
+    }
+
+    /// [`Self::start_cursors`] with the exact offsets the gateway read from folded index runs
+    /// for a start time (`resolved`, per queue).
+    fn start_cursors_resolved(
+        &self,
+        topic: &str,
+        from: StartFrom,
+        resolved: &[ResolvedOffset],
+    ) -> Vec<Cursor> {
         self.topics.get(topic).map_or_else(Vec::new, |t| {
             t.queues
                 .iter()
-                .map(|q| {
+                .enumerate()
+                .map(|(qi, q)| {
                     Cursor::at(match from {
                         StartFrom::Earliest => q.min_offset,
                         StartFrom::Latest => q.next_offset,
-                        StartFrom::Timestamp(ts) => q.offset_at_time(ts),
+                        StartFrom::Timestamp(ts) => {
+                            super::offset_at_time_resolved(q, qi, ts, resolved)
+                        }
                     })
                 })
                 .collect()

@@ -40,6 +40,7 @@ mod tests {
         s.one(Command::CreateGroup {
             group: "g".into(),
             def: group_def(1),
+            resolved: Default::default(),
         });
         s.one(Command::Append {
             topic: "t".into(),

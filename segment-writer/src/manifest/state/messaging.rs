@@ -890,6 +890,7 @@ mod tests {
                 retry_backoff_ms: vec![0],
                 push: None,
             },
+            resolved: Default::default(),
         });
         let lease = |s: &mut Sim| {
             let candidates = s.state.candidates("g", "", s.now, 10);

@@ -19,11 +19,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::manifest::command::{Command, Delta, Entry, RequestId, ResetTarget, SettleAction};
+use crate::manifest::command::{
+    Command, Delta, Entry, RequestId, ResetTarget, ResolvedOffset, SettleAction,
+};
 use crate::manifest::model::{
     Cursor, DEFAULT_MAX_IN_FLIGHT, EventKind, GroupMode, LedgerEvent, OffsetRange, Outcome,
-    Pending, PushProgress, QueueOffset, REQUEST_WINDOW_MS, REQUESTS_PER_ORIGIN, RecordedRequest,
-    Rejection, SequencerInfo, State,
+    Pending, PushProgress, QueueLog, QueueOffset, REQUEST_WINDOW_MS, REQUESTS_PER_ORIGIN,
+    RecordedRequest, Rejection, SequencerInfo, State,
 };
 
 pub mod archive;
@@ -180,7 +182,11 @@ impl State {
                 });
                 Ok(Outcome::Appended { base_offset: base })
             }
-            Command::CreateGroup { group, def } => self.create_group(group, def),
+            Command::CreateGroup {
+                group,
+                def,
+                resolved,
+            } => self.create_group(group, def, resolved),
             Command::DeleteGroup { group } => {
                 self.groups
                     .remove(group)
@@ -303,19 +309,7 @@ impl State {
                     .map(|(qi, q)| match to {
                         ResetTarget::Earliest => q.min_offset,
                         ResetTarget::Latest => q.next_offset,
-                        ResetTarget::Timestamp(ts) => {
-                            let hint = resolved.iter().find(|r| r.queue == qi as u32);
-                            match (q.run_at_time(*ts), hint) {
-                                (Some(run), Some(h))
-                                    if h.run_object == run.object
-                                        && h.run_base == run.base
-                                        && (run.base..run.end).contains(&h.offset) =>
-                                {
-                                    h.offset.max(q.min_offset)
-                                }
-                                _ => q.offset_at_time(*ts),
-                            }
-                        }
+                        ResetTarget::Timestamp(ts) => offset_at_time_resolved(q, qi, *ts, resolved),
                     })
                     .collect();
                 let g = self
@@ -465,5 +459,28 @@ impl State {
             | Command::FoldCatalogue { .. }
             | Command::ExpireCatalogueRun { .. } => self.apply_archive(command, now),
         }
+    }
+}
+
+/// The first offset of queue `qi` stored at or after `time_ms`: exact while the offsets there
+/// are listed; inside a folded index run, the offset the gateway read from the run's object
+/// (`resolved`, a [`ResolvedOffset`] of that queue) if the run is still the one the time falls
+/// in, else the run's start (apply cannot read objects).
+fn offset_at_time_resolved(
+    q: &QueueLog,
+    qi: usize,
+    time_ms: i64,
+    resolved: &[ResolvedOffset],
+) -> u64 {
+    let hint = resolved.iter().find(|r| r.queue as usize == qi);
+    match (q.run_at_time(time_ms), hint) {
+        (Some(run), Some(h))
+            if h.run_object == run.object
+                && h.run_base == run.base
+                && (run.base..run.end).contains(&h.offset) =>
+        {
+            h.offset.max(q.min_offset)
+        }
+        _ => q.offset_at_time(time_ms),
     }
 }

@@ -121,6 +121,7 @@ fn a_push_group_has_at_most_max_in_flight_leases_whoever_asks() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def,
+        resolved: Default::default(),
     });
     // Two gateways ask for everything: the first gets 3, the second nothing.
     let first = s.lease_all("");
@@ -142,6 +143,7 @@ fn a_push_groups_rate_cap_holds_over_time() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: push_def(1000, 5, "n1"),
+        resolved: Default::default(),
     });
     // A second's worth at once, then one per 200 ms.
     assert_eq!(s.lease_all("").len(), 5);
@@ -160,6 +162,7 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: group_def(3),
+        resolved: Default::default(),
     });
     let grants = s.lease_all("");
     let v = s.state.version;
@@ -169,7 +172,8 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
     assert_eq!(
         s.one(Command::CreateGroup {
             group: "g".into(),
-            def: push_def(8, 0, "n1")
+            def: push_def(8, 0, "n1"),
+            resolved: Default::default(),
         }),
         Outcome::Defined { created: false }
     );
@@ -188,6 +192,7 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: other,
+        resolved: Default::default(),
     });
     let p = s.state.groups["g"].def.push.clone().expect("push");
     assert_eq!((p.max_in_flight, p.secret_nonce.as_str()), (16, "n1"));
@@ -227,6 +232,7 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: group_def(3),
+        resolved: Default::default(),
     });
     assert_eq!(s.state.groups["g"].cursors, cursors);
     assert_eq!(s.state.groups["g"].push, None);
@@ -246,7 +252,8 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
     assert_eq!(
         s.one(Command::CreateGroup {
             group: "g".into(),
-            def: changed
+            def: changed,
+            resolved: Default::default(),
         }),
         Outcome::rejected(Rejection::Conflict(
             "group g exists with another definition".into()
@@ -259,7 +266,8 @@ fn a_group_switches_between_pull_and_push_keeping_its_cursors_and_secret() {
     assert!(matches!(
         s.one(Command::CreateGroup {
             group: "b".into(),
-            def: broadcast
+            def: broadcast,
+            resolved: Default::default(),
         }),
         Outcome::Rejected {
             rejection: Rejection::Invalid(_)
@@ -288,6 +296,7 @@ fn settle_many_is_the_same_as_one_settle_per_offset() {
         s.one(Command::CreateGroup {
             group: "g".into(),
             def: group_def(1),
+            resolved: Default::default(),
         });
         assert_eq!(s.lease_all("").len(), 6);
         s
@@ -383,6 +392,7 @@ fn lease_ack_and_redelivery_after_expiry_then_dead_letter() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: group_def(1),
+        resolved: Default::default(),
     });
     let g = s.lease_all("");
     assert_eq!(g.len(), 2);
@@ -462,6 +472,7 @@ fn a_pack_rewrites_every_range_naming_its_parts_dead_letters_included() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: group_def(0),
+        resolved: Default::default(),
     });
     s.one(inline("a"));
     s.one(at("a", 0, 0, 2));
@@ -553,6 +564,7 @@ fn fifo_leases_one_per_message_group_in_order() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: group_def(5),
+        resolved: Default::default(),
     });
     let at = |o: u64| QueueOffset {
         topic: "t".into(),
@@ -691,6 +703,7 @@ fn a_stuck_message_and_a_million_acked_after_it_cost_a_handful_of_entries() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: group_def(1_000),
+        resolved: Default::default(),
     });
     // Offset 0 is leased and never settled; every later one is consumed (as filtered-out
     // skips, 10,000 per receive: the same path to `done` as an ack).
@@ -742,6 +755,7 @@ fn receives_past_the_in_flight_cap_grant_nothing() {
     s.one(Command::CreateGroup {
         group: "g".into(),
         def: group_def(5),
+        resolved: Default::default(),
     });
     let lease = |s: &mut Sim, cap| {
         let candidates = s.state.candidates("g", "", s.now, 100);

@@ -60,11 +60,20 @@ while kill -0 "$BENCH" 2>/dev/null; do
     'import json,sys; print(sum(q["max_offset"] for q in json.load(sys.stdin)["queue_stats"]))')
   # Archived: each queue's archived prefix (its newest file's max offset + 1), not the rows
   # catalogued, which archive retention (EXTRA="--archive-retention ...") takes away again.
-  archived=$(curl -sf "${H[@]}" "$URL/v1/archive?topic=$TOPIC" | python3 -c '
-import json, sys
-top = {}
-for f in json.load(sys.stdin)["files"]:
-    top[f["queue"]] = max(top.get(f["queue"], 0), f["max_offset"] + 1)
+  # (`/v1/archive` answers a page of up to 10,000 files: follow `next`.)
+  archived=$(URL=$URL TOPIC=$TOPIC AUTH="Bearer $TOKEN" python3 -c '
+import json, os, urllib.parse, urllib.request
+top, after = {}, None
+while True:
+    q = {"topic": os.environ["TOPIC"], "limit": 10000, **({"after": after} if after else {})}
+    req = urllib.request.Request(os.environ["URL"] + "/v1/archive?" + urllib.parse.urlencode(q),
+                                 headers={"Authorization": os.environ["AUTH"]})
+    page = json.load(urllib.request.urlopen(req))
+    for f in page["files"]:
+        top[f["queue"]] = max(top.get(f["queue"], 0), f["max_offset"] + 1)
+    after = page.get("next")
+    if not after:
+        break
 print(sum(top.values()))')
   passes=$(grep -c "compaction pass done" "$LOG" || true)
   # The newest pass's duration and rate of message bytes (the log without its colours).

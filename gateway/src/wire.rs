@@ -355,6 +355,13 @@ pub struct ArchiveQuery {
     #[serde(default)]
     #[param(pattern = "^[A-Za-z0-9._-]{1,127}$")]
     pub topic: Option<String>,
+    /// At most this many files (default 1000).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// The `next` of the previous page: the files after it.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// The answer to a pull, a receive (without `next_offset`) or a lookup by key.
@@ -979,10 +986,14 @@ pub struct ArchiveFile {
     pub bytes: u64,
 }
 
-/// `GET /v1/archive`.
+/// `GET /v1/archive`: a page of files, the attached archive first (by topic, queue and
+/// offset), then files of deleted topics not yet collected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ArchiveList {
     pub files: Vec<ArchiveFile>,
+    /// Present when more files follow: pass it as `after` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[cfg(test)]

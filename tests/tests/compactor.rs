@@ -470,6 +470,22 @@ async fn archive_query_pull_and_retention(backend: Backend) {
         .map(|f| f["rows"].as_u64().unwrap())
         .sum();
     assert_eq!(listed, batches * per_batch);
+    // Page by page, two files at a time: the same files, in the same order.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let r = api.get(&format!("/v1/archive?limit=2{after}")).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let page = r.body["files"].as_array().unwrap();
+        assert!(page.len() <= 2);
+        paged.extend(page.iter().cloned());
+        match r.body["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(&paged, files.body["files"].as_array().unwrap());
+    assert!(paged.len() > 2, "several pages: {}", paged.len());
     let only = api.get("/v1/archive?topic=orders").await;
     assert!(
         only.body["files"].as_array().unwrap().iter().all(

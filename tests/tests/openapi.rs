@@ -343,6 +343,9 @@ async fn malformed_requests_on_every_route_are_400_and_change_nothing() {
         ("GET", "/v1/topics/t1/messages?begin_ms=1", ""),
         ("GET", "/v1/topics/t1/messages?key=k&max=1001", ""),
         ("GET", "/v1/archive?topic=bad%20name", ""),
+        ("GET", "/v1/archive?limit=0", ""),
+        ("GET", "/v1/archive?limit=10001", ""),
+        ("GET", "/v1/archive?after=not-a-token", ""),
     ];
     for (method, path, body) in cases {
         let body = (!body.is_empty()).then(|| body.as_bytes().to_vec());

@@ -256,6 +256,119 @@ pub async fn all_files(
     Ok(out)
 }
 
+/// Where a page of [`list_page`] ended: the listing's order is the attached archive first
+/// (by topic, queue and offset), then deleted topics' files (by topic, queue, offset and path).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ListPosition {
+    pub detached: bool,
+    pub topic: String,
+    pub queue: u32,
+    pub min_offset: u64,
+    pub path: String,
+}
+
+impl ListPosition {
+    fn of(detached: bool, topic: &str, queue: u32, f: &ArchivedFile) -> Self {
+        ListPosition {
+            detached,
+            topic: topic.to_string(),
+            queue,
+            min_offset: f.min_offset,
+            path: f.path.clone(),
+        }
+    }
+
+    /// Whether every file of `topic`/`queue` in `detached`'s section from `min_offset` up to
+    /// (not including) `max_offset` lies at or before this position.
+    fn covers(&self, detached: bool, topic: &str, queue: u32, max_offset: u64) -> bool {
+        (detached, topic, queue) < (self.detached, self.topic.as_str(), self.queue)
+            || ((detached, topic, queue) == (self.detached, self.topic.as_str(), self.queue)
+                && max_offset <= self.min_offset)
+    }
+}
+
+/// One page of the files the state catalogues, in [`ListPosition`] order: at most `limit`
+/// files after `after`, and where the next page starts if more follow. Runs wholly before
+/// `after` are not read, and the attached archive's runs are read only until the page is
+/// full (deleted topics' runs, which are few and collected, are read whole when reached).
+pub async fn list_page(
+    store: &Store,
+    cache: &CatalogueCache,
+    archive: &Archive,
+    after: Option<&ListPosition>,
+    limit: usize,
+) -> Result<(Vec<(String, u32, ArchivedFile)>, Option<ListPosition>)> {
+    let wanted = |p: &ListPosition| after.is_none_or(|a| p > a);
+    let skip = |detached, topic: &str, queue, max_offset| {
+        after.is_some_and(|a| a.covers(detached, topic, queue, max_offset))
+    };
+    // Each file with the section it was listed in.
+    let mut out: Vec<(bool, String, u32, ArchivedFile)> = Vec::new();
+    'attached: for (topic, qs) in &archive.queues {
+        for (&queue, qa) in qs {
+            if skip(false, topic, queue, u64::MAX) {
+                continue;
+            }
+            for run in &qa.runs {
+                if skip(false, topic, queue, run.max_offset) {
+                    continue;
+                }
+                let files = cache.files(store, topic, queue, run).await?;
+                for f in files.iter() {
+                    if wanted(&ListPosition::of(false, topic, queue, f)) {
+                        out.push((false, topic.clone(), queue, f.clone()));
+                        if out.len() > limit {
+                            break 'attached;
+                        }
+                    }
+                }
+            }
+            for f in &qa.files {
+                if wanted(&ListPosition::of(false, topic, queue, f)) {
+                    out.push((false, topic.clone(), queue, f.clone()));
+                    if out.len() > limit {
+                        break 'attached;
+                    }
+                }
+            }
+        }
+    }
+    if out.len() <= limit {
+        let mut detached = Vec::new();
+        for d in &archive.detached_runs {
+            if skip(true, &d.topic, d.queue, d.run.max_offset) {
+                continue;
+            }
+            let files = cache.files(store, &d.topic, d.queue, &d.run).await?;
+            detached.extend(
+                files
+                    .iter()
+                    .filter(|f| wanted(&ListPosition::of(true, &d.topic, d.queue, f)))
+                    .map(|f| (true, d.topic.clone(), d.queue, f.clone())),
+            );
+        }
+        detached.extend(
+            archive
+                .detached
+                .iter()
+                .filter(|d| wanted(&ListPosition::of(true, &d.topic, d.queue, &d.file)))
+                .map(|d| (true, d.topic.clone(), d.queue, d.file.clone())),
+        );
+        detached.sort_by(|a, b| {
+            (&a.1, a.2, a.3.min_offset, &a.3.path).cmp(&(&b.1, b.2, b.3.min_offset, &b.3.path))
+        });
+        detached.truncate(limit + 1 - out.len());
+        out.extend(detached);
+    }
+    let next = (out.len() > limit).then(|| {
+        out.truncate(limit);
+        out.last()
+            .map(|(detached, topic, queue, f)| ListPosition::of(*detached, topic, *queue, f))
+    });
+    let files = out.into_iter().map(|(_, t, q, f)| (t, q, f)).collect();
+    Ok((files, next.flatten()))
+}
+
 /// A run to write: its files, and the runs it replaces (none for a fold).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogueWork {
@@ -462,5 +575,125 @@ mod tests {
         assert_eq!(plan[0].files, vec![file(0), file(1)]);
         assert_eq!(plan[2].replaces[0].min_offset, 0);
         assert_eq!(plan[2].replaces[1].max_offset, 40);
+    }
+
+    /// `file(i)` of `topic`/`queue`, named after them.
+    fn file_of(topic: &str, queue: u32, i: u64, tag: &str) -> ArchivedFile {
+        ArchivedFile {
+            path: format!(
+                "archive/topic={topic}/date=2026-01-01/hour=00/{queue}-{i:04}{tag}.parquet"
+            ),
+            ..file(i)
+        }
+    }
+
+    /// A run of `files` written to the store as object `name`.
+    async fn run_of(
+        store: &Store,
+        name: &str,
+        topic: &str,
+        queue: u32,
+        files: &[ArchivedFile],
+    ) -> CatalogueRun {
+        super::super::index::put_object(store, name, encode(topic, queue, files))
+            .await
+            .expect("put");
+        CatalogueRun::summarize(name, 0, files)
+    }
+
+    #[tokio::test]
+    async fn pages_list_every_file_once_in_order_and_skip_what_lies_before() {
+        use crate::manifest::model::{DetachedFile, DetachedRun};
+        let store = Store::open("memory://").expect("memory");
+        let mut archive = Archive::default();
+        let a0: Vec<_> = (0..7).map(|i| file_of("a", 0, i, "")).collect();
+        let run = run_of(&store, "index/a0.cat", "a", 0, &a0[..5]).await;
+        let qa = archive
+            .queues
+            .entry("a".into())
+            .or_default()
+            .entry(0)
+            .or_default();
+        qa.runs.push(run);
+        qa.files = a0[5..].to_vec();
+        let qa = archive
+            .queues
+            .entry("a".into())
+            .or_default()
+            .entry(1)
+            .or_default();
+        qa.files = (0..2).map(|i| file_of("a", 1, i, "")).collect();
+        let qa = archive
+            .queues
+            .entry("b".into())
+            .or_default()
+            .entry(0)
+            .or_default();
+        qa.files = (0..3).map(|i| file_of("b", 0, i, "")).collect();
+        // A deleted incarnation of `a`: a run and a listed file whose offsets interleave.
+        let old: Vec<_> = (0..3).map(|i| file_of("a", 0, i, "-old")).collect();
+        archive.detached_runs.push(DetachedRun {
+            topic: "a".into(),
+            queue: 0,
+            run: run_of(&store, "index/old.cat", "a", 0, &old).await,
+        });
+        archive.detached.push(DetachedFile {
+            topic: "a".into(),
+            queue: 0,
+            file: file_of("a", 0, 1, "-older"),
+        });
+        let everything = {
+            let cache = CatalogueCache::new(1 << 20);
+            let mut v = all_files(&store, &cache, &archive).await.expect("all");
+            v.sort_by(|x, y| x.2.path.cmp(&y.2.path));
+            v
+        };
+        assert_eq!(everything.len(), 7 + 2 + 3 + 3 + 1);
+        for limit in 1..=everything.len() + 1 {
+            let cache = CatalogueCache::new(1 << 20);
+            let (mut listed, mut after, mut pages) = (Vec::new(), None, 0);
+            loop {
+                let (page, next) = list_page(&store, &cache, &archive, after.as_ref(), limit)
+                    .await
+                    .expect("page");
+                assert!(page.len() <= limit);
+                pages += 1;
+                listed.extend(page);
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            assert_eq!(
+                pages,
+                everything.len().div_ceil(limit).max(1),
+                "limit {limit}"
+            );
+            // The attached archive in (topic, queue, offset) order, then the deleted topic's.
+            let order: Vec<_> = listed
+                .iter()
+                .map(|(t, q, f)| (t.clone(), *q, f.min_offset))
+                .collect();
+            assert_eq!(
+                order[..12]
+                    .iter()
+                    .filter(|k| k.0 == "a" && k.1 == 0)
+                    .count(),
+                7
+            );
+            assert!(order[..12].windows(2).all(|w| w[0] < w[1]), "{order:?}");
+            assert!(order[12..].windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+            assert!(listed[12..].iter().all(|(_, _, f)| f.path.contains("-old")));
+            listed.sort_by(|x, y| x.2.path.cmp(&y.2.path));
+            assert_eq!(listed, everything, "limit {limit}");
+        }
+        // A page that starts past the folded run does not read it.
+        let cache = CatalogueCache::new(1 << 20);
+        let past = ListPosition::of(false, "a", 0, &a0[5]);
+        let (page, _) = list_page(&store, &cache, &archive, Some(&past), 3)
+            .await
+            .expect("page");
+        assert_eq!(page[0].2, a0[6]);
+        assert_eq!(cache.gets(), 0);
     }
 }

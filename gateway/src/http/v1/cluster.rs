@@ -58,11 +58,16 @@ pub(crate) async fn cluster(
     }))
 }
 
-/// The archive's catalogue: every Parquet file with its queue, offsets and publish times.
+/// Files of the archive listed per page of `limit`.
+const DEFAULT_ARCHIVE_PAGE: u32 = 1000;
+const MAX_ARCHIVE_PAGE: u32 = 10_000;
+
+/// The archive's catalogue, a page at a time: Parquet files with their queue, offsets and
+/// publish times.
 #[utoipa::path(get, path = "/v1/archive", tag = "cluster", params(ArchiveQuery),
     responses(
-        (status = 200, description = "The files", body = ArchiveList),
-        (status = 400, description = "Bad query or topic name", body = ErrorBody),
+        (status = 200, description = "A page of files", body = ArchiveList),
+        (status = 400, description = "Bad query, topic name, limit or page token", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn archive(
@@ -75,6 +80,13 @@ pub(crate) async fn archive(
     if let Some(t) = &q.topic {
         service::check_name("topic", t, 127)?;
     }
+    let limit = q.limit.unwrap_or(DEFAULT_ARCHIVE_PAGE);
+    if !(1..=MAX_ARCHIVE_PAGE).contains(&limit) {
+        return Err(ApiError::bad(format!(
+            "limit must be 1..={MAX_ARCHIVE_PAGE}"
+        )));
+    }
+    let after = q.after.as_deref().map(page_token::decode).transpose()?;
     let wanted = |t: &str| q.topic.as_deref().is_none_or(|w| w == t);
     // The wanted part of the catalogue; older files are in catalogue objects, read here.
     let archive = {
@@ -86,8 +98,15 @@ pub(crate) async fn archive(
         a
     };
     let cache = CatalogueCache::new(16 * 1024 * 1024);
-    let all = catalogue::all_files(st.node.store(), &cache, &archive).await?;
-    let files = all
+    let (page, next) = catalogue::list_page(
+        st.node.store(),
+        &cache,
+        &archive,
+        after.as_ref(),
+        limit as usize,
+    )
+    .await?;
+    let files = page
         .into_iter()
         .map(|(topic, queue, f)| ArchiveFile {
             path: f.path,
@@ -101,5 +120,50 @@ pub(crate) async fn archive(
             bytes: f.bytes,
         })
         .collect();
-    Ok(Json(ArchiveList { files }))
+    Ok(Json(ArchiveList {
+        files,
+        next: next.as_ref().map(page_token::encode),
+    }))
+}
+
+/// `next`/`after` of `/v1/archive`: the position where a page ended, as URL-safe base64 of
+/// its JSON. Opaque to clients; one that does not decode is refused as a bad request.
+mod page_token {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use segment_writer::manifest::catalogue::ListPosition;
+
+    use crate::http::error::ApiError;
+
+    pub(super) fn encode(p: &ListPosition) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(p).expect("a position serializes"))
+    }
+
+    pub(super) fn decode(token: &str) -> Result<ListPosition, ApiError> {
+        URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::bad("after is not a page token of /v1/archive"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_token_round_trips_and_garbage_is_refused() {
+            let p = ListPosition {
+                detached: true,
+                topic: "orders".into(),
+                queue: 3,
+                min_offset: 42,
+                path: "archive/topic=orders/x.parquet".into(),
+            };
+            assert_eq!(decode(&encode(&p)).expect("decodes"), p);
+            for bad in ["", "!!", "e30", "bm90IGpzb24"] {
+                assert!(decode(bad).is_err(), "{bad} was accepted");
+            }
+        }
+    }
 }

@@ -260,12 +260,7 @@ async fn old_offsets_fold_into_index_objects_and_stay_readable(backend: Backend)
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let lag = api.get("/v1/groups/g").await;
-    let mut committed = [u64::MAX; 2];
-    for l in lag.body["lag"].as_array().unwrap() {
-        committed[l["queue"].as_u64().unwrap() as usize] = l["committed_offset"].as_u64().unwrap();
-    }
-    assert_eq!(committed, expected, "{:?}", lag.body);
+    assert_eq!(committed_offsets(&api, "g").await, expected);
     // A group created to start at that time starts there too.
     let r = api
         .put(
@@ -274,12 +269,7 @@ async fn old_offsets_fold_into_index_objects_and_stay_readable(backend: Backend)
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let lag = api.get("/v1/groups/late").await;
-    let mut committed = [u64::MAX; 2];
-    for l in lag.body["lag"].as_array().unwrap() {
-        committed[l["queue"].as_u64().unwrap() as usize] = l["committed_offset"].as_u64().unwrap();
-    }
-    assert_eq!(committed, expected, "{:?}", lag.body);
+    assert_eq!(committed_offsets(&api, "late").await, expected);
     // Reset to a time before everything: the group sees every message again.
     let r = api
         .post(
@@ -299,6 +289,16 @@ async fn old_offsets_fold_into_index_objects_and_stay_readable(backend: Backend)
 }
 
 on_real_stores!(old_offsets_fold_into_index_objects_and_stay_readable);
+
+/// The committed offset of each of topic `t`'s two queues for `group`.
+async fn committed_offsets(api: &Api, group: &str) -> [u64; 2] {
+    let lag = api.get(&format!("/v1/groups/{group}")).await;
+    let mut committed = [u64::MAX; 2];
+    for l in lag.body["lag"].as_array().unwrap() {
+        committed[l["queue"].as_u64().unwrap() as usize] = l["committed_offset"].as_u64().unwrap();
+    }
+    committed
+}
 
 /// Small batches ride inline in the manifest delta until the sequencer writes them out; while
 /// `--inline-backlog` of them wait, new batches are written as objects first instead, so the

@@ -300,11 +300,26 @@ pub async fn define_group(
         retry_backoff_ms: backoff,
         push,
     };
+    // A new clustering group starting at a time inside folded index runs starts exactly there
+    // (a broadcast group's cursors start as each consumer first appears: at the run's start).
+    let mut resolved = BTreeMap::new();
+    if let StartFrom::Timestamp(ts) = def.start_from
+        && mode == GroupMode::Clustering
+        && !st.node.state().groups.contains_key(group)
+    {
+        for s in &def.subscriptions {
+            let offsets = resolve_folded(st, &s.topic, ts).await?;
+            if !offsets.is_empty() {
+                resolved.insert(s.topic.clone(), offsets);
+            }
+        }
+    }
     let created = define(
         st,
         Command::CreateGroup {
             group: group.to_string(),
             def: def.clone(),
+            resolved,
         },
     )
     .await?;
@@ -436,46 +451,19 @@ pub async fn reset(st: &AppState, group: &str, topic: &str, to: Position) -> Res
         Position::Named(NamedPosition::Latest) => ResetTarget::Latest,
         Position::Timestamp { timestamp_ms } => ResetTarget::Timestamp(timestamp_ms),
     };
-    // Queues whose offset at that time lies in a folded index run: the exact offset is read
-    // from the run's object here (apply cannot read objects).
-    let folded: Vec<(u32, QueueSnapshot, IndexRun)> = {
+    {
         let s = st.node.state();
-        s.groups
-            .get(group)
-            .ok_or_else(|| Error::group_not_found(group))?;
-        let t = s
-            .topics
-            .get(topic)
-            .ok_or_else(|| Error::topic_not_found(topic))?;
-        match to {
-            ResetTarget::Timestamp(ts) => t
-                .queues
-                .iter()
-                .enumerate()
-                .filter_map(|(qi, q)| {
-                    let run = q.run_at_time(ts)?.clone();
-                    Some((qi as u32, QueueSnapshot::of(q, run.base, 0), run))
-                })
-                .collect(),
-            _ => Vec::new(),
+        if !s.groups.contains_key(group) {
+            return Err(Error::group_not_found(group));
         }
-    };
-    let mut resolved = Vec::with_capacity(folded.len());
-    if let ResetTarget::Timestamp(ts) = to {
-        for (queue, snap, run) in folded {
-            let offset = st
-                .reader
-                .index()
-                .offset_at_time(st.reader.store(), topic, queue, &snap, ts)
-                .await?;
-            resolved.push(ResolvedOffset {
-                queue,
-                run_object: run.object,
-                run_base: run.base,
-                offset,
-            });
+        if !s.topics.contains_key(topic) {
+            return Err(Error::topic_not_found(topic));
         }
     }
+    let resolved = match to {
+        ResetTarget::Timestamp(ts) => resolve_folded(st, topic, ts).await?,
+        _ => Vec::new(),
+    };
     one(submit_and_apply(
         st,
         vec![Command::ResetOffsets {
@@ -487,6 +475,41 @@ pub async fn reset(st: &AppState, group: &str, topic: &str, to: Position) -> Res
     )
     .await?)?;
     Ok(())
+}
+
+/// The exact first offset stored at or after `time_ms` of each queue of `topic` where that
+/// offset lies in a folded index run, read from the run's object here (apply cannot read
+/// objects; the command carries these, and apply uses each only while its run is still the one
+/// the time falls in). Empty for an unknown topic and for queues whose offsets there are listed.
+async fn resolve_folded(st: &AppState, topic: &str, time_ms: i64) -> Result<Vec<ResolvedOffset>> {
+    let folded: Vec<(u32, QueueSnapshot, IndexRun)> = {
+        let s = st.node.state();
+        s.topics.get(topic).map_or_else(Vec::new, |t| {
+            t.queues
+                .iter()
+                .enumerate()
+                .filter_map(|(qi, q)| {
+                    let run = q.run_at_time(time_ms)?.clone();
+                    Some((qi as u32, QueueSnapshot::of(q, run.base, 0), run))
+                })
+                .collect()
+        })
+    };
+    let mut resolved = Vec::with_capacity(folded.len());
+    for (queue, snap, run) in folded {
+        let offset = st
+            .reader
+            .index()
+            .offset_at_time(st.reader.store(), topic, queue, &snap, time_ms)
+            .await?;
+        resolved.push(ResolvedOffset {
+            queue,
+            run_object: run.object,
+            run_base: run.base,
+            offset,
+        });
+    }
+    Ok(resolved)
 }
 
 /// The ranges of the group's dead-letter queue from its first readable offset (up to `max`

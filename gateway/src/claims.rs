@@ -69,16 +69,13 @@ impl Claims {
     }
 }
 
-/// Whether `offset` of `topic`/`queue` is claimed in `mine` (one key's claims).
-pub fn claimed(
-    mine: Option<&HashMap<String, BTreeMap<u32, BTreeSet<u64>>>>,
+/// The offsets of `topic`/`queue` claimed in `mine` (one key's claims), if any.
+pub fn claimed<'a>(
+    mine: Option<&'a HashMap<String, BTreeMap<u32, BTreeSet<u64>>>>,
     topic: &str,
     queue: u32,
-    offset: u64,
-) -> bool {
-    mine.and_then(|m| m.get(topic))
-        .and_then(|q| q.get(&queue))
-        .is_some_and(|set| set.contains(&offset))
+) -> Option<&'a BTreeSet<u64>> {
+    mine.and_then(|m| m.get(topic)).and_then(|q| q.get(&queue))
 }
 
 /// Releases its offsets and message groups when dropped (answered, failed or cancelled alike).
@@ -164,6 +161,13 @@ mod tests {
         let a = {
             let mut held = claims.lock();
             claims.claim(&mut held, "g", &[at("t", 0, 1), at("t", 1, 5)])
+        };
+        // Whether `offset` of `topic`/`queue` is claimed.
+        let claimed = |mine: Option<&HashMap<String, BTreeMap<u32, BTreeSet<u64>>>>,
+                       topic: &str,
+                       queue: u32,
+                       offset: u64| {
+            claimed(mine, topic, queue).is_some_and(|set| set.contains(&offset))
         };
         let b = {
             let mut held = claims.lock();

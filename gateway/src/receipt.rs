@@ -29,9 +29,10 @@ pub struct Receipt {
     pub attempt: u32,
 }
 
-/// Signs and checks receipts.
+/// Signs and checks receipts. Holds the HMAC already keyed (its inner and outer pads hashed
+/// once), cloned per receipt: every message received and every ack signs or checks one.
 #[derive(Clone)]
-pub struct ReceiptKey(Vec<u8>);
+pub struct ReceiptKey(Hmac<Sha256>);
 
 impl std::fmt::Debug for ReceiptKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,11 +51,12 @@ pub fn derive_key(cluster_secret: &[u8], purpose: &str) -> Vec<u8> {
 impl ReceiptKey {
     /// The receipt key of a cluster secret.
     pub fn new(cluster_secret: &[u8]) -> Self {
-        ReceiptKey(derive_key(cluster_secret, "ferrymq receipt v1"))
+        let key = derive_key(cluster_secret, "ferrymq receipt v1");
+        ReceiptKey(Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length"))
     }
 
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = self.0.clone();
         mac.update(payload);
         mac
     }

@@ -272,7 +272,12 @@ pub async fn receive_as(
                     Receiver::Client => true,
                 },
                 // Ordered topics are claimed by message group below, never by offset.
-                |t, q, o| !ordered.contains(t) && crate::claims::claimed(mine, t, q, o),
+                |t, q| {
+                    if ordered.contains(t) {
+                        return None;
+                    }
+                    crate::claims::claimed(mine, t, q)
+                },
             );
             let unordered = candidates.iter().filter(|c| !ordered.contains(&c.topic));
             let claim = st.claims.claim(&mut held, &claim_key, unordered);

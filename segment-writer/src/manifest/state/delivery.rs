@@ -2,6 +2,8 @@
 //! in-flight and push caps), settles (ack, nack, extend), dead letters, expired leases, and the
 //! candidates a receive asks to lease.
 
+use std::collections::BTreeSet;
+
 use crate::manifest::command::SettleAction;
 use crate::manifest::model::{
     Cursor, EventKind, Grant, GroupMode, Lease, LedgerEvent, OffsetRange, Outcome, PUSH_CONSUMER,
@@ -409,18 +411,21 @@ impl State {
             limit,
             |_| None,
             |_, _| true,
-            |_, _, _| false,
+            |_, _| None,
         )
     }
 
     /// [`State::candidates`], except that the queues of a topic for which `ahead` answers
     /// `Some(n)` give up to `n` candidates each, outside the shared `limit` (FIFO topics: a
-    /// receive looks past message groups that have one in flight, in every queue). Offsets
-    /// for which `skip(topic, queue, offset)` answers true are passed over (a gateway's own
-    /// receives in flight claim theirs, so that concurrent receives do not all ask for the
-    /// same offsets).
+    /// receive looks past message groups that have one in flight, in every queue). The
+    /// offsets in `skip(topic, queue)` are passed over (a gateway's own receives in flight
+    /// claim theirs, so that concurrent receives do not all ask for the same offsets).
+    ///
+    /// Each queue is scanned once from its committed offset, stepping over acked, leased,
+    /// retrying and skipped offsets with ordered iterators (no lookup per offset): with
+    /// hundreds of messages in flight per queue a receive walks past all of them.
     #[allow(clippy::too_many_arguments)] // each closure is one question the caller answers
-    pub fn candidates_looking_ahead(
+    pub fn candidates_looking_ahead<'c>(
         &self,
         group: &str,
         consumer: &str,
@@ -428,7 +433,7 @@ impl State {
         limit: usize,
         ahead: impl Fn(&str) -> Option<usize>,
         queues: impl Fn(&str, u32) -> bool,
-        skip: impl Fn(&str, u32, u64) -> bool,
+        skip: impl Fn(&str, u32) -> Option<&'c BTreeSet<u64>>,
     ) -> Vec<QueueOffset> {
         let Some(g) = self.groups.get(group) else {
             return Vec::new();
@@ -449,6 +454,8 @@ impl State {
                     continue;
                 };
                 let mut found = Vec::new();
+                let skipped = skip(&s.topic, qi as u32);
+                let is_skipped = |o: u64| skipped.is_some_and(|set| set.contains(&o));
                 // Only expired leases and due retries can be available (a scan without
                 // allocating per lease: most of them are not).
                 let mut pending: Vec<u64> = c
@@ -468,22 +475,29 @@ impl State {
                     if found.len() >= limit {
                         break;
                     }
-                    if c.availability(offset, now, &g.def).is_some()
-                        && !skip(&s.topic, qi as u32, offset)
-                    {
+                    if c.availability(offset, now, &g.def).is_some() && !is_skipped(offset) {
                         found.push(offset);
                     }
                 }
                 let mut offset = c.committed.max(q.min_offset);
+                // Leased, retrying and skipped offsets from here on, in order: each is passed
+                // once as the scan moves past it.
+                let mut leased = c.leases.range(offset..).map(|(&o, _)| o).peekable();
+                let mut retrying = c.retries.range(offset..).map(|(&o, _)| o).peekable();
+                let mut claimed = skipped
+                    .map(|set| set.range(offset..).copied())
+                    .into_iter()
+                    .flatten()
+                    .peekable();
                 while found.len() < limit && offset < q.next_offset {
                     offset = c.done.next_absent(offset);
                     if offset >= q.next_offset {
                         break;
                     }
-                    if !c.leases.contains_key(&offset)
-                        && !c.retries.contains_key(&offset)
-                        && !skip(&s.topic, qi as u32, offset)
-                    {
+                    let busy = holds(&mut leased, offset)
+                        || holds(&mut retrying, offset)
+                        || holds(&mut claimed, offset);
+                    if !busy {
                         found.push(offset);
                     }
                     offset += 1;
@@ -519,4 +533,11 @@ impl State {
         }
         out
     }
+}
+
+/// Whether the ordered offsets of `it` hold `offset`, passing those below it (the scan that
+/// asks moves forward only).
+fn holds(it: &mut std::iter::Peekable<impl Iterator<Item = u64>>, offset: u64) -> bool {
+    while it.next_if(|&o| o < offset).is_some() {}
+    it.peek() == Some(&offset)
 }

@@ -789,3 +789,77 @@ fn receives_past_the_in_flight_cap_grant_nothing() {
     };
     assert_eq!(grants.len(), 15);
 }
+
+#[test]
+fn candidates_step_over_leased_acked_and_skipped_offsets() {
+    let mut s = Sim::new();
+    s.one(topic("t", 1));
+    s.one(append("t", 0, 300));
+    s.one(Command::CreateGroup {
+        group: "g".into(),
+        def: group_def(1),
+        resolved: Default::default(),
+    });
+    let at = |offset: u64| QueueOffset {
+        topic: "t".into(),
+        queue: 0,
+        offset,
+    };
+    // Every third offset below 150 leased; then the even ones of those acked.
+    let leased: Vec<u64> = (0..150).step_by(3).collect();
+    let version = match s.one(Command::Lease {
+        group: "g".into(),
+        consumer: String::new(),
+        invisible_ms: 60_000,
+        max: leased.len() as u32,
+        candidates: leased.iter().map(|&o| at(o)).collect(),
+        skipped: vec![],
+        message_groups: vec![],
+        located: vec![],
+        max_in_flight: None,
+    }) {
+        Outcome::Leased { grants, .. } => {
+            assert_eq!(grants.len(), leased.len());
+            s.state.version
+        }
+        o => panic!("{o:?}"),
+    };
+    let acked: Vec<u64> = leased.iter().copied().filter(|o| o % 2 == 0).collect();
+    assert!(matches!(
+        s.one(Command::SettleMany {
+            group: "g".into(),
+            consumer: String::new(),
+            topic: "t".into(),
+            queue: 0,
+            lease_version: version,
+            action: SettleAction::Ack,
+            offsets: acked.clone(),
+        }),
+        Outcome::SettledMany { .. }
+    ));
+    let skipped: BTreeSet<u64> = [1, 2, 4, 5, 7, 100, 101, 102, 103, 104, 299]
+        .into_iter()
+        .collect();
+    for limit in [1, 10, 60, 120, 300] {
+        let got: Vec<u64> = s
+            .state
+            .candidates_looking_ahead(
+                "g",
+                "",
+                s.now,
+                limit,
+                |_| None,
+                |_, _| true,
+                |_, _| Some(&skipped),
+            )
+            .into_iter()
+            .map(|c| c.offset)
+            .collect();
+        // The same question asked offset by offset.
+        let want: Vec<u64> = (0..300)
+            .filter(|o| !leased.contains(o) && !skipped.contains(o))
+            .take(limit)
+            .collect();
+        assert_eq!(got, want, "limit {limit}");
+    }
+}

@@ -81,7 +81,7 @@ impl State {
     }
 
     /// Where a new cursor on `topic` starts, per queue (inside a folded index run, a start
-    /// time gives the run's start: see [`Self::start_cursors_resolved`]).
+    /// time gives the run's start; a group's creation passes the exact offsets it read).
     pub fn start_cursors(&self, topic: &str, from: StartFrom) -> Vec<Cursor> {
         self.start_cursors_resolved(topic, from, &[])
     }

@@ -150,6 +150,9 @@ async function main() {
 
   await check('create a group with no retries', async () => {
     await page.click('nav a:has-text("Groups")');
+    // The view changes on the hash change, after the click: fill the new view's form, not
+    // a field of the same name on the page before it.
+    await page.waitForSelector('h1:text-is("Consumer groups")');
     await page.fill('input[name=name]', 'console-billing');
     await page.fill('input[name=topic]', 'console-orders');
     await page.fill('input[name=max_retries]', '0');
@@ -159,6 +162,7 @@ async function main() {
 
   await check('send a test message with a key', async () => {
     await page.click('nav a:has-text("Send")');
+    await page.waitForSelector('h1:text-is("Send a test message")');
     await page.fill('input[name=topic]', 'console-orders');
     await page.fill('input[name=tag]', 'paid');
     await page.fill('input[name=keys]', 'order-42');
@@ -180,6 +184,7 @@ async function main() {
 
   await check('find the message by key: body, properties, trace', async () => {
     await page.click('nav a:has-text("Messages")');
+    await page.waitForSelector('h1:text-is("Find a message")');
     await page.fill('input[name=topic]', 'console-orders');
     await page.selectOption('select[name=by]', 'key');
     await page.fill('input[name=q]', 'order-42');

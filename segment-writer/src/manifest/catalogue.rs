@@ -226,34 +226,16 @@ impl CatalogueCache {
 }
 
 /// Every archive file the state catalogues (attached and detached, listed and in runs) with
-/// its topic and queue, the runs' read through `cache`. For garbage collection and the Iceberg
-/// sync, which must know every file.
+/// its topic and queue, the runs' read through `cache`: [`list_page`] without a limit. For
+/// garbage collection and the Iceberg sync, which must know every file.
 pub async fn all_files(
     store: &Store,
     cache: &CatalogueCache,
     archive: &Archive,
 ) -> Result<Vec<(String, u32, ArchivedFile)>> {
-    let mut out = Vec::new();
-    for (topic, qs) in &archive.queues {
-        for (queue, qa) in qs {
-            for run in &qa.runs {
-                let files = cache.files(store, topic, *queue, run).await?;
-                out.extend(files.iter().map(|f| (topic.clone(), *queue, f.clone())));
-            }
-            out.extend(qa.files.iter().map(|f| (topic.clone(), *queue, f.clone())));
-        }
-    }
-    for d in &archive.detached_runs {
-        let files = cache.files(store, &d.topic, d.queue, &d.run).await?;
-        out.extend(files.iter().map(|f| (d.topic.clone(), d.queue, f.clone())));
-    }
-    out.extend(
-        archive
-            .detached
-            .iter()
-            .map(|d| (d.topic.clone(), d.queue, d.file.clone())),
-    );
-    Ok(out)
+    Ok(list_page(store, cache, archive, None, usize::MAX - 1)
+        .await?
+        .0)
 }
 
 /// Where a page of [`list_page`] ended: the listing's order is the attached archive first
@@ -298,7 +280,19 @@ pub async fn list_page(
     after: Option<&ListPosition>,
     limit: usize,
 ) -> Result<(Vec<(String, u32, ArchivedFile)>, Option<ListPosition>)> {
-    let wanted = |p: &ListPosition| after.is_none_or(|a| p > a);
+    // Past `after`, compared field by field as `ListPosition`'s order does (no allocation).
+    let wanted = |detached: bool, topic: &str, queue: u32, f: &ArchivedFile| {
+        after.is_none_or(|a| {
+            (detached, topic, queue, f.min_offset, f.path.as_str())
+                > (
+                    a.detached,
+                    a.topic.as_str(),
+                    a.queue,
+                    a.min_offset,
+                    a.path.as_str(),
+                )
+        })
+    };
     let skip = |detached, topic: &str, queue, max_offset| {
         after.is_some_and(|a| a.covers(detached, topic, queue, max_offset))
     };
@@ -315,7 +309,7 @@ pub async fn list_page(
                 }
                 let files = cache.files(store, topic, queue, run).await?;
                 for f in files.iter() {
-                    if wanted(&ListPosition::of(false, topic, queue, f)) {
+                    if wanted(false, topic, queue, f) {
                         out.push((false, topic.clone(), queue, f.clone()));
                         if out.len() > limit {
                             break 'attached;
@@ -324,7 +318,7 @@ pub async fn list_page(
                 }
             }
             for f in &qa.files {
-                if wanted(&ListPosition::of(false, topic, queue, f)) {
+                if wanted(false, topic, queue, f) {
                     out.push((false, topic.clone(), queue, f.clone()));
                     if out.len() > limit {
                         break 'attached;
@@ -343,7 +337,7 @@ pub async fn list_page(
             detached.extend(
                 files
                     .iter()
-                    .filter(|f| wanted(&ListPosition::of(true, &d.topic, d.queue, f)))
+                    .filter(|f| wanted(true, &d.topic, d.queue, f))
                     .map(|f| (true, d.topic.clone(), d.queue, f.clone())),
             );
         }
@@ -351,7 +345,7 @@ pub async fn list_page(
             archive
                 .detached
                 .iter()
-                .filter(|d| wanted(&ListPosition::of(true, &d.topic, d.queue, &d.file)))
+                .filter(|d| wanted(true, &d.topic, d.queue, &d.file))
                 .map(|d| (true, d.topic.clone(), d.queue, d.file.clone())),
         );
         detached.sort_by(|a, b| {
